@@ -1,0 +1,29 @@
+//! Errors a handler can get from [`PipelineState`](crate::PipelineState).
+
+/// What went wrong reading or changing a flow's state in memory.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// A field holds a value of another shape than the type asked for.
+    #[error("pipeline state field `{field}` does not decode as the requested type: {source}")]
+    Field {
+        /// The field that was read.
+        field: String,
+        /// Why it did not decode.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The whole state does not decode as the requested type.
+    #[error("pipeline state does not decode as the requested type: {0}")]
+    Read(#[source] serde_json::Error),
+    /// A value could not be turned into JSON.
+    #[error("value cannot be stored in the pipeline state: {0}")]
+    Serialize(#[source] serde_json::Error),
+    /// A whole state must serialize to a JSON object (a struct or a map).
+    #[error("pipeline state must be a JSON object (a struct or a map), not {0}")]
+    NotAnObject(&'static str),
+    /// The request is over and its changes were already written (or
+    /// discarded); a handle kept past its request cannot change anything.
+    #[error("the request this pipeline state belongs to has finished; changes are no longer accepted")]
+    Finished,
+}

@@ -1,0 +1,74 @@
+//! The random id that names a flow, and its one accepted text form.
+
+use std::fmt;
+
+use uuid::Uuid;
+
+/// The id of one flow: 122 random bits (a UUID v4), written as 32 lowercase
+/// hex digits. The Redis key is the configured prefix followed by this text.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PipelineId(Uuid);
+
+impl PipelineId {
+    /// The length of the text form.
+    pub const LEN: usize = 32;
+
+    /// A fresh random id.
+    pub(crate) fn generate() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    /// Parses the text form: exactly 32 lowercase hex digits, nothing else.
+    /// Anything looser (braces, hyphens, upper case) is refused, so one flow
+    /// has exactly one spelling and one Redis key.
+    pub fn parse(text: &str) -> Option<Self> {
+        let bytes = text.as_bytes();
+        if bytes.len() != Self::LEN || !bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return None;
+        }
+        Uuid::try_parse_ascii(bytes).ok().map(Self)
+    }
+}
+
+impl fmt::Display for PipelineId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.simple(), f)
+    }
+}
+
+impl fmt::Debug for PipelineId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PipelineId({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_its_text_form() {
+        let id = PipelineId::generate();
+        let text = id.to_string();
+        assert_eq!(text.len(), PipelineId::LEN);
+        assert_eq!(PipelineId::parse(&text), Some(id));
+    }
+
+    #[test]
+    fn refuses_every_other_spelling() {
+        let id = PipelineId::generate();
+        let hyphenated = id.0.hyphenated().to_string();
+        for bad in [
+            "",
+            "abc",
+            hyphenated.as_str(),
+            &id.to_string().to_uppercase(),
+            &format!("{id}0"),
+            &format!("{{{id}}}"),
+            "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz",
+        ] {
+            assert_eq!(PipelineId::parse(bad), None, "{bad:?}");
+        }
+    }
+}

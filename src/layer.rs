@@ -1,0 +1,321 @@
+//! [`PipelineStateLayer`]: configuration and builder methods.
+
+use std::{sync::Arc, time::Duration};
+
+use cookie::{Key, SameSite};
+use http::StatusCode;
+use tower_layer::Layer;
+
+use crate::{
+    PipelineStateService,
+    config::{Config, Shared},
+    cookies::{Protection, assert_cookie_text},
+};
+
+/// A tower layer that keeps each flow's state in a [`Store`](crate::Store)
+/// (Redis in production): it loads the state before the inner service, puts
+/// a [`PipelineState`](crate::PipelineState) in the request's extensions,
+/// and writes the changes back, once, after.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
+///
+/// let layer = PipelineStateLayer::new(MemoryStore::new())
+///     .key_prefix("auth:pipeline:")
+///     .ttl(Duration::from_secs(10 * 60));
+/// ```
+#[derive(Debug)]
+pub struct PipelineStateLayer<St> {
+    store: Arc<St>,
+    config: Config,
+}
+
+impl<St> Clone for PipelineStateLayer<St> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<St> PipelineStateLayer<St> {
+    /// A layer over `store` with the defaults: cookie `pipeline_id` (Secure,
+    /// HttpOnly, `SameSite=Lax`, `Path=/`), key prefix `pipeline:`, a sliding
+    /// TTL of 10 minutes refreshed on every load, a 1 s timeout per store
+    /// operation, records up to 64 KiB, server errors discard the request's
+    /// changes, conflicts answer 409.
+    ///
+    /// ```
+    /// use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
+    ///
+    /// let layer = PipelineStateLayer::new(MemoryStore::new());
+    /// ```
+    pub fn new(store: St) -> Self {
+        Self {
+            store: Arc::new(store),
+            config: Config::default(),
+        }
+    }
+
+    /// The name of the cookie that carries the flow id (default
+    /// `pipeline_id`).
+    ///
+    /// # Panics
+    /// If `name` is not a valid cookie name (an HTTP token).
+    ///
+    /// ```
+    /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).cookie_name("sso_flow");
+    /// ```
+    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        assert_cookie_text("cookie name", &name, true);
+        self.config.cookie.name = name;
+        self
+    }
+
+    /// The prefix of every Redis key (default `pipeline:`): the key is the
+    /// prefix followed by the 32-hex-digit id. Sentry's layout is
+    /// `auth:pipeline:`.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).key_prefix("auth:pipeline:");
+    /// ```
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.key_prefix = prefix.into();
+        self
+    }
+
+    /// How long a flow lives without a request (default 10 minutes). The TTL
+    /// slides: every write sets it again, and so does every load while
+    /// [`refresh_on_load`](Self::refresh_on_load) is on. Redis counts whole
+    /// seconds; a partial second is rounded up.
+    ///
+    /// # Panics
+    /// If `ttl` is shorter than one second.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).ttl(Duration::from_secs(300));
+    /// ```
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        assert!(
+            ttl >= Duration::from_secs(1),
+            "pipeline state TTL must be at least one second, got {ttl:?}"
+        );
+        self.config.ttl = ttl;
+        self
+    }
+
+    /// Whether every load refreshes the TTL (`GETEX key EX ttl`, default on)
+    /// or only writes do (`GET key`).
+    ///
+    /// ```
+    /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).refresh_on_load(false);
+    /// ```
+    pub fn refresh_on_load(mut self, refresh: bool) -> Self {
+        self.config.refresh_on_load = refresh;
+        self
+    }
+
+    /// Whether the cookie is `Secure` (default on). Turn it off only for
+    /// plain-HTTP development: browsers do not send `Secure` cookies over
+    /// `http://` except to `localhost`.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).secure(false);
+    /// ```
+    pub fn secure(mut self, secure: bool) -> Self {
+        self.config.cookie.secure = secure;
+        self
+    }
+
+    /// Whether the cookie is `HttpOnly`, hidden from scripts (default on).
+    ///
+    /// ```
+    /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).http_only(true);
+    /// ```
+    pub fn http_only(mut self, http_only: bool) -> Self {
+        self.config.cookie.http_only = http_only;
+        self
+    }
+
+    /// The cookie's `SameSite` (default `Lax`). `Strict` breaks logins: the
+    /// browser drops the cookie on the identity provider's redirect back.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer, SameSite};
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).same_site(SameSite::Lax);
+    /// ```
+    pub fn same_site(mut self, same_site: SameSite) -> Self {
+        self.config.cookie.same_site = same_site;
+        self
+    }
+
+    /// The cookie's `Path` (default `/`).
+    ///
+    /// # Panics
+    /// If `path` is empty or holds `;`, `,`, spaces or control characters.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).path("/auth");
+    /// ```
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        let path = path.into();
+        assert_cookie_text("cookie path", &path, false);
+        self.config.cookie.path = path;
+        self
+    }
+
+    /// The cookie's `Domain` (default none: the cookie goes back only to the
+    /// host that set it).
+    ///
+    /// # Panics
+    /// If `domain` is empty or holds `;`, `,`, spaces or control characters.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).domain("example.com");
+    /// ```
+    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+        let domain = domain.into();
+        assert_cookie_text("cookie domain", &domain, false);
+        self.config.cookie.domain = Some(domain);
+        self
+    }
+
+    /// Whether a server-error (5xx) response discards the request's changes
+    /// (default on): a handler that failed half-way leaves the flow as it
+    /// was.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).discard_on_server_error(true);
+    /// ```
+    pub fn discard_on_server_error(mut self, discard: bool) -> Self {
+        self.config.discard_on_server_error = discard;
+        self
+    }
+
+    /// The status of the answer that replaces the handler's response when a
+    /// concurrent request changed the same fields, or cleared the flow, first
+    /// (default `409 Conflict`).
+    ///
+    /// ```
+    /// # use http::StatusCode;
+    /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
+    /// let layer = PipelineStateLayer::new(MemoryStore::new())
+    ///     .conflict_status(StatusCode::SERVICE_UNAVAILABLE);
+    /// ```
+    pub fn conflict_status(mut self, status: StatusCode) -> Self {
+        self.config.conflict_status = status;
+        self
+    }
+
+    /// How long one store operation may take before the request is answered
+    /// `503` (default 1 s).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).timeout(Duration::from_millis(250));
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeout = timeout;
+        self
+    }
+
+    /// The largest record, in bytes, the layer writes (default 64 KiB).
+    /// A request whose state encodes larger is answered `500` and writes
+    /// nothing.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).max_record_size(16 * 1024);
+    /// ```
+    pub fn max_record_size(mut self, bytes: usize) -> Self {
+        self.config.max_record_size = bytes;
+        self
+    }
+
+    /// The longest id cookie value accepted (default 256 bytes). Longer
+    /// values are refused before any signature check or Redis command.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).max_cookie_len(128);
+    /// ```
+    pub fn max_cookie_len(mut self, bytes: usize) -> Self {
+        self.config.cookie.max_len = bytes;
+        self
+    }
+
+    /// Signs the id cookie with `key` (HMAC-SHA256): a forged or tampered id
+    /// is refused without any Redis command. Add older keys with
+    /// [`previous_key`](Self::previous_key) to rotate.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::{Key, MemoryStore, PipelineStateLayer};
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).signed(Key::generate());
+    /// ```
+    pub fn signed(mut self, key: Key) -> Self {
+        self.config.cookie.protection = Protection::Signed(vec![key]);
+        self
+    }
+
+    /// Encrypts and authenticates the id cookie with `key` (AES-256-GCM): the
+    /// client cannot read the id, and a forged one is refused without any
+    /// Redis command. Add older keys with
+    /// [`previous_key`](Self::previous_key) to rotate.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::{Key, MemoryStore, PipelineStateLayer};
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).private(Key::generate());
+    /// ```
+    pub fn private(mut self, key: Key) -> Self {
+        self.config.cookie.protection = Protection::Private(vec![key]);
+        self
+    }
+
+    /// Also accepts cookies signed (or encrypted) with `key`, an older key
+    /// being rotated out. New cookies are always made with the key given to
+    /// [`signed`](Self::signed) or [`private`](Self::private).
+    ///
+    /// # Panics
+    /// If neither `signed` nor `private` was called first.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::{Key, MemoryStore, PipelineStateLayer};
+    /// # let (new_key, old_key) = (Key::generate(), Key::generate());
+    /// let layer = PipelineStateLayer::new(MemoryStore::new())
+    ///     .signed(new_key)
+    ///     .previous_key(old_key);
+    /// ```
+    pub fn previous_key(mut self, key: Key) -> Self {
+        match &mut self.config.cookie.protection {
+            Protection::Signed(keys) | Protection::Private(keys) => keys.push(key),
+            Protection::Plain => panic!("previous_key needs signed(key) or private(key) first"),
+        }
+        self
+    }
+}
+
+impl<S, St> Layer<S> for PipelineStateLayer<St> {
+    type Service = PipelineStateService<S, St>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let shared = Shared {
+            store: self.store.clone(),
+            config: self.config.clone(),
+        };
+        PipelineStateService::new(inner, Arc::new(shared))
+    }
+}

@@ -1,0 +1,107 @@
+//! Field-level changes, and re-applying them on top of a newer record when a
+//! concurrent request wrote first.
+
+use serde_json::Value;
+
+use crate::record::Data;
+
+/// One top-level field this request changed: its value when loaded and its
+/// value now (`None`: absent).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Change {
+    pub(crate) field: String,
+    pub(crate) before: Option<Value>,
+    pub(crate) after: Option<Value>,
+}
+
+/// The fields whose values differ between the loaded state and the current one.
+pub(crate) fn diff(loaded: &Data, current: &Data) -> Vec<Change> {
+    let changed = current
+        .iter()
+        .filter(|(field, value)| loaded.get(*field) != Some(*value))
+        .map(|(field, value)| Change {
+            field: field.clone(),
+            before: loaded.get(field).cloned(),
+            after: Some(value.clone()),
+        });
+    let removed = loaded
+        .iter()
+        .filter(|(field, _)| !current.contains_key(*field))
+        .map(|(field, value)| Change {
+            field: field.clone(),
+            before: Some(value.clone()),
+            after: None,
+        });
+    changed.chain(removed).collect()
+}
+
+/// Applies `changes` to a newer record's data, unless a concurrent writer
+/// changed one of the same fields: then that field is returned and `newer` is
+/// left as it was.
+pub(crate) fn rebase<'a>(changes: &'a [Change], newer: &mut Data) -> Result<(), &'a str> {
+    if let Some(clash) = changes
+        .iter()
+        .find(|change| newer.get(&change.field) != change.before.as_ref())
+    {
+        return Err(&clash.field);
+    }
+    for change in changes {
+        match &change.after {
+            Some(value) => newer.insert(change.field.clone(), value.clone()),
+            None => newer.remove(&change.field),
+        };
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn data(value: Value) -> Data {
+        match value {
+            Value::Object(map) => map,
+            _ => unreachable!("test data is an object"),
+        }
+    }
+
+    #[test]
+    fn diff_finds_set_changed_and_removed_fields_only() {
+        let loaded = data(json!({"same": 1, "changed": 1, "removed": 1}));
+        let current = data(json!({"same": 1, "changed": 2, "added": 3}));
+        let mut changes = diff(&loaded, &current);
+        changes.sort_by(|a, b| a.field.cmp(&b.field));
+        let fields: Vec<_> = changes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(fields, ["added", "changed", "removed"]);
+        assert_eq!(changes[1].before, Some(json!(1)));
+        assert_eq!(changes[1].after, Some(json!(2)));
+        assert_eq!(changes[2].after, None);
+    }
+
+    #[test]
+    fn rebase_keeps_the_other_writers_fields() {
+        let loaded = data(json!({"a": 1, "b": 1}));
+        let changes = diff(&loaded, &data(json!({"a": 2, "b": 1})));
+        let mut newer = data(json!({"a": 1, "b": 5, "c": 9}));
+        rebase(&changes, &mut newer).unwrap();
+        assert_eq!(newer, data(json!({"a": 2, "b": 5, "c": 9})));
+    }
+
+    #[test]
+    fn rebase_refuses_a_field_the_other_writer_changed() {
+        let loaded = data(json!({"a": 1}));
+        let changes = diff(&loaded, &data(json!({"a": 2})));
+        let mut newer = data(json!({"a": 3}));
+        assert_eq!(rebase(&changes, &mut newer), Err("a"));
+        assert_eq!(newer, data(json!({"a": 3})));
+    }
+
+    #[test]
+    fn rebase_refuses_a_field_the_other_writer_removed() {
+        let loaded = data(json!({"a": 1}));
+        let changes = diff(&loaded, &data(json!({"a": 2})));
+        let mut newer = Data::new();
+        assert_eq!(rebase(&changes, &mut newer), Err("a"));
+    }
+}

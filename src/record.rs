@@ -1,0 +1,158 @@
+//! The stored form of a flow's state.
+//!
+//! A record is one JSON object whose first two members are fixed:
+//! `{"format":1,"version":7,"data":{...}}`. `format` lets a later release read
+//! what this one wrote; `version` counts writes and is what the atomic
+//! compare-and-set compares. The fixed member order lets the Redis script read
+//! the version with a pattern match instead of decoding the whole record.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The format this release writes and reads.
+pub(crate) const FORMAT: u32 = 1;
+
+/// A flow's state: its top-level fields.
+pub(crate) type Data = Map<String, Value>;
+
+#[derive(Serialize)]
+struct Encode<'a> {
+    format: u32,
+    version: u64,
+    data: &'a Data,
+}
+
+#[derive(Deserialize)]
+struct Decode {
+    format: u32,
+    version: u64,
+    data: Data,
+}
+
+/// A decoded record.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Record {
+    pub(crate) version: u64,
+    pub(crate) data: Data,
+}
+
+/// Why a stored record could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DecodeError {
+    #[error("not a pipeline state record: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("record format {0} is not known to this release (it reads format {FORMAT})")]
+    UnknownFormat(u32),
+}
+
+pub(crate) fn encode(version: u64, data: &Data) -> Vec<u8> {
+    // Serializing a map of `Value`s cannot fail: every key is a string.
+    serde_json::to_vec(&Encode {
+        format: FORMAT,
+        version,
+        data,
+    })
+    .expect("a JSON map always serializes")
+}
+
+/// Decodes a record. Nesting is bounded by serde_json's recursion limit
+/// (128), so a hostile record cannot exhaust the stack.
+pub(crate) fn decode(raw: &[u8]) -> Result<Record, DecodeError> {
+    let Decode {
+        format,
+        version,
+        data,
+    } = serde_json::from_slice(raw)?;
+    if format != FORMAT {
+        return Err(DecodeError::UnknownFormat(format));
+    }
+    Ok(Record { version, data })
+}
+
+/// Reads a record's version without decoding it, exactly as the Redis
+/// compare-and-set script does: the text must start with
+/// `{"format":<digits>,"version":<digits>,`.
+pub fn version_of(raw: &[u8]) -> Option<u64> {
+    let rest = raw.strip_prefix(b"{\"format\":")?;
+    let rest = skip_digits(rest).1;
+    let rest = rest.strip_prefix(b",\"version\":")?;
+    let (digits, rest) = skip_digits(rest);
+    if digits.is_empty() || !rest.starts_with(b",") {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+fn skip_digits(bytes: &[u8]) -> (&[u8], &[u8]) {
+    let end = bytes
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(bytes.len());
+    bytes.split_at(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn data(value: Value) -> Data {
+        match value {
+            Value::Object(map) => map,
+            _ => unreachable!("test data is an object"),
+        }
+    }
+
+    #[test]
+    fn encodes_with_the_fixed_header_and_decodes_back() {
+        let fields = data(json!({"step": 2, "nested": {"a": [1, 2]}}));
+        let raw = encode(41, &fields);
+        assert!(raw.starts_with(br#"{"format":1,"version":41,"data":"#));
+        assert_eq!(version_of(&raw), Some(41));
+        assert_eq!(
+            decode(&raw).unwrap(),
+            Record {
+                version: 41,
+                data: fields
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_other_formats_and_garbage() {
+        assert!(matches!(
+            decode(br#"{"format":2,"version":1,"data":{}}"#),
+            Err(DecodeError::UnknownFormat(2))
+        ));
+        assert!(matches!(decode(b"not json"), Err(DecodeError::Json(_))));
+        assert!(matches!(
+            decode(br#"{"format":1,"version":1,"data":[]}"#),
+            Err(DecodeError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_absurdly_deep_json() {
+        let deep = format!(
+            r#"{{"format":1,"version":1,"data":{{"x":{}{}}}}}"#,
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        assert!(matches!(decode(deep.as_bytes()), Err(DecodeError::Json(_))));
+    }
+
+    #[test]
+    fn version_of_needs_the_exact_header() {
+        assert_eq!(version_of(br#"{"format":1,"version":7,"data":{}}"#), Some(7));
+        for bad in [
+            "",
+            "\u{fffd}",
+            r#"{"version":7,"format":1,"data":{}}"#,
+            r#"{"format":1,"version":,"data":{}}"#,
+            r#"{"format":1,"version":7"#,
+            r#"{"format":1,"version":99999999999999999999999,"data":{}}"#,
+        ] {
+            assert_eq!(version_of(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! [`PipelineState`]: the handle a handler uses to read and change its flow's
+//! state in memory. The layer writes the result back after the handler.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
+
+use crate::{StateError, id::PipelineId, record::Data};
+
+/// How the state arrived with the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Status {
+    /// No usable id came with the request (none, malformed, or forged): the
+    /// state is fresh and empty, and no Redis command was sent.
+    New,
+    /// The id named a live record, and its state was loaded.
+    Loaded,
+    /// An id came but its record is gone (it expired or was cleared) or does
+    /// not decode (logged as a warning). The state is empty; writing to it
+    /// starts a new flow under a new id.
+    Expired,
+}
+
+/// Where the request's state came from; decides which Redis command ends it.
+#[derive(Debug, Clone)]
+pub(crate) enum Origin {
+    New { had_cookie: bool },
+    Loaded { id: PipelineId, version: u64 },
+    Expired { id: PipelineId },
+}
+
+impl Origin {
+    /// The id that came with the request and was looked up.
+    pub(crate) fn came_id(&self) -> Option<PipelineId> {
+        match self {
+            Origin::New { .. } => None,
+            Origin::Loaded { id, .. } | Origin::Expired { id } => Some(*id),
+        }
+    }
+}
+
+/// Which record the request's changes go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// Nothing to write (yet): a new or expired state no one wrote to, or a
+    /// cleared one.
+    Nothing,
+    /// The loaded record, updated in place by compare-and-set.
+    Loaded,
+    /// A new record under a new id (first write to a new or expired state, a
+    /// write after `clear`, or `regenerate`).
+    Fresh(PipelineId),
+}
+
+/// The state behind a handle; the layer reads it once the handler is done.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) origin: Origin,
+    pub(crate) data: Data,
+    /// The state as loaded, copied at the first change so that a read-only
+    /// request never copies anything. `Some` means "changed in memory".
+    pub(crate) base: Option<Data>,
+    pub(crate) target: Target,
+    /// `regenerate` was called: create the record even if it is empty.
+    pub(crate) regenerated: bool,
+    pub(crate) cleared: bool,
+    finished: bool,
+}
+
+/// The flow's state for the current request: a cheap, cloneable handle that
+/// [`PipelineStateLayer`](crate::PipelineStateLayer) puts in the request's
+/// extensions.
+///
+/// All methods work in memory and return at once; the layer loads the state
+/// before the handler and writes what changed after it. The state is a set
+/// of named top-level fields, each any serde value. Concurrency is handled
+/// per field: when two requests of one flow race, changes to different fields
+/// both survive, and changes to the same field make the later request answer
+/// `409 Conflict` instead of silently winning.
+///
+/// ```
+/// use tower_pipeline_state::{PipelineState, Status};
+///
+/// let state = PipelineState::detached();
+/// assert_eq!(state.status(), Status::New);
+/// state.set("provider", "github").unwrap();
+/// let provider: Option<String> = state.get("provider").unwrap();
+/// assert_eq!(provider.as_deref(), Some("github"));
+/// ```
+#[derive(Clone, Debug)]
+pub struct PipelineState(Arc<Mutex<Inner>>);
+
+impl PipelineState {
+    pub(crate) fn from_origin(origin: Origin, data: Data) -> Self {
+        Self(Arc::new(Mutex::new(Inner {
+            target: match origin {
+                Origin::Loaded { .. } => Target::Loaded,
+                _ => Target::Nothing,
+            },
+            origin,
+            data,
+            base: None,
+            regenerated: false,
+            cleared: false,
+            finished: false,
+        })))
+    }
+
+    /// A new, empty state that belongs to no request: for unit tests of
+    /// handler logic. Nothing it does reaches a store.
+    pub fn detached() -> Self {
+        Self::from_origin(Origin::New { had_cookie: false }, Data::new())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // No user code runs while the lock is held, so a poisoned lock still
+        // holds consistent data.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How the state arrived with this request.
+    pub fn status(&self) -> Status {
+        match self.lock().origin {
+            Origin::New { .. } => Status::New,
+            Origin::Loaded { .. } => Status::Loaded,
+            Origin::Expired { .. } => Status::Expired,
+        }
+    }
+
+    /// The id the flow is stored under once this request ends: the loaded
+    /// id, or the new one after the first write to a new or expired state or
+    /// after [`regenerate`](Self::regenerate). `None` while there is nothing
+    /// to store.
+    pub fn id(&self) -> Option<PipelineId> {
+        let inner = self.lock();
+        match inner.target {
+            Target::Nothing => None,
+            Target::Loaded => inner.origin.came_id(),
+            Target::Fresh(id) => Some(id),
+        }
+    }
+
+    /// Reads one field as `T`. `Ok(None)` when the field is absent.
+    pub fn get<T: DeserializeOwned>(&self, field: &str) -> Result<Option<T>, StateError> {
+        let inner = self.lock();
+        inner
+            .data
+            .get(field)
+            .map(|value| {
+                T::deserialize(value).map_err(|source| StateError::Field {
+                    field: field.to_owned(),
+                    source,
+                })
+            })
+            .transpose()
+    }
+
+    /// Whether a field is present.
+    pub fn contains(&self, field: &str) -> bool {
+        self.lock().data.contains_key(field)
+    }
+
+    /// Whether the state has no fields.
+    pub fn is_empty(&self) -> bool {
+        self.lock().data.is_empty()
+    }
+
+    /// Sets one field. Setting a field to the value it already has is not a
+    /// change and writes nothing.
+    pub fn set<T: Serialize + ?Sized>(&self, field: &str, value: &T) -> Result<(), StateError> {
+        let value = serde_json::to_value(value).map_err(StateError::Serialize)?;
+        self.change(|data| {
+            data.insert(field.to_owned(), value);
+        })
+    }
+
+    /// Removes one field, returning whether it was present.
+    pub fn remove(&self, field: &str) -> Result<bool, StateError> {
+        let mut removed = false;
+        self.change(|data| removed = data.remove(field).is_some())?;
+        Ok(removed)
+    }
+
+    /// Reads the whole state as `T` (a struct whose fields are the state's
+    /// fields, or a map).
+    pub fn read<T: DeserializeOwned>(&self) -> Result<T, StateError> {
+        T::deserialize(&self.lock().data).map_err(StateError::Read)
+    }
+
+    /// Replaces the whole state with `value`, which must serialize to a JSON
+    /// object (a struct or a map). Only the fields whose values differ count
+    /// as changed.
+    pub fn replace<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), StateError> {
+        let fields = to_object(value)?;
+        self.change(|data| *data = fields)
+    }
+
+    /// Starts the flow over under a new id with `initial` as its whole state
+    /// (a struct or a map). When the request ends, the old record is deleted
+    /// and the new one created, and the client gets the new id: an id known
+    /// before (for instance one planted by an attacker) leads nowhere after.
+    pub fn regenerate<T: Serialize + ?Sized>(&self, initial: &T) -> Result<(), StateError> {
+        let fields = to_object(initial)?;
+        let mut inner = self.lock();
+        inner.writable()?;
+        inner.data = fields;
+        inner.base = None;
+        inner.target = Target::Fresh(PipelineId::generate());
+        inner.regenerated = true;
+        inner.cleared = false;
+        Ok(())
+    }
+
+    /// Ends the flow: the state is emptied now; when the request ends its
+    /// record is deleted and the client's cookie expired. A later write in
+    /// the same request starts a new flow under a new id.
+    pub fn clear(&self) -> Result<(), StateError> {
+        let mut inner = self.lock();
+        inner.writable()?;
+        inner.data.clear();
+        inner.base = None;
+        inner.target = Target::Nothing;
+        inner.regenerated = false;
+        inner.cleared = true;
+        Ok(())
+    }
+
+    /// Whether [`clear`](Self::clear) was called in this request (and
+    /// nothing was written since).
+    pub fn is_cleared(&self) -> bool {
+        let inner = self.lock();
+        inner.cleared && inner.target == Target::Nothing
+    }
+
+    fn change(&self, apply: impl FnOnce(&mut Data)) -> Result<(), StateError> {
+        let mut inner = self.lock();
+        inner.writable()?;
+        if inner.target == Target::Nothing {
+            // The first write to a state with no live record starts a new
+            // flow; a client-chosen id is never adopted.
+            inner.target = Target::Fresh(PipelineId::generate());
+        }
+        if inner.target == Target::Loaded && inner.base.is_none() {
+            inner.base = Some(inner.data.clone());
+        }
+        apply(&mut inner.data);
+        Ok(())
+    }
+
+    /// Ends the request's hold on the state: later changes are refused (reads
+    /// still work), and the layer reads what to write.
+    pub(crate) fn finish(&self) -> MutexGuard<'_, Inner> {
+        let mut inner = self.lock();
+        inner.finished = true;
+        inner
+    }
+}
+
+impl Inner {
+    fn writable(&self) -> Result<(), StateError> {
+        if self.finished {
+            Err(StateError::Finished)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn to_object<T: Serialize + ?Sized>(value: &T) -> Result<Data, StateError> {
+    match serde_json::to_value(value).map_err(StateError::Serialize)? {
+        Value::Object(map) => Ok(map),
+        Value::Null => Err(StateError::NotAnObject("null")),
+        Value::Bool(_) => Err(StateError::NotAnObject("a boolean")),
+        Value::Number(_) => Err(StateError::NotAnObject("a number")),
+        Value::String(_) => Err(StateError::NotAnObject("a string")),
+        Value::Array(_) => Err(StateError::NotAnObject("an array")),
+    }
+}

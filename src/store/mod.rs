@@ -1,0 +1,90 @@
+//! Where records live: the [`Store`] trait, [`RedisStore`] for production and
+//! [`MemoryStore`] for examples and tests.
+//!
+//! A store keeps opaque records under string keys with a TTL, and offers the
+//! handful of operations the layer needs, each one round trip. Records are
+//! produced by the layer; a store only needs [`record_version`] to implement
+//! the compare-and-set of [`Store::update`].
+
+use std::{future::Future, time::Duration};
+
+mod memory;
+mod redis;
+
+pub use self::memory::MemoryStore;
+pub use self::redis::{Bb8Pool, PooledConnection, RedisConnection, RedisStore};
+pub use crate::record::version_of as record_version;
+
+/// What a compare-and-set found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UpdateOutcome {
+    /// The record had the expected version and was replaced.
+    Written,
+    /// No record under that key (expired or deleted meanwhile): nothing was
+    /// written, so a cleared flow is never brought back.
+    Missing,
+    /// The record has another version (a concurrent request wrote first):
+    /// nothing was written; here is the record as it is now.
+    Newer(Vec<u8>),
+}
+
+/// A failure to talk to the store. The layer answers `503 Service
+/// Unavailable` for it and logs this text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The Redis client reported an error (connection refused, reset, a
+    /// server error reply...).
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    /// The operation did not finish within the layer's timeout.
+    #[error("no answer from the store within {0:?}")]
+    Timeout(Duration),
+    /// A connection pool could not hand out a connection in time.
+    #[error("no connection available from the pool in time")]
+    PoolTimeout,
+    /// The store answered something this crate does not expect.
+    #[error("unexpected reply from the store: {0}")]
+    Protocol(String),
+}
+
+/// A place to keep records, with a TTL per key.
+///
+/// Each method is one round trip to the backing service. Implementations must
+/// be safe to call concurrently from many requests.
+pub trait Store: Send + Sync + 'static {
+    /// Reads the record under `key`, `None` when there is none. When
+    /// `refresh` is given, the key's TTL is set to it by the same command
+    /// (Redis: `GETEX key EX ttl`).
+    fn load(
+        &self,
+        key: &str,
+        refresh: Option<Duration>,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+
+    /// Creates `record` under `key` with `ttl` unless a record already has
+    /// that key (Redis: `SET key record NX EX ttl`); returns whether it was
+    /// created. When `replacing` is given, that key is deleted first, in the
+    /// same round trip.
+    fn create(
+        &self,
+        key: &str,
+        record: &[u8],
+        ttl: Duration,
+        replacing: Option<&str>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Atomically replaces the record under `key` with `record` and sets its
+    /// TTL, only if the stored record's [`record_version`] is `version`.
+    fn update(
+        &self,
+        key: &str,
+        version: u64,
+        record: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send;
+
+    /// Deletes the record under `key`, if any.
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

@@ -1,0 +1,253 @@
+//! [`RedisStore`]: records in Redis, one command (or one pipelined round
+//! trip) per operation.
+
+use std::{future::Future, sync::LazyLock, time::Duration};
+
+use bb8_redis::RedisConnectionManager;
+use redis::{
+    Client, Cmd, RedisFuture, Script, Value,
+    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    cmd,
+};
+
+use super::{Store, StoreError, UpdateOutcome};
+
+/// The versioned compare-and-set. It reads the stored version from the
+/// record's fixed header (see `record.rs`) without decoding the record, and
+/// returns 1 when it wrote, 0 when the key is gone, or the stored record when
+/// its version differs, so the caller can merge without another read.
+const COMPARE_AND_SET: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if not current then
+  return 0
+end
+if string.match(current, '^{"format":%d+,"version":(%d+),') == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return current
+"#;
+
+/// `redis::Script` sends `EVALSHA` and, after a `NOSCRIPT` (Redis restarted
+/// or flushed its script cache), loads the script and retries.
+static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(COMPARE_AND_SET));
+
+/// Something [`RedisStore`] can get a Redis connection from.
+///
+/// Implemented for every cloneable redis-rs async connection
+/// ([`ConnectionManager`], `MultiplexedConnection`, a cluster connection) and
+/// for [`Bb8Pool`].
+pub trait RedisConnection: Send + Sync + 'static {
+    /// The connection one operation runs on.
+    type Connection: ConnectionLike + Send;
+
+    /// A connection for one operation.
+    fn connection(&self) -> impl Future<Output = Result<Self::Connection, StoreError>> + Send;
+}
+
+impl<C> RedisConnection for C
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    type Connection = C;
+
+    async fn connection(&self) -> Result<C, StoreError> {
+        Ok(self.clone())
+    }
+}
+
+/// A bb8 pool of Redis connections, for applications that already own one.
+/// Each operation holds one pooled connection for its round trip.
+#[derive(Clone, Debug)]
+pub struct Bb8Pool(pub bb8::Pool<RedisConnectionManager>);
+
+/// A connection checked out of a [`Bb8Pool`] for one operation.
+pub struct PooledConnection(bb8::PooledConnection<'static, RedisConnectionManager>);
+
+impl ConnectionLike for PooledConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.0.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.0.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
+    }
+}
+
+impl RedisConnection for Bb8Pool {
+    type Connection = PooledConnection;
+
+    async fn connection(&self) -> Result<PooledConnection, StoreError> {
+        match self.0.get_owned().await {
+            Ok(connection) => Ok(PooledConnection(connection)),
+            Err(bb8::RunError::User(error)) => Err(StoreError::Redis(error)),
+            Err(bb8::RunError::TimedOut) => Err(StoreError::PoolTimeout),
+        }
+    }
+}
+
+/// Records in Redis (6.2 or later, for `GETEX`).
+///
+/// | operation | command |
+/// | --- | --- |
+/// | load | `GETEX key EX ttl` (`GET key` when refresh on load is off) |
+/// | create | `SET key record NX EX ttl`, after `DEL old` in the same round trip when replacing |
+/// | update | `EVALSHA` of a compare-and-set script (`GET`, then `SET ... EX ttl` if the version matches) |
+/// | delete | `DEL key` |
+#[derive(Clone, Debug)]
+pub struct RedisStore<C = ConnectionManager> {
+    connection: C,
+}
+
+impl RedisStore<ConnectionManager> {
+    /// Connects to Redis at `url` (`redis://host:port/db`) with a
+    /// [`ConnectionManager`], which multiplexes all requests over one
+    /// connection and reconnects by itself after a failure. This is the
+    /// recommended setup.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), tower_pipeline_state::StoreError> {
+    /// use tower_pipeline_state::RedisStore;
+    ///
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let client = Client::open(url)?;
+        // Fail fast: the layer answers 503 while Redis is away, and the
+        // manager reconnects on the next command after an I/O error.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(1);
+        let manager = ConnectionManager::new_with_config(client, config).await?;
+        Ok(Self::new(manager))
+    }
+}
+
+impl RedisStore<Bb8Pool> {
+    /// Uses a bb8 pool the application already owns.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use bb8_redis::RedisConnectionManager;
+    /// use tower_pipeline_state::RedisStore;
+    ///
+    /// let manager = RedisConnectionManager::new("redis://127.0.0.1:6379")?;
+    /// let pool = bb8::Pool::builder().max_size(8).build(manager).await?;
+    /// let store = RedisStore::from_pool(pool);
+    /// # Ok(()) }
+    /// ```
+    pub fn from_pool(pool: bb8::Pool<RedisConnectionManager>) -> Self {
+        Self::new(Bb8Pool(pool))
+    }
+}
+
+impl<C: RedisConnection> RedisStore<C> {
+    /// Uses any connection source: a clonable redis-rs async connection
+    /// (`ConnectionManager`, `MultiplexedConnection`, a cluster connection)
+    /// or a [`Bb8Pool`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tower_pipeline_state::RedisStore;
+    ///
+    /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    /// let connection = client.get_multiplexed_async_connection().await?;
+    /// let store = RedisStore::new(connection);
+    /// # Ok(()) }
+    /// ```
+    pub fn new(connection: C) -> Self {
+        Self { connection }
+    }
+}
+
+/// Redis expiries are whole seconds; a partial second is rounded up so a
+/// record never lives shorter than asked.
+fn seconds(ttl: Duration) -> u64 {
+    ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0)
+}
+
+impl<C: RedisConnection> Store for RedisStore<C> {
+    async fn load(&self, key: &str, refresh: Option<Duration>) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut connection = self.connection.connection().await?;
+        let command = match refresh {
+            Some(ttl) => cmd("GETEX").arg(key).arg("EX").arg(seconds(ttl)).take(),
+            None => cmd("GET").arg(key).take(),
+        };
+        Ok(command.query_async(&mut connection).await?)
+    }
+
+    async fn create(
+        &self,
+        key: &str,
+        record: &[u8],
+        ttl: Duration,
+        replacing: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut connection = self.connection.connection().await?;
+        let mut pipe = redis::pipe();
+        if let Some(old) = replacing {
+            pipe.cmd("DEL").arg(old).ignore();
+        }
+        pipe.cmd("SET")
+            .arg(key)
+            .arg(record)
+            .arg("NX")
+            .arg("EX")
+            .arg(seconds(ttl));
+        let (created,): (Option<String>,) = pipe.query_async(&mut connection).await?;
+        Ok(created.is_some())
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        version: u64,
+        record: &[u8],
+        ttl: Duration,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let mut connection = self.connection.connection().await?;
+        let reply: Value = SCRIPT
+            .key(key)
+            .arg(version)
+            .arg(record)
+            .arg(seconds(ttl))
+            .invoke_async(&mut connection)
+            .await?;
+        match reply {
+            Value::Int(1) => Ok(UpdateOutcome::Written),
+            Value::Int(0) => Ok(UpdateOutcome::Missing),
+            Value::BulkString(current) => Ok(UpdateOutcome::Newer(current)),
+            other => Err(StoreError::Protocol(format!(
+                "compare-and-set script answered {other:?}"
+            ))),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let mut connection = self.connection.connection().await?;
+        let _: i64 = cmd("DEL").arg(key).query_async(&mut connection).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_round_up_to_whole_seconds() {
+        assert_eq!(seconds(Duration::from_secs(600)), 600);
+        assert_eq!(seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(seconds(Duration::from_millis(1)), 1);
+    }
+}
