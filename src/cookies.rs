@@ -138,7 +138,10 @@ impl CookieConfig {
             Protection::Signed(keys) => jar.signed_mut(&keys[0]).add(cookie),
             Protection::Private(keys) => jar.private_mut(&keys[0]).add(cookie),
         }
-        jar.delta().next().cloned().expect("the jar holds the cookie just added")
+        jar.delta()
+            .next()
+            .cloned()
+            .expect("the jar holds the cookie just added")
     }
 }
 
@@ -186,7 +189,10 @@ mod tests {
         let value = value_of(&config.set(id));
         let header = format!("other=1; pipeline_id={value}");
         assert_eq!(config.read(&request_with(&header)), Incoming::Id(id));
-        assert_eq!(config.read(&request_with("pipeline_id=nope")), Incoming::Rejected);
+        assert_eq!(
+            config.read(&request_with("pipeline_id=nope")),
+            Incoming::Rejected
+        );
         assert_eq!(config.read(&request_with("other=1")), Incoming::Absent);
         assert_eq!(config.read(&HeaderMap::new()), Incoming::Absent);
     }
@@ -197,8 +203,18 @@ mod tests {
             domain: Some("example.com".into()),
             ..CookieConfig::default()
         };
-        let text = config.set(PipelineId::generate()).to_str().unwrap().to_owned();
-        for part in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/", "Domain=example.com"] {
+        let text = config
+            .set(PipelineId::generate())
+            .to_str()
+            .unwrap()
+            .to_owned();
+        for part in [
+            "HttpOnly",
+            "SameSite=Lax",
+            "Secure",
+            "Path=/",
+            "Domain=example.com",
+        ] {
             assert!(text.contains(part), "{text} lacks {part}");
         }
         let removal = config.removal().to_str().unwrap().to_owned();

@@ -24,6 +24,8 @@ pub enum StateError {
     NotAnObject(&'static str),
     /// The request is over and its changes were already written (or
     /// discarded); a handle kept past its request cannot change anything.
-    #[error("the request this pipeline state belongs to has finished; changes are no longer accepted")]
+    #[error(
+        "the request this pipeline state belongs to has finished; changes are no longer accepted"
+    )]
     Finished,
 }

@@ -42,7 +42,10 @@ impl<S: Send + Sync> FromRequestParts<S> for PipelineState {
 impl<S: Send + Sync> OptionalFromRequestParts<S> for PipelineState {
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
         Ok(parts.extensions.get::<PipelineState>().cloned())
     }
 }

@@ -163,7 +163,9 @@ async fn create<St: Store>(
         let key = config.key(id);
         let created = timed(
             config.timeout,
-            shared.store.create(&key, &record, config.ttl, old_key.as_deref()),
+            shared
+                .store
+                .create(&key, &record, config.ttl, old_key.as_deref()),
         )
         .await?;
         if created {

@@ -40,6 +40,9 @@ where
     state: Option<PipelineState>,
 }
 
+// The waiting request makes `Load` the largest variant; boxing it would cost
+// an allocation per request to save space the task holds for one request.
+#[allow(clippy::large_enum_variant)]
 #[pin_project(project = StepProj)]
 enum Step<S, ReqBody>
 where
@@ -68,7 +71,12 @@ where
     S: Service<Request<ReqBody>>,
     St: Store,
 {
-    pub(crate) fn load(shared: Arc<Shared<St>>, id: PipelineId, inner: S, request: Request<ReqBody>) -> Self {
+    pub(crate) fn load(
+        shared: Arc<Shared<St>>,
+        id: PipelineId,
+        inner: S,
+        request: Request<ReqBody>,
+    ) -> Self {
         let store = shared.clone();
         let load = Box::pin(async move {
             let config = &store.config;
@@ -86,7 +94,12 @@ where
         }
     }
 
-    pub(crate) fn call(shared: Arc<Shared<St>>, state: PipelineState, mut inner: S, request: Request<ReqBody>) -> Self {
+    pub(crate) fn call(
+        shared: Arc<Shared<St>>,
+        state: PipelineState,
+        mut inner: S,
+        request: Request<ReqBody>,
+    ) -> Self {
         Self {
             step: Step::Call {
                 future: inner.call(request),
@@ -150,7 +163,10 @@ where
                 StepProj::Call { future } => {
                     let response = ready!(future.poll(cx))?;
                     let state = this.state.take().expect("polled after completion");
-                    let discard = discards(response.status(), this.shared.config.discard_on_server_error);
+                    let discard = discards(
+                        response.status(),
+                        this.shared.config.discard_on_server_error,
+                    );
                     let Some(plan) = plan(&state, discard) else {
                         return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                     };
@@ -163,7 +179,11 @@ where
                 StepProj::Flush { flush, response } => {
                     let flushed = ready!(flush.as_mut().poll(cx));
                     let response = response.take().expect("polled after completion");
-                    return Poll::Ready(Ok(finish(response, flushed, this.shared.config.conflict_status)));
+                    return Poll::Ready(Ok(finish(
+                        response,
+                        flushed,
+                        this.shared.config.conflict_status,
+                    )));
                 }
             }
         }
@@ -172,7 +192,11 @@ where
 
 /// The response once the write is done: the handler's, with the cookie if
 /// the id changed, or the layer's own when the write did not happen.
-fn finish<B>(response: Response<B>, flushed: Flushed, conflict: StatusCode) -> Response<ResponseBody<B>> {
+fn finish<B>(
+    response: Response<B>,
+    flushed: Flushed,
+    conflict: StatusCode,
+) -> Response<ResponseBody<B>> {
     match flushed {
         Flushed::Saved(cookie) => {
             let mut response = response.map(ResponseBody::inner);

@@ -143,7 +143,10 @@ mod tests {
 
     #[test]
     fn version_of_needs_the_exact_header() {
-        assert_eq!(version_of(br#"{"format":1,"version":7,"data":{}}"#), Some(7));
+        assert_eq!(
+            version_of(br#"{"format":1,"version":7,"data":{}}"#),
+            Some(7)
+        );
         for bad in [
             "",
             "\u{fffd}",

@@ -66,7 +66,8 @@ where
                 if had_cookie {
                     tracing::debug!("pipeline id cookie is malformed or forged; starting fresh");
                 }
-                let state = PipelineState::from_origin(Origin::New { had_cookie }, Default::default());
+                let state =
+                    PipelineState::from_origin(Origin::New { had_cookie }, Default::default());
                 request.extensions_mut().insert(state.clone());
                 ResponseFuture::call(shared, state, inner, request)
             }

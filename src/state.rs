@@ -117,7 +117,9 @@ impl PipelineState {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // No user code runs while the lock is held, so a poisoned lock still
         // holds consistent data.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// How the state arrived with this request.

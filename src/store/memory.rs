@@ -90,7 +90,11 @@ impl Entries {
 }
 
 impl Store for MemoryStore {
-    async fn load(&self, key: &str, refresh: Option<Duration>) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn load(
+        &self,
+        key: &str,
+        refresh: Option<Duration>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let mut entries = self.lock();
         Ok(entries.live(key).map(|entry| {
             if let Some(ttl) = refresh {
@@ -164,10 +168,16 @@ mod tests {
             store.update("k", 7, V2, MINUTE).await.unwrap(),
             UpdateOutcome::Newer(V1.to_vec())
         );
-        assert_eq!(store.update("k", 1, V2, MINUTE).await.unwrap(), UpdateOutcome::Written);
+        assert_eq!(
+            store.update("k", 1, V2, MINUTE).await.unwrap(),
+            UpdateOutcome::Written
+        );
         assert_eq!(store.load("k", None).await.unwrap().as_deref(), Some(V2));
         store.delete("k").await.unwrap();
-        assert_eq!(store.update("k", 2, V2, MINUTE).await.unwrap(), UpdateOutcome::Missing);
+        assert_eq!(
+            store.update("k", 2, V2, MINUTE).await.unwrap(),
+            UpdateOutcome::Missing
+        );
     }
 
     #[tokio::test(start_paused = true)]

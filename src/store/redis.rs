@@ -177,7 +177,11 @@ fn seconds(ttl: Duration) -> u64 {
 }
 
 impl<C: RedisConnection> Store for RedisStore<C> {
-    async fn load(&self, key: &str, refresh: Option<Duration>) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn load(
+        &self,
+        key: &str,
+        refresh: Option<Duration>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let mut connection = self.connection.connection().await?;
         let command = match refresh {
             Some(ttl) => cmd("GETEX").arg(key).arg("EX").arg(seconds(ttl)).take(),

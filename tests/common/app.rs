@@ -1,0 +1,152 @@
+//! A small axum app over the layer, served on loopback, and a cookie-keeping
+//! HTTP client: the stack as users run it.
+
+use std::{net::SocketAddr, time::Duration};
+
+use axum::{
+    Router,
+    extract::Path,
+    http::StatusCode,
+    routing::{get, post},
+};
+use tower_pipeline_state::{PipelineState, PipelineStateLayer, RedisStore, Status, Store};
+
+/// Routes that exercise every part of the handle.
+pub fn routes() -> Router {
+    Router::new()
+        .route("/noop", get(|| async { "untouched" }))
+        .route("/read", get(read))
+        .route("/incr", post(incr))
+        .route("/set/{field}/{value}", post(set))
+        .route("/clear", post(clear))
+        .route("/regenerate", post(regenerate))
+        .route("/fail", post(fail))
+        .route("/status", get(status))
+}
+
+/// `count=<n|none>`.
+async fn read(state: PipelineState) -> String {
+    let count: Option<u64> = state.get("count").unwrap();
+    format!(
+        "count={}",
+        count.map_or("none".to_owned(), |n| n.to_string())
+    )
+}
+
+/// Adds one to `count`; answers the new value.
+async fn incr(state: PipelineState) -> String {
+    let count: u64 = state.get("count").unwrap().unwrap_or(0) + 1;
+    state.set("count", &count).unwrap();
+    count.to_string()
+}
+
+async fn set(state: PipelineState, Path((field, value)): Path<(String, String)>) -> &'static str {
+    state.set(&field, &value).unwrap();
+    "set"
+}
+
+async fn clear(state: PipelineState) -> &'static str {
+    state.clear().unwrap();
+    "cleared"
+}
+
+async fn regenerate(state: PipelineState) -> String {
+    let mut fields = state
+        .read::<serde_json::Map<String, serde_json::Value>>()
+        .unwrap();
+    fields.insert("regenerated".into(), true.into());
+    state.regenerate(&fields).unwrap();
+    state.id().unwrap().to_string()
+}
+
+/// Changes the state, then fails.
+async fn fail(state: PipelineState) -> StatusCode {
+    state.set("count", &1_000_000u64).unwrap();
+    StatusCode::INTERNAL_SERVER_ERROR
+}
+
+/// `<status> <id|none>`.
+async fn status(state: PipelineState) -> String {
+    let status = match state.status() {
+        Status::New => "new",
+        Status::Loaded => "loaded",
+        Status::Expired => "expired",
+        _ => "other",
+    };
+    format!(
+        "{status} {}",
+        state.id().map_or("none".to_owned(), |id| id.to_string())
+    )
+}
+
+/// A running server.
+pub struct App {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl App {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves `router` on a free loopback port.
+pub async fn serve(router: Router) -> App {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    App { addr, task }
+}
+
+/// The test routes behind a layer over `store`, with cookies that work over
+/// plain HTTP.
+pub async fn serve_with<St: Store>(layer: PipelineStateLayer<St>) -> App {
+    serve(routes().layer(layer.secure(false))).await
+}
+
+/// A Redis store on a private server.
+pub async fn redis_store(url: &str) -> RedisStore {
+    RedisStore::connect(url)
+        .await
+        .expect("connect to the private redis-server")
+}
+
+/// A browser: keeps cookies, follows no redirects.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// The `pipeline_id` cookie a response sets, if any (raw `Set-Cookie` text).
+pub fn set_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("pipeline_id="))
+        .map(str::to_owned)
+}
+
+/// The value of a `Set-Cookie` line.
+pub fn cookie_value(set_cookie: &str) -> &str {
+    set_cookie
+        .split(';')
+        .next()
+        .and_then(|pair| pair.split_once('='))
+        .map(|(_, value)| value)
+        .unwrap_or("")
+}

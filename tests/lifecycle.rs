@@ -1,0 +1,247 @@
+//! Create, load, update, clear and regenerate across requests, through a
+//! real axum server, a real client and a private redis-server.
+
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+use tower_pipeline_state::PipelineStateLayer;
+
+#[tokio::test]
+async fn a_flow_is_created_loaded_updated_and_cleared() {
+    let redis = RedisServer::start();
+    let app = serve_with(PipelineStateLayer::new(redis_store(&redis.url()).await)).await;
+    let browser = browser();
+
+    let first = browser.post(app.url("/incr")).send().await.unwrap();
+    let cookie = set_cookie(&first).expect("creating a flow sets the cookie");
+    assert_eq!(first.text().await.unwrap(), "1");
+    let id = cookie_value(&cookie).to_owned();
+    let key = format!("pipeline:{id}");
+    assert_eq!(redis.keys(), std::slice::from_ref(&key));
+
+    let second = browser.post(app.url("/incr")).send().await.unwrap();
+    assert_eq!(
+        set_cookie(&second),
+        None,
+        "an update keeps the id: no Set-Cookie"
+    );
+    assert_eq!(second.text().await.unwrap(), "2");
+
+    let status = browser.get(app.url("/status")).send().await.unwrap();
+    assert_eq!(status.text().await.unwrap(), format!("loaded {id}"));
+    let read = browser.get(app.url("/read")).send().await.unwrap();
+    assert_eq!(read.text().await.unwrap(), "count=2");
+
+    let stored = String::from_utf8(redis.get(&key).unwrap()).unwrap();
+    assert_eq!(stored, r#"{"format":1,"version":2,"data":{"count":2}}"#);
+
+    let cleared = browser.post(app.url("/clear")).send().await.unwrap();
+    let removal = set_cookie(&cleared).expect("clearing expires the cookie");
+    assert!(removal.contains("Max-Age=0"), "{removal}");
+    assert!(removal.contains("Path=/"), "{removal}");
+    assert_eq!(redis.keys(), Vec::<String>::new());
+
+    let after = browser.get(app.url("/status")).send().await.unwrap();
+    assert_eq!(
+        after.text().await.unwrap(),
+        "new none",
+        "the browser dropped the cookie"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_flow_is_seen_as_expired_and_a_write_starts_a_new_one() {
+    let redis = RedisServer::start();
+    let app = serve_with(PipelineStateLayer::new(redis_store(&redis.url()).await)).await;
+    let browser = browser();
+
+    let created = browser.post(app.url("/incr")).send().await.unwrap();
+    let old_id = cookie_value(&set_cookie(&created).unwrap()).to_owned();
+    let _: () = redis::cmd("DEL")
+        .arg(format!("pipeline:{old_id}"))
+        .query(&mut redis.admin())
+        .unwrap();
+
+    let status = browser.get(app.url("/status")).send().await.unwrap();
+    assert_eq!(status.text().await.unwrap(), "expired none");
+
+    let restarted = browser.post(app.url("/incr")).send().await.unwrap();
+    let new_id =
+        cookie_value(&set_cookie(&restarted).expect("a new flow, a new cookie")).to_owned();
+    assert_ne!(new_id, old_id, "a client-supplied id is never adopted");
+    assert_eq!(restarted.text().await.unwrap(), "1");
+    assert_eq!(redis.keys(), [format!("pipeline:{new_id}")]);
+}
+
+#[tokio::test]
+async fn regenerate_moves_the_flow_to_a_new_id_and_deletes_the_old_key() {
+    let redis = RedisServer::start();
+    let app = serve_with(PipelineStateLayer::new(redis_store(&redis.url()).await)).await;
+    let browser = browser();
+
+    let created = browser.post(app.url("/incr")).send().await.unwrap();
+    let old_id = cookie_value(&set_cookie(&created).unwrap()).to_owned();
+
+    let regenerated = browser.post(app.url("/regenerate")).send().await.unwrap();
+    let new_id = cookie_value(&set_cookie(&regenerated).expect("the new id is sent")).to_owned();
+    assert_ne!(new_id, old_id);
+    assert_eq!(regenerated.text().await.unwrap(), new_id);
+    assert_eq!(
+        redis.keys(),
+        [format!("pipeline:{new_id}")],
+        "the old key is gone"
+    );
+
+    let read = browser.get(app.url("/read")).send().await.unwrap();
+    assert_eq!(
+        read.text().await.unwrap(),
+        "count=1",
+        "the state moved with the flow"
+    );
+}
+
+#[tokio::test]
+async fn the_cookie_has_the_configured_attributes() {
+    let redis = RedisServer::start();
+    let store = redis_store(&redis.url()).await;
+
+    let app = serve(routes().layer(PipelineStateLayer::new(store.clone()))).await;
+    let response = browser().post(app.url("/incr")).send().await.unwrap();
+    let cookie = set_cookie(&response).unwrap();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+        assert!(
+            cookie.contains(attribute),
+            "default cookie {cookie} lacks {attribute}"
+        );
+    }
+    assert_eq!(
+        cookie_value(&cookie).len(),
+        32,
+        "a UUID v4 in simple form: {cookie}"
+    );
+
+    let layer = PipelineStateLayer::new(store)
+        .cookie_name("sso")
+        .path("/auth")
+        .domain("localhost")
+        .same_site(tower_pipeline_state::SameSite::None)
+        .http_only(false)
+        .secure(true);
+    let app = serve(axum::Router::new().nest("/auth", routes()).layer(layer)).await;
+    let response = browser().post(app.url("/auth/incr")).send().await.unwrap();
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap()
+        .to_owned();
+    assert!(cookie.starts_with("sso="), "{cookie}");
+    for attribute in ["SameSite=None", "Secure", "Path=/auth", "Domain=localhost"] {
+        assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
+    }
+    assert!(!cookie.contains("HttpOnly"), "{cookie}");
+}
+
+#[tokio::test]
+async fn the_ttl_is_set_on_create_and_refreshed_on_load() {
+    let redis = RedisServer::start();
+    let layer = PipelineStateLayer::new(redis_store(&redis.url()).await)
+        .ttl(std::time::Duration::from_secs(300));
+    let app = serve_with(layer).await;
+    let browser = browser();
+
+    let created = browser.post(app.url("/incr")).send().await.unwrap();
+    let key = format!("pipeline:{}", cookie_value(&set_cookie(&created).unwrap()));
+    let ttl = redis.ttl(&key);
+    assert!((295..=300).contains(&ttl), "TTL after create: {ttl}");
+
+    let _: () = redis::cmd("EXPIRE")
+        .arg(&key)
+        .arg(20)
+        .query(&mut redis.admin())
+        .unwrap();
+    let read = browser.get(app.url("/read")).send().await.unwrap();
+    assert_eq!(read.text().await.unwrap(), "count=1");
+    let ttl = redis.ttl(&key);
+    assert!(
+        (295..=300).contains(&ttl),
+        "a plain read slides the TTL back: {ttl}"
+    );
+
+    let _: () = redis::cmd("EXPIRE")
+        .arg(&key)
+        .arg(20)
+        .query(&mut redis.admin())
+        .unwrap();
+    browser.post(app.url("/incr")).send().await.unwrap();
+    let ttl = redis.ttl(&key);
+    assert!((295..=300).contains(&ttl), "a write sets the TTL: {ttl}");
+}
+
+#[tokio::test]
+async fn without_refresh_on_load_a_read_leaves_the_ttl_alone() {
+    let redis = RedisServer::start();
+    let layer = PipelineStateLayer::new(redis_store(&redis.url()).await).refresh_on_load(false);
+    let app = serve_with(layer).await;
+    let browser = browser();
+
+    let created = browser.post(app.url("/incr")).send().await.unwrap();
+    let key = format!("pipeline:{}", cookie_value(&set_cookie(&created).unwrap()));
+    let _: () = redis::cmd("EXPIRE")
+        .arg(&key)
+        .arg(20)
+        .query(&mut redis.admin())
+        .unwrap();
+    browser.get(app.url("/read")).send().await.unwrap();
+    let ttl = redis.ttl(&key);
+    assert!((1..=20).contains(&ttl), "GET does not touch the TTL: {ttl}");
+}
+
+#[tokio::test]
+async fn a_server_error_writes_nothing() {
+    let redis = RedisServer::start();
+    let app = serve_with(PipelineStateLayer::new(redis_store(&redis.url()).await)).await;
+    let browser = browser();
+
+    let created = browser.post(app.url("/incr")).send().await.unwrap();
+    let key = format!("pipeline:{}", cookie_value(&set_cookie(&created).unwrap()));
+    let before = redis.get(&key);
+
+    let failed = browser.post(app.url("/fail")).send().await.unwrap();
+    assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(redis.get(&key), before, "the record is untouched");
+    let read = browser.get(app.url("/read")).send().await.unwrap();
+    assert_eq!(read.text().await.unwrap(), "count=1");
+
+    // A new flow whose first request fails is never created.
+    let fresh = common::browser();
+    let failed = fresh.post(app.url("/fail")).send().await.unwrap();
+    assert_eq!(set_cookie(&failed), None);
+    assert_eq!(redis.keys(), [key]);
+}
+
+#[tokio::test]
+async fn a_server_error_can_be_told_to_keep_its_changes() {
+    let redis = RedisServer::start();
+    let layer =
+        PipelineStateLayer::new(redis_store(&redis.url()).await).discard_on_server_error(false);
+    let app = serve_with(layer).await;
+    let browser = browser();
+
+    browser.post(app.url("/incr")).send().await.unwrap();
+    browser.post(app.url("/fail")).send().await.unwrap();
+    let read = browser.get(app.url("/read")).send().await.unwrap();
+    assert_eq!(read.text().await.unwrap(), "count=1000000");
+}
+
+#[tokio::test]
+async fn the_key_prefix_is_configurable() {
+    let redis = RedisServer::start();
+    let layer =
+        PipelineStateLayer::new(redis_store(&redis.url()).await).key_prefix("auth:pipeline:");
+    let app = serve_with(layer).await;
+    let created = browser().post(app.url("/incr")).send().await.unwrap();
+    let id = cookie_value(&set_cookie(&created).unwrap()).to_owned();
+    assert_eq!(redis.keys(), [format!("auth:pipeline:{id}")]);
+}
