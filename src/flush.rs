@@ -16,8 +16,11 @@ use crate::{
 
 /// How many times a write is re-applied on top of newer records before the
 /// request gives up with a conflict. Each attempt is one round trip, and only
-/// requests that race on other fields of the same flow get here.
-const MAX_REBASES: usize = 8;
+/// requests that race on other fields of the same flow get here. Every lost
+/// attempt means another writer succeeded, so a burst of up to this many
+/// writers on different fields always completes; the bound only stops a
+/// request from starving under endless contention.
+const MAX_REBASES: usize = 32;
 
 /// What the request's changes need from the store.
 #[derive(Debug)]

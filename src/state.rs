@@ -280,3 +280,108 @@ fn to_object<T: Serialize + ?Sized>(value: &T) -> Result<Data, StateError> {
         Value::Array(_) => Err(StateError::NotAnObject("an array")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Login {
+        provider: String,
+        step: u32,
+    }
+
+    fn loaded(fields: Value) -> PipelineState {
+        let Value::Object(data) = fields else {
+            unreachable!("test data is an object")
+        };
+        let origin = Origin::Loaded {
+            id: PipelineId::generate(),
+            version: 3,
+        };
+        PipelineState::from_origin(origin, data)
+    }
+
+    #[test]
+    fn typed_fields_read_back_and_mismatches_are_errors() {
+        let state = PipelineState::detached();
+        state.set("step", &2u32).unwrap();
+        assert_eq!(state.get::<u32>("step").unwrap(), Some(2));
+        assert_eq!(state.get::<u32>("absent").unwrap(), None);
+        let error = state.get::<String>("step").unwrap_err();
+        assert!(matches!(error, StateError::Field { ref field, .. } if field == "step"), "{error}");
+        assert!(state.remove("step").unwrap());
+        assert!(!state.remove("step").unwrap());
+        assert!(state.is_empty());
+    }
+
+    #[test]
+    fn the_whole_state_reads_and_replaces_as_a_struct() {
+        let state = loaded(json!({"provider": "github", "step": 1}));
+        let login: Login = state.read().unwrap();
+        assert_eq!(login.provider, "github");
+        state
+            .replace(&Login {
+                provider: "gitlab".into(),
+                step: 1,
+            })
+            .unwrap();
+        assert_eq!(state.get::<String>("provider").unwrap().as_deref(), Some("gitlab"));
+        assert!(matches!(state.replace(&[1, 2]), Err(StateError::NotAnObject("an array"))));
+        assert!(matches!(state.read::<Vec<u8>>(), Err(StateError::Read(_))));
+    }
+
+    #[test]
+    fn a_new_state_gets_an_id_at_its_first_write() {
+        let state = PipelineState::detached();
+        assert_eq!(state.id(), None);
+        state.set("a", &1).unwrap();
+        let id = state.id().expect("a write creates the flow");
+        state.set("b", &2).unwrap();
+        assert_eq!(state.id(), Some(id), "one id per flow");
+    }
+
+    #[test]
+    fn regenerate_and_clear_change_the_id_and_the_fields() {
+        let state = loaded(json!({"a": 1}));
+        let loaded_id = state.id().unwrap();
+        state.regenerate(&json!({"fresh": true})).unwrap();
+        let new_id = state.id().unwrap();
+        assert_ne!(new_id, loaded_id);
+        assert_eq!(state.status(), Status::Loaded, "status says how it arrived");
+        assert!(!state.contains("a"));
+        assert_eq!(state.get::<bool>("fresh").unwrap(), Some(true));
+
+        state.clear().unwrap();
+        assert!(state.is_cleared());
+        assert_eq!(state.id(), None);
+        assert!(state.is_empty());
+        state.set("again", &1).unwrap();
+        assert!(!state.is_cleared());
+        assert!(state.id().is_some_and(|id| id != new_id && id != loaded_id));
+    }
+
+    #[test]
+    fn a_finished_state_refuses_changes_but_still_reads() {
+        let state = loaded(json!({"a": 1}));
+        drop(state.finish());
+        assert!(matches!(state.set("a", &2), Err(StateError::Finished)));
+        assert!(matches!(state.clear(), Err(StateError::Finished)));
+        assert!(matches!(state.regenerate(&json!({})), Err(StateError::Finished)));
+        assert_eq!(state.get::<u32>("a").unwrap(), Some(1));
+    }
+
+    #[test]
+    fn reads_copy_nothing_and_the_first_change_keeps_the_loaded_fields() {
+        let state = loaded(json!({"a": 1}));
+        state.get::<u32>("a").unwrap();
+        assert!(state.lock().base.is_none());
+        state.set("a", &2).unwrap();
+        state.set("a", &3).unwrap();
+        let base = state.lock().base.clone().unwrap();
+        assert_eq!(Value::Object(base), json!({"a": 1}));
+    }
+}

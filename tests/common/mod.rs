@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod logs;
 pub mod redis_server;
 
 pub use app::*;
+pub use logs::Logs;
 pub use redis_server::RedisServer;

@@ -1,0 +1,164 @@
+//! Redis round trips per request, exactly as DESIGN.md's table: counted on
+//! the client side (a connection wrapper that counts every request sent to
+//! Redis) and confirmed on the server side (`INFO commandstats` of a private
+//! redis-server).
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use common::*;
+use redis::{
+    Cmd, Pipeline, RedisFuture, Value,
+    aio::{ConnectionLike, ConnectionManager},
+};
+use tower_pipeline_state::{PipelineStateLayer, RedisStore};
+
+/// A connection that counts round trips: one per command sent alone, one per
+/// pipeline.
+#[derive(Clone)]
+struct Counting {
+    inner: ConnectionManager,
+    trips: Arc<AtomicUsize>,
+}
+
+impl ConnectionLike for Counting {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.trips.fetch_add(1, Ordering::SeqCst);
+        self.inner.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.trips.fetch_add(1, Ordering::SeqCst);
+        self.inner.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner.get_db()
+    }
+}
+
+struct Setup {
+    redis: RedisServer,
+    app: App,
+    trips: Arc<AtomicUsize>,
+}
+
+impl Setup {
+    async fn new() -> Self {
+        let redis = RedisServer::start();
+        let client = redis::Client::open(redis.url()).unwrap();
+        let inner = ConnectionManager::new(client).await.unwrap();
+        let trips = Arc::new(AtomicUsize::new(0));
+        let store = RedisStore::new(Counting {
+            inner,
+            trips: trips.clone(),
+        });
+        let app = serve_with(PipelineStateLayer::new(store)).await;
+        Self { redis, app, trips }
+    }
+
+    /// Sends one request and returns (round trips, commands the server ran).
+    async fn measure(&self, request: reqwest::RequestBuilder) -> (usize, BTreeMap<String, u64>) {
+        self.redis.reset_stats();
+        self.trips.store(0, Ordering::SeqCst);
+        let response = request.send().await.unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        (self.trips.load(Ordering::SeqCst), self.redis.command_calls())
+    }
+}
+
+fn calls(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(name, n)| (name.to_string(), *n)).collect()
+}
+
+#[tokio::test]
+async fn every_row_of_the_round_trip_table() {
+    let setup = Setup::new().await;
+    let app = &setup.app;
+    let browser = browser();
+
+    // No id, state untouched: nothing at all.
+    let (trips, commands) = setup.measure(browser.get(app.url("/noop"))).await;
+    assert_eq!((trips, commands), (0, calls(&[])));
+
+    // No id, state read: still nothing (the state is new and empty).
+    let (trips, commands) = setup.measure(browser.get(app.url("/read"))).await;
+    assert_eq!((trips, commands), (0, calls(&[])));
+
+    // No id, state created: one SET NX EX.
+    let (trips, commands) = setup.measure(browser.post(app.url("/incr"))).await;
+    assert_eq!((trips, commands), (1, calls(&[("set", 1)])));
+
+    // Warm the script cache so the next row measures the steady state (the
+    // first EVALSHA on a fresh server costs a NOSCRIPT and a SCRIPT LOAD).
+    browser.post(app.url("/incr")).send().await.unwrap();
+
+    // Id, state read only: one GETEX.
+    let (trips, commands) = setup.measure(browser.get(app.url("/read"))).await;
+    assert_eq!((trips, commands), (1, calls(&[("getex", 1)])));
+
+    // Id, state changed: GETEX and one EVALSHA (whose script runs GET and SET
+    // inside Redis, counted by commandstats but not round trips).
+    let (trips, commands) = setup.measure(browser.post(app.url("/incr"))).await;
+    assert_eq!(
+        (trips, commands),
+        (2, calls(&[("evalsha", 1), ("get", 1), ("getex", 1), ("set", 1)]))
+    );
+
+    // Id, state set to the value it already has: no write.
+    let (trips, _) = setup.measure(browser.post(app.url("/set/same/1"))).await;
+    assert_eq!(trips, 2);
+    let (trips, commands) = setup.measure(browser.post(app.url("/set/same/1"))).await;
+    assert_eq!((trips, commands), (1, calls(&[("getex", 1)])));
+
+    // Regenerated: GETEX, then DEL old + SET NX new pipelined in one trip.
+    let (trips, commands) = setup.measure(browser.post(app.url("/regenerate"))).await;
+    assert_eq!(
+        (trips, commands),
+        (2, calls(&[("del", 1), ("getex", 1), ("set", 1)]))
+    );
+
+    // Cleared: GETEX and DEL.
+    let (trips, commands) = setup.measure(browser.post(app.url("/clear"))).await;
+    assert_eq!((trips, commands), (2, calls(&[("del", 1), ("getex", 1)])));
+}
+
+#[tokio::test]
+async fn a_request_with_an_id_costs_one_load_even_when_untouched() {
+    let setup = Setup::new().await;
+    let browser = browser();
+    browser.post(setup.app.url("/incr")).send().await.unwrap();
+    let (trips, commands) = setup.measure(browser.get(setup.app.url("/noop"))).await;
+    assert_eq!((trips, commands), (1, calls(&[("getex", 1)])));
+}
+
+#[tokio::test]
+async fn the_compare_and_set_script_survives_a_flushed_script_cache() {
+    let setup = Setup::new().await;
+    let browser = browser();
+    browser.post(setup.app.url("/incr")).send().await.unwrap();
+    browser.post(setup.app.url("/incr")).send().await.unwrap();
+    // What a Redis restart does to the script cache.
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query(&mut setup.redis.admin())
+        .unwrap();
+
+    let (trips, commands) = setup.measure(browser.post(setup.app.url("/incr"))).await;
+    assert_eq!(trips, 4, "GETEX, EVALSHA (NOSCRIPT), SCRIPT LOAD, EVALSHA");
+    assert_eq!(commands.get("script|load"), Some(&1), "{commands:?}");
+    let read = browser.get(setup.app.url("/read")).send().await.unwrap();
+    assert_eq!(read.text().await.unwrap(), "count=3");
+}
