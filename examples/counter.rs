@@ -22,7 +22,9 @@ async fn show(state: PipelineState) -> String {
 /// Counts up: the layer writes the change once, after this returns.
 async fn count_up(state: PipelineState) -> String {
     let count: u64 = state.get("count").unwrap_or_default().unwrap_or(0) + 1;
-    state.set("count", &count).expect("a number always serializes");
+    state
+        .set("count", &count)
+        .expect("a number always serializes");
     format!("count is {count}\n")
 }
 
@@ -46,7 +48,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(PipelineStateLayer::new(store).secure(false));
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    println!("counter on http://{} (Redis at {url})", listener.local_addr()?);
+    println!(
+        "counter on http://{} (Redis at {url})",
+        listener.local_addr()?
+    );
     axum::serve(listener, app).await?;
     Ok(())
 }

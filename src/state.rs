@@ -312,7 +312,10 @@ mod tests {
         assert_eq!(state.get::<u32>("step").unwrap(), Some(2));
         assert_eq!(state.get::<u32>("absent").unwrap(), None);
         let error = state.get::<String>("step").unwrap_err();
-        assert!(matches!(error, StateError::Field { ref field, .. } if field == "step"), "{error}");
+        assert!(
+            matches!(error, StateError::Field { ref field, .. } if field == "step"),
+            "{error}"
+        );
         assert!(state.remove("step").unwrap());
         assert!(!state.remove("step").unwrap());
         assert!(state.is_empty());
@@ -329,8 +332,14 @@ mod tests {
                 step: 1,
             })
             .unwrap();
-        assert_eq!(state.get::<String>("provider").unwrap().as_deref(), Some("gitlab"));
-        assert!(matches!(state.replace(&[1, 2]), Err(StateError::NotAnObject("an array"))));
+        assert_eq!(
+            state.get::<String>("provider").unwrap().as_deref(),
+            Some("gitlab")
+        );
+        assert!(matches!(
+            state.replace(&[1, 2]),
+            Err(StateError::NotAnObject("an array"))
+        ));
         assert!(matches!(state.read::<Vec<u8>>(), Err(StateError::Read(_))));
     }
 
@@ -370,7 +379,10 @@ mod tests {
         drop(state.finish());
         assert!(matches!(state.set("a", &2), Err(StateError::Finished)));
         assert!(matches!(state.clear(), Err(StateError::Finished)));
-        assert!(matches!(state.regenerate(&json!({})), Err(StateError::Finished)));
+        assert!(matches!(
+            state.regenerate(&json!({})),
+            Err(StateError::Finished)
+        ));
         assert_eq!(state.get::<u32>("a").unwrap(), Some(1));
     }
 

@@ -116,15 +116,17 @@ struct Gate {
 fn gated_routes(gate: Arc<Gate>) -> Router {
     routes().route(
         "/gated/{field}/{value}",
-        post(move |state: PipelineState, Path((field, value)): Path<(String, String)>| {
-            let gate = gate.clone();
-            async move {
-                gate.loaded.notify_one();
-                gate.release.notified().await;
-                state.set(&field, &value).unwrap();
-                "set"
-            }
-        }),
+        post(
+            move |state: PipelineState, Path((field, value)): Path<(String, String)>| {
+                let gate = gate.clone();
+                async move {
+                    gate.loaded.notify_one();
+                    gate.release.notified().await;
+                    state.set(&field, &value).unwrap();
+                    "set"
+                }
+            },
+        ),
     )
 }
 
@@ -136,7 +138,11 @@ struct Race {
 }
 
 impl Race {
-    async fn new(layer: impl FnOnce(tower_pipeline_state::RedisStore) -> PipelineStateLayer<tower_pipeline_state::RedisStore>) -> Self {
+    async fn new(
+        layer: impl FnOnce(
+            tower_pipeline_state::RedisStore,
+        ) -> PipelineStateLayer<tower_pipeline_state::RedisStore>,
+    ) -> Self {
         let redis = RedisServer::start();
         let gate = Arc::new(Gate {
             loaded: Notify::new(),
@@ -145,7 +151,12 @@ impl Race {
         let layer = layer(redis_store(&redis.url()).await).secure(false);
         let app = serve(gated_routes(gate.clone()).layer(layer)).await;
         let id = start_flow(&app).await;
-        Self { redis, app, gate, id }
+        Self {
+            redis,
+            app,
+            gate,
+            id,
+        }
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -160,7 +171,11 @@ impl Race {
         let slow = self.request(reqwest::Method::POST, gated).send();
         let slow = tokio::spawn(slow);
         self.gate.loaded.notified().await;
-        let fast = self.request(reqwest::Method::POST, meanwhile).send().await.unwrap();
+        let fast = self
+            .request(reqwest::Method::POST, meanwhile)
+            .send()
+            .await
+            .unwrap();
         self.gate.release.notify_one();
         (slow.await.unwrap().unwrap(), fast)
     }
@@ -171,7 +186,11 @@ async fn a_racing_write_to_another_field_is_merged() {
     let race = Race::new(PipelineStateLayer::new).await;
     let (slow, fast) = race.run("/gated/color/blue", "/set/shape/round").await;
     assert_eq!(fast.status(), StatusCode::OK);
-    assert_eq!(slow.status(), StatusCode::OK, "merged on top of the newer record");
+    assert_eq!(
+        slow.status(),
+        StatusCode::OK,
+        "merged on top of the newer record"
+    );
     let data = stored(&race.redis, &race.id).unwrap();
     assert_eq!(data["color"], "blue");
     assert_eq!(data["shape"], "round");
@@ -190,7 +209,11 @@ async fn a_racing_write_to_the_same_field_is_refused() {
         "a short plain answer"
     );
     assert!(slow.text().await.unwrap().contains("concurrent"));
-    assert_eq!(stored(&race.redis, &race.id).unwrap()["color"], "red", "the first write stands");
+    assert_eq!(
+        stored(&race.redis, &race.id).unwrap()["color"],
+        "red",
+        "the first write stands"
+    );
 }
 
 #[tokio::test]
@@ -208,7 +231,15 @@ async fn a_clear_racing_an_update_does_not_resurrect_the_flow() {
     let race = Race::new(PipelineStateLayer::new).await;
     let (slow, fast) = race.run("/gated/color/blue", "/clear").await;
     assert_eq!(fast.status(), StatusCode::OK);
-    assert_eq!(slow.status(), StatusCode::CONFLICT, "the update must not be acknowledged");
-    assert_eq!(stored(&race.redis, &race.id), None, "the cleared flow stays gone");
+    assert_eq!(
+        slow.status(),
+        StatusCode::CONFLICT,
+        "the update must not be acknowledged"
+    );
+    assert_eq!(
+        stored(&race.redis, &race.id),
+        None,
+        "the cleared flow stays gone"
+    );
     assert_eq!(race.redis.keys(), Vec::<String>::new());
 }

@@ -47,11 +47,20 @@ async fn redis_down_gives_503_without_calling_the_handler_and_service_resumes_af
     let down = browser.post(app.url("/counted")).send().await.unwrap();
     assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(down.headers()["content-type"], "text/plain; charset=utf-8");
-    assert_eq!(down.text().await.unwrap(), "pipeline state store unavailable\n");
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "the handler was not called");
+    assert_eq!(
+        down.text().await.unwrap(),
+        "pipeline state store unavailable\n"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the handler was not called"
+    );
     let logged = logs.lines_with("not loaded");
     assert!(
-        logged.iter().any(|line| line.contains("ERROR") && line.contains("redis")),
+        logged
+            .iter()
+            .any(|line| line.contains("ERROR") && line.contains("redis")),
         "an error event says why: {logged:?}"
     );
 
@@ -69,13 +78,22 @@ async fn redis_down_gives_503_without_calling_the_handler_and_service_resumes_af
     // manager has reconnected (it does so on the next command).
     let mut status = StatusCode::SERVICE_UNAVAILABLE;
     for _ in 0..50 {
-        status = browser.post(app.url("/counted")).send().await.unwrap().status();
+        status = browser
+            .post(app.url("/counted"))
+            .send()
+            .await
+            .unwrap()
+            .status();
         if status == StatusCode::OK {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(status, StatusCode::OK, "service resumes after Redis is back");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "service resumes after Redis is back"
+    );
     // The restarted server is empty (no persistence): the flow started over.
     let read = browser.get(app.url("/read")).send().await.unwrap();
     assert_eq!(read.text().await.unwrap(), "count=1");
@@ -140,7 +158,11 @@ async fn a_malformed_cookie_starts_fresh_without_any_redis_command() {
             .unwrap();
         assert_eq!(response.text().await.unwrap(), "new none", "{bad:?}");
     }
-    assert_eq!(redis.command_calls(), Default::default(), "no Redis command at all");
+    assert_eq!(
+        redis.command_calls(),
+        Default::default(),
+        "no Redis command at all"
+    );
 
     // Clearing with a malformed cookie only expires that cookie.
     let cleared = client
@@ -185,7 +207,10 @@ async fn a_corrupt_record_is_expired_with_a_warning_and_replaced_on_write() {
     }
     let warnings = logs.lines_with("does not decode");
     assert_eq!(warnings.len(), 4, "{}", logs.text());
-    assert!(warnings.iter().all(|line| line.contains("WARN")), "{warnings:?}");
+    assert!(
+        warnings.iter().all(|line| line.contains("WARN")),
+        "{warnings:?}"
+    );
 
     // Writing starts a new flow and removes the corrupt record.
     let restarted = browser.post(app.url("/incr")).send().await.unwrap();
@@ -198,7 +223,10 @@ async fn a_corrupt_record_is_expired_with_a_warning_and_replaced_on_write() {
 async fn the_extractor_without_the_layer_names_the_missing_layer() {
     let app = serve(
         Router::new()
-            .route("/required", axum::routing::get(|_: PipelineState| async { "unreachable" }))
+            .route(
+                "/required",
+                axum::routing::get(|_: PipelineState| async { "unreachable" }),
+            )
             .route(
                 "/optional",
                 axum::routing::get(|state: Option<PipelineState>| async move {
@@ -210,7 +238,13 @@ async fn the_extractor_without_the_layer_names_the_missing_layer() {
     let client = reqwest::Client::new();
     let required = client.get(app.url("/required")).send().await.unwrap();
     assert_eq!(required.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(required.text().await.unwrap().contains("PipelineStateLayer"));
+    assert!(
+        required
+            .text()
+            .await
+            .unwrap()
+            .contains("PipelineStateLayer")
+    );
     let optional = client.get(app.url("/optional")).send().await.unwrap();
     assert_eq!(optional.text().await.unwrap(), "present=false");
 }

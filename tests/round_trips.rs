@@ -75,12 +75,18 @@ impl Setup {
         self.trips.store(0, Ordering::SeqCst);
         let response = request.send().await.unwrap();
         assert!(response.status().is_success(), "{}", response.status());
-        (self.trips.load(Ordering::SeqCst), self.redis.command_calls())
+        (
+            self.trips.load(Ordering::SeqCst),
+            self.redis.command_calls(),
+        )
     }
 }
 
 fn calls(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
-    pairs.iter().map(|(name, n)| (name.to_string(), *n)).collect()
+    pairs
+        .iter()
+        .map(|(name, n)| (name.to_string(), *n))
+        .collect()
 }
 
 #[tokio::test]
@@ -114,7 +120,10 @@ async fn every_row_of_the_round_trip_table() {
     let (trips, commands) = setup.measure(browser.post(app.url("/incr"))).await;
     assert_eq!(
         (trips, commands),
-        (2, calls(&[("evalsha", 1), ("get", 1), ("getex", 1), ("set", 1)]))
+        (
+            2,
+            calls(&[("evalsha", 1), ("get", 1), ("getex", 1), ("set", 1)])
+        )
     );
 
     // Id, state set to the value it already has: no write.

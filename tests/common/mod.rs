@@ -1,5 +1,5 @@
 //! Shared by the integration tests: a private redis-server and the app.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod app;
 pub mod logs;
