@@ -65,3 +65,8 @@ pub use layer::PipelineStateLayer;
 pub use service::PipelineStateService;
 pub use state::{PipelineState, Status};
 pub use store::{MemoryStore, RedisStore, Store, StoreError};
+
+/// The README's code blocks, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
