@@ -245,3 +245,79 @@ async fn the_key_prefix_is_configurable() {
     let id = cookie_value(&set_cookie(&created).unwrap()).to_owned();
     assert_eq!(redis.keys(), [format!("auth:pipeline:{id}")]);
 }
+
+/// Runs create → update → read → clear through `layer` and checks Redis.
+async fn run_flow<St: tower_pipeline_state::Store>(
+    redis: &RedisServer,
+    layer: PipelineStateLayer<St>,
+) {
+    let app = serve_with(layer).await;
+    let browser = browser();
+    assert_eq!(
+        browser
+            .post(app.url("/incr"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "1"
+    );
+    assert_eq!(
+        browser
+            .post(app.url("/incr"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "2"
+    );
+    assert_eq!(
+        browser
+            .get(app.url("/read"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "count=2"
+    );
+    assert_eq!(redis.keys().len(), 1);
+    browser.post(app.url("/clear")).send().await.unwrap();
+    assert_eq!(redis.keys(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn every_kind_of_redis_connection_serves_a_flow() {
+    let redis = RedisServer::start();
+
+    run_flow(
+        &redis,
+        PipelineStateLayer::new(redis_store(&redis.url()).await),
+    )
+    .await;
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let multiplexed = client.get_multiplexed_async_connection().await.unwrap();
+    run_flow(
+        &redis,
+        PipelineStateLayer::new(tower_pipeline_state::RedisStore::new(multiplexed)),
+    )
+    .await;
+
+    let manager = bb8_redis::RedisConnectionManager::new(redis.url()).unwrap();
+    let pool = bb8::Pool::builder()
+        .max_size(4)
+        .build(manager)
+        .await
+        .unwrap();
+    run_flow(
+        &redis,
+        PipelineStateLayer::new(tower_pipeline_state::RedisStore::from_pool(pool)),
+    )
+    .await;
+}
