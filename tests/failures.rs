@@ -95,8 +95,7 @@ async fn redis_down_gives_503_without_calling_the_handler_and_service_resumes_af
         "service resumes after Redis is back"
     );
     // The restarted server is empty (no persistence): the flow started over.
-    let read = browser.get(app.url("/read")).send().await.unwrap();
-    assert_eq!(read.text().await.unwrap(), "count=1");
+    assert_eq!(text_of(browser.get(app.url("/read"))).await, "count=1");
 }
 
 #[tokio::test]
@@ -150,13 +149,16 @@ async fn a_malformed_cookie_starts_fresh_without_any_redis_command() {
         "*",
         &"a".repeat(10_000),
     ] {
-        let response = client
-            .get(app.url("/status"))
-            .header("cookie", format!("pipeline_id={bad}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.text().await.unwrap(), "new none", "{bad:?}");
+        assert_eq!(
+            text_of(
+                client
+                    .get(app.url("/status"))
+                    .header("cookie", format!("pipeline_id={bad}"))
+            )
+            .await,
+            "new none",
+            "{bad:?}"
+        );
     }
     assert_eq!(
         redis.command_calls(),
@@ -175,13 +177,15 @@ async fn a_malformed_cookie_starts_fresh_without_any_redis_command() {
     assert_eq!(redis.command_calls(), Default::default());
 
     // A well-formed id that names nothing costs exactly one lookup.
-    let response = client
-        .get(app.url("/status"))
-        .header("cookie", format!("pipeline_id={valid_looking}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.text().await.unwrap(), "expired none");
+    assert_eq!(
+        text_of(
+            client
+                .get(app.url("/status"))
+                .header("cookie", format!("pipeline_id={valid_looking}"))
+        )
+        .await,
+        "expired none"
+    );
     assert_eq!(redis.command_calls().get("getex"), Some(&1));
 }
 
@@ -202,8 +206,10 @@ async fn a_corrupt_record_is_expired_with_a_warning_and_replaced_on_write() {
         b"\xff\xfe\x00",
     ] {
         redis.set(&old_key, corrupt);
-        let status = browser.get(app.url("/status")).send().await.unwrap();
-        assert_eq!(status.text().await.unwrap(), "expired none");
+        assert_eq!(
+            text_of(browser.get(app.url("/status"))).await,
+            "expired none"
+        );
     }
     let warnings = logs.lines_with("does not decode");
     assert_eq!(warnings.len(), 4, "{}", logs.text());
@@ -245,6 +251,8 @@ async fn the_extractor_without_the_layer_names_the_missing_layer() {
             .unwrap()
             .contains("PipelineStateLayer")
     );
-    let optional = client.get(app.url("/optional")).send().await.unwrap();
-    assert_eq!(optional.text().await.unwrap(), "present=false");
+    assert_eq!(
+        text_of(client.get(app.url("/optional"))).await,
+        "present=false"
+    );
 }

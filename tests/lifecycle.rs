@@ -9,9 +9,11 @@ use tower_pipeline_state::PipelineStateLayer;
 
 #[tokio::test]
 async fn a_flow_is_created_loaded_updated_and_cleared() {
-    let redis = RedisServer::start();
-    let app = serve_with(PipelineStateLayer::new(redis_store(&redis.url()).await)).await;
-    let browser = browser();
+    let Fixture {
+        redis,
+        app,
+        browser,
+    } = Fixture::new().await;
 
     let first = browser.post(app.url("/incr")).send().await.unwrap();
     let cookie = set_cookie(&first).expect("creating a flow sets the cookie");
@@ -28,10 +30,11 @@ async fn a_flow_is_created_loaded_updated_and_cleared() {
     );
     assert_eq!(second.text().await.unwrap(), "2");
 
-    let status = browser.get(app.url("/status")).send().await.unwrap();
-    assert_eq!(status.text().await.unwrap(), format!("loaded {id}"));
-    let read = browser.get(app.url("/read")).send().await.unwrap();
-    assert_eq!(read.text().await.unwrap(), "count=2");
+    assert_eq!(
+        text_of(browser.get(app.url("/status"))).await,
+        format!("loaded {id}")
+    );
+    assert_eq!(text_of(browser.get(app.url("/read"))).await, "count=2");
 
     let stored = String::from_utf8(redis.get(&key).unwrap()).unwrap();
     assert_eq!(stored, r#"{"format":1,"version":2,"data":{"count":2}}"#);
@@ -42,9 +45,8 @@ async fn a_flow_is_created_loaded_updated_and_cleared() {
     assert!(removal.contains("Path=/"), "{removal}");
     assert_eq!(redis.keys(), Vec::<String>::new());
 
-    let after = browser.get(app.url("/status")).send().await.unwrap();
     assert_eq!(
-        after.text().await.unwrap(),
+        text_of(browser.get(app.url("/status"))).await,
         "new none",
         "the browser dropped the cookie"
     );
@@ -52,19 +54,20 @@ async fn a_flow_is_created_loaded_updated_and_cleared() {
 
 #[tokio::test]
 async fn an_expired_flow_is_seen_as_expired_and_a_write_starts_a_new_one() {
-    let redis = RedisServer::start();
-    let app = serve_with(PipelineStateLayer::new(redis_store(&redis.url()).await)).await;
-    let browser = browser();
+    let Fixture {
+        redis,
+        app,
+        browser,
+    } = Fixture::new().await;
 
     let created = browser.post(app.url("/incr")).send().await.unwrap();
     let old_id = cookie_value(&set_cookie(&created).unwrap()).to_owned();
-    let _: () = redis::cmd("DEL")
-        .arg(format!("pipeline:{old_id}"))
-        .query(&mut redis.admin())
-        .unwrap();
+    redis.del(&format!("pipeline:{old_id}"));
 
-    let status = browser.get(app.url("/status")).send().await.unwrap();
-    assert_eq!(status.text().await.unwrap(), "expired none");
+    assert_eq!(
+        text_of(browser.get(app.url("/status"))).await,
+        "expired none"
+    );
 
     let restarted = browser.post(app.url("/incr")).send().await.unwrap();
     let new_id =
@@ -76,9 +79,11 @@ async fn an_expired_flow_is_seen_as_expired_and_a_write_starts_a_new_one() {
 
 #[tokio::test]
 async fn regenerate_moves_the_flow_to_a_new_id_and_deletes_the_old_key() {
-    let redis = RedisServer::start();
-    let app = serve_with(PipelineStateLayer::new(redis_store(&redis.url()).await)).await;
-    let browser = browser();
+    let Fixture {
+        redis,
+        app,
+        browser,
+    } = Fixture::new().await;
 
     let created = browser.post(app.url("/incr")).send().await.unwrap();
     let old_id = cookie_value(&set_cookie(&created).unwrap()).to_owned();
@@ -93,9 +98,8 @@ async fn regenerate_moves_the_flow_to_a_new_id_and_deletes_the_old_key() {
         "the old key is gone"
     );
 
-    let read = browser.get(app.url("/read")).send().await.unwrap();
     assert_eq!(
-        read.text().await.unwrap(),
+        text_of(browser.get(app.url("/read"))).await,
         "count=1",
         "the state moved with the flow"
     );
@@ -152,28 +156,19 @@ async fn the_ttl_is_set_on_create_and_refreshed_on_load() {
     let browser = browser();
 
     let created = browser.post(app.url("/incr")).send().await.unwrap();
-    let key = format!("pipeline:{}", cookie_value(&set_cookie(&created).unwrap()));
+    let key = created_key(&created);
     let ttl = redis.ttl(&key);
     assert!((295..=300).contains(&ttl), "TTL after create: {ttl}");
 
-    let _: () = redis::cmd("EXPIRE")
-        .arg(&key)
-        .arg(20)
-        .query(&mut redis.admin())
-        .unwrap();
-    let read = browser.get(app.url("/read")).send().await.unwrap();
-    assert_eq!(read.text().await.unwrap(), "count=1");
+    redis.expire(&key, 20);
+    assert_eq!(text_of(browser.get(app.url("/read"))).await, "count=1");
     let ttl = redis.ttl(&key);
     assert!(
         (295..=300).contains(&ttl),
         "a plain read slides the TTL back: {ttl}"
     );
 
-    let _: () = redis::cmd("EXPIRE")
-        .arg(&key)
-        .arg(20)
-        .query(&mut redis.admin())
-        .unwrap();
+    redis.expire(&key, 20);
     browser.post(app.url("/incr")).send().await.unwrap();
     let ttl = redis.ttl(&key);
     assert!((295..=300).contains(&ttl), "a write sets the TTL: {ttl}");
@@ -187,12 +182,8 @@ async fn without_refresh_on_load_a_read_leaves_the_ttl_alone() {
     let browser = browser();
 
     let created = browser.post(app.url("/incr")).send().await.unwrap();
-    let key = format!("pipeline:{}", cookie_value(&set_cookie(&created).unwrap()));
-    let _: () = redis::cmd("EXPIRE")
-        .arg(&key)
-        .arg(20)
-        .query(&mut redis.admin())
-        .unwrap();
+    let key = created_key(&created);
+    redis.expire(&key, 20);
     browser.get(app.url("/read")).send().await.unwrap();
     let ttl = redis.ttl(&key);
     assert!((1..=20).contains(&ttl), "GET does not touch the TTL: {ttl}");
@@ -200,19 +191,20 @@ async fn without_refresh_on_load_a_read_leaves_the_ttl_alone() {
 
 #[tokio::test]
 async fn a_server_error_writes_nothing() {
-    let redis = RedisServer::start();
-    let app = serve_with(PipelineStateLayer::new(redis_store(&redis.url()).await)).await;
-    let browser = browser();
+    let Fixture {
+        redis,
+        app,
+        browser,
+    } = Fixture::new().await;
 
     let created = browser.post(app.url("/incr")).send().await.unwrap();
-    let key = format!("pipeline:{}", cookie_value(&set_cookie(&created).unwrap()));
+    let key = created_key(&created);
     let before = redis.get(&key);
 
     let failed = browser.post(app.url("/fail")).send().await.unwrap();
     assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(redis.get(&key), before, "the record is untouched");
-    let read = browser.get(app.url("/read")).send().await.unwrap();
-    assert_eq!(read.text().await.unwrap(), "count=1");
+    assert_eq!(text_of(browser.get(app.url("/read"))).await, "count=1");
 
     // A new flow whose first request fails is never created.
     let fresh = common::browser();
@@ -231,8 +223,10 @@ async fn a_server_error_can_be_told_to_keep_its_changes() {
 
     browser.post(app.url("/incr")).send().await.unwrap();
     browser.post(app.url("/fail")).send().await.unwrap();
-    let read = browser.get(app.url("/read")).send().await.unwrap();
-    assert_eq!(read.text().await.unwrap(), "count=1000000");
+    assert_eq!(
+        text_of(browser.get(app.url("/read"))).await,
+        "count=1000000"
+    );
 }
 
 #[tokio::test]

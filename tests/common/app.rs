@@ -150,3 +150,42 @@ pub fn cookie_value(set_cookie: &str) -> &str {
         .map(|(_, value)| value)
         .unwrap_or("")
 }
+
+/// The Redis key (default prefix) of the flow a response created.
+pub fn created_key(response: &reqwest::Response) -> String {
+    let cookie = set_cookie(response).expect("the response sets the flow cookie");
+    format!("pipeline:{}", cookie_value(&cookie))
+}
+
+/// A private redis-server, the test routes behind a layer over it, and one
+/// browser: what most tests start from.
+pub struct Fixture {
+    pub redis: crate::common::RedisServer,
+    pub app: App,
+    pub browser: reqwest::Client,
+}
+
+impl Fixture {
+    /// With the default layer.
+    pub async fn new() -> Self {
+        Self::with(PipelineStateLayer::new).await
+    }
+
+    /// With a layer configured by `configure`.
+    pub async fn with<St: Store>(
+        configure: impl FnOnce(RedisStore) -> PipelineStateLayer<St>,
+    ) -> Self {
+        let redis = crate::common::RedisServer::start();
+        let app = serve_with(configure(redis_store(&redis.url()).await)).await;
+        Self {
+            redis,
+            app,
+            browser: browser(),
+        }
+    }
+}
+
+/// Sends a request and returns the response body.
+pub async fn text_of(request: reqwest::RequestBuilder) -> String {
+    request.send().await.unwrap().text().await.unwrap()
+}

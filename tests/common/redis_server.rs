@@ -162,6 +162,23 @@ impl RedisServer {
             .expect("TTL")
     }
 
+    /// Sets a key's TTL behind the layer's back.
+    pub fn expire(&self, key: &str, seconds: u64) {
+        let _: () = redis::cmd("EXPIRE")
+            .arg(key)
+            .arg(seconds)
+            .query(&mut self.admin())
+            .expect("EXPIRE");
+    }
+
+    /// Deletes a key behind the layer's back.
+    pub fn del(&self, key: &str) {
+        let _: () = redis::cmd("DEL")
+            .arg(key)
+            .query(&mut self.admin())
+            .expect("DEL");
+    }
+
     /// The raw value of a key.
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         redis::cmd("GET")
