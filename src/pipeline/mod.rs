@@ -99,6 +99,8 @@ mod lifecycle;
 mod nonce;
 mod signature;
 mod step;
+#[cfg(test)]
+mod tests;
 
 pub use builder::PipelineBuilder;
 pub use context::Flow;
