@@ -10,6 +10,9 @@ use crate::PipelineState;
 
 type Response = String;
 
+/// A failure as the error handler saw it: message, flow kind, step.
+type Recorded = (String, Option<String>, Option<String>);
+
 /// What the finish hook saw, for the assertions.
 type Seen = Arc<Mutex<Option<Finished>>>;
 
@@ -215,7 +218,7 @@ async fn no_flow_unknown_kinds_and_a_missing_layer_are_failures() {
 
 #[tokio::test]
 async fn a_failing_step_clears_the_flow_and_the_error_handler_answers() {
-    let failures: Arc<Mutex<Vec<(String, Option<String>, Option<String>)>>> = Arc::default();
+    let failures: Arc<Mutex<Vec<Recorded>>> = Arc::default();
     let recorded = failures.clone();
     let pipeline = Pipeline::<String, Response>::builder("p")
         .flow_kind("login")
