@@ -119,46 +119,41 @@ struct AuthorizeRequest {
 }
 
 impl Provider {
-    /// Checks the request. An unknown client or redirect URI gets an error
-    /// page, never a redirect (an open redirector otherwise).
-    fn check(&self, request: &AuthorizeRequest) -> Result<(), Response> {
-        let refuse = |message: &str| {
-            (
-                StatusCode::BAD_REQUEST,
-                page(
-                    "Invalid request",
-                    &format!("<h1>Invalid request</h1><p>{}</p>", escape(message)),
-                ),
-            )
-                .into_response()
-        };
+    /// Checks the request; an error says what is wrong with it.
+    fn check(&self, request: &AuthorizeRequest) -> Result<(), &'static str> {
         if request.client_id != CLIENT_ID {
-            return Err(refuse("unknown client"));
+            return Err("unknown client");
         }
         if request.redirect_uri != *self.redirect_uri {
-            return Err(refuse(
-                "redirect_uri is not the one registered for this client",
-            ));
+            return Err("redirect_uri is not the one registered for this client");
         }
         if request.response_type != "code" {
-            return Err(refuse("only response_type=code is supported"));
+            return Err("only response_type=code is supported");
         }
         if request.code_challenge_method != "S256" || request.code_challenge.len() != 43 {
-            return Err(refuse("a PKCE code_challenge with method S256 is required"));
+            return Err("a PKCE code_challenge with method S256 is required");
         }
         if request.state.is_empty() {
-            return Err(refuse("a state parameter is required"));
+            return Err("a state parameter is required");
         }
         Ok(())
     }
+}
+
+/// The answer to an invalid authorization request: an error page, never a
+/// redirect (an unchecked redirect URI would make the provider an open
+/// redirector).
+fn invalid_request(message: &str) -> Response {
+    let body = format!("<h1>Invalid request</h1><p>{}</p>", escape(message));
+    (StatusCode::BAD_REQUEST, page("Invalid request", &body)).into_response()
 }
 
 async fn authorize(
     State(provider): State<Provider>,
     Query(request): Query<AuthorizeRequest>,
 ) -> Response {
-    if let Err(refused) = provider.check(&request) {
-        return refused;
+    if let Err(message) = provider.check(&request) {
+        return invalid_request(message);
     }
     login_form(&request, None, StatusCode::OK)
 }
@@ -206,8 +201,8 @@ struct Login {
 
 async fn login(State(provider): State<Provider>, Form(login): Form<Login>) -> Response {
     let request = &login.request;
-    if let Err(refused) = provider.check(request) {
-        return refused;
+    if let Err(message) = provider.check(request) {
+        return invalid_request(message);
     }
     let Some(account) = ACCOUNTS
         .iter()
