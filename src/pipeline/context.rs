@@ -41,6 +41,8 @@ use crate::{PipelineState, StateError};
 pub struct Flow<B, R> {
     pub(crate) pipeline: Pipeline<B, R>,
     pub(crate) state: PipelineState,
+    /// Which step this request is running, for failure reports.
+    pub(crate) running: lifecycle::Running,
     /// The request that entered the flow, without its body: the base of the
     /// request [`next`](Flow::next) hands to the following step.
     pub(crate) parts: Parts,

@@ -53,11 +53,12 @@ impl<B, R> Pipeline<B, R> {
     /// logged).
     ///
     /// ```
-    /// use tower_pipeline_state::pipeline::{FlowError, Pipeline};
+    /// use tower_pipeline_state::pipeline::Pipeline;
     ///
-    /// let pipeline: Pipeline<String, String> = Pipeline::builder("setup")
+    /// // `String` bodies and responses here; with axum, `Body` and `Response`.
+    /// let pipeline = Pipeline::<String, String>::builder("setup")
     ///     .flow_kind("setup")
-    ///     .step("welcome", |_request, flow: tower_pipeline_state::pipeline::Flow<String, String>| async move { flow.next().await })
+    ///     .step("welcome", |_request, flow| async move { flow.next().await })
     ///     .on_finish(|_request, _finished| async { Ok("done".to_owned()) })
     ///     .on_error(|failure| failure.error.to_string())
     ///     .build();

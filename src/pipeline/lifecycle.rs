@@ -3,17 +3,28 @@
 //! [`Pipeline::fail`], which logs it with its kind and asks the application
 //! for the response.
 
-use std::future::ready;
+use std::{
+    future::ready,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
 use http::{Request, request::Parts};
 use serde_json::{Map, Value};
 
 use super::{
     Corruption, Failure, Finished, Flow, FlowError, Nonce, Pipeline,
-    fields::{NONCE, PIPELINE, STEP_INDEX, Stored},
+    fields::{NONCE, PIPELINE, Stored},
     step::StepFuture,
 };
 use crate::{PipelineState, Status};
+
+/// The index of the step a request is running (`usize::MAX`: none, or the
+/// finish hook), shared by the steps that [`Flow::next`] chains, so a
+/// failure names the step it came from.
+pub(crate) type Running = Arc<AtomicUsize>;
 
 /// A checked flow, and its whole state as loaded.
 type Loaded = (Stored, Map<String, Value>);
@@ -65,10 +76,11 @@ where
             outcome = "started",
             "pipeline flow started"
         );
-        let flow = self.flow(state.clone(), parts.clone(), 0, stored, false);
+        let running = Running::new(AtomicUsize::new(usize::MAX));
+        let flow = self.flow(&state, &running, parts.clone(), 0, stored, false);
         let result = enter(flow, Request::from_parts(parts, body)).await;
         // A start that fails keeps nothing: the new flow was never usable.
-        self.settle(&state, Some(kind.to_owned()), None, result)
+        self.settle(&state, &running, Some(kind.to_owned()), None, result)
     }
 
     /// Runs the flow's current step with `request`, after checking the flow:
@@ -102,14 +114,23 @@ where
             Err(error) => return self.fail(None, error, Some(kind), None),
         };
         let index = usize::try_from(stored.step_index).expect("checked against the step count");
-        let flow = self.flow(state.clone(), parts.clone(), index, stored, nonce_verified);
+        let running = Running::new(AtomicUsize::new(usize::MAX));
+        let flow = self.flow(
+            &state,
+            &running,
+            parts.clone(),
+            index,
+            stored,
+            nonce_verified,
+        );
         let result = enter(flow, Request::from_parts(parts, body)).await;
-        self.settle(&state, Some(kind), Some(&snapshot), result)
+        self.settle(&state, &running, Some(kind), Some(&snapshot), result)
     }
 
     fn flow(
         &self,
-        state: PipelineState,
+        state: &PipelineState,
+        running: &Running,
         parts: Parts,
         index: usize,
         stored: Stored,
@@ -117,7 +138,8 @@ where
     ) -> Flow<B, R> {
         Flow {
             pipeline: self.clone(),
-            state,
+            state: state.clone(),
+            running: running.clone(),
             parts,
             index,
             kind: stored.flow,
@@ -217,6 +239,7 @@ where
     fn settle(
         &self,
         state: &PipelineState,
+        running: &Running,
         kind: Option<String>,
         snapshot: Option<&Map<String, Value>>,
         result: Result<R, FlowError>,
@@ -225,11 +248,10 @@ where
             Ok(response) => return response,
             Err(error) => error,
         };
-        let step = state
-            .get::<usize>(STEP_INDEX)
-            .ok()
-            .flatten()
-            .and_then(|index| self.inner.steps.get(index))
+        let step = self
+            .inner
+            .steps
+            .get(running.load(Ordering::Relaxed))
             .map(|step| step.name.clone());
         match snapshot {
             Some(snapshot) if !error.ends_flow() && !state.is_cleared() => {
@@ -293,8 +315,10 @@ where
 {
     let pipeline = flow.pipeline.clone();
     let Some(step) = pipeline.inner.steps.get(flow.index) else {
+        flow.running.store(usize::MAX, Ordering::Relaxed);
         return finish(flow, request);
     };
+    flow.running.store(flow.index, Ordering::Relaxed);
     if step.callback && !flow.nonce_verified {
         return Box::pin(ready(Err(FlowError::NonceMissing)));
     }

@@ -318,3 +318,30 @@ fn the_signature_is_that_of_the_step_names() {
         Signature::of(["authorize", "callback", "confirm"])
     );
 }
+
+#[tokio::test]
+async fn a_failure_names_the_step_it_came_from() {
+    let steps: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let recorded = steps.clone();
+    let pipeline = Pipeline::<String, Response>::builder("p")
+        .flow_kind("login")
+        .step("one", |_request, flow| async move { flow.next().await })
+        .step("two", |_request, flow| async move {
+            // Moved on, then failed: the failure is still this step's.
+            flow.advance()?;
+            Err(FlowError::failed("broken"))
+        })
+        .step("three", |_request, _flow| async { Ok(String::new()) })
+        .on_finish(|_request, _finished| async { Ok("finished".to_owned()) })
+        .on_error(move |failure| {
+            recorded.lock().unwrap().push(failure.step.clone());
+            describe(failure)
+        })
+        .build();
+    let state = PipelineState::detached();
+    let answer = pipeline
+        .start(request(&state, Method::GET, "/flow"), "login")
+        .await;
+    assert_eq!(answer, "error:failed");
+    assert_eq!(steps.lock().unwrap().as_slice(), [Some("two".to_owned())]);
+}
