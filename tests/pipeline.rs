@@ -209,6 +209,42 @@ async fn a_double_submitted_step_advances_once_and_the_second_gets_the_conflict_
 }
 
 #[tokio::test]
+async fn a_double_submitted_last_step_finishes_the_flow_once() {
+    let redis = RedisServer::start();
+    let app = app(
+        &redis,
+        Options {
+            final_barrier: Some(Arc::new(Barrier::new(2))),
+            ..Options::default()
+        },
+    )
+    .await;
+    let browser = browser();
+    to_step_three(&app, &browser, None).await;
+    let left = browser
+        .post(app.url("/flow"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text(left).await.0, StatusCode::OK);
+
+    // Both submissions load the flow, both run the finish hook; the first
+    // to clear it wins, the second must not answer as if it had finished.
+    let (first, second) = tokio::join!(
+        browser.post(app.url("/flow")).send(),
+        browser.post(app.url("/flow")).send(),
+    );
+    let mut answers = [text(first.unwrap()).await, text(second.unwrap()).await];
+    answers.sort_by_key(|(status, _)| *status);
+    let [(ok, finished), (conflict, _)] = answers;
+    assert_eq!(ok, StatusCode::OK);
+    assert!(finished.starts_with("finished "), "{finished}");
+    assert_eq!(conflict, StatusCode::CONFLICT, "the flow finishes once");
+    assert_eq!(redis.keys(), Vec::<String>::new());
+}
+
+#[tokio::test]
 async fn two_flow_kinds_are_kept_apart_and_unknown_kinds_are_refused() {
     let redis = RedisServer::start();
     let app = app(&redis, Options::default()).await;

@@ -27,6 +27,8 @@ pub struct Options {
     pub renamed: bool,
     /// Make submissions of step three wait here, so two of them overlap.
     pub barrier: Option<Arc<Barrier>>,
+    /// Make submissions of step four (the last) wait here.
+    pub final_barrier: Option<Arc<Barrier>>,
 }
 
 /// A four-step test pipeline. The user is the `x-user` header.
@@ -37,6 +39,7 @@ pub struct Options {
 /// * `four`: renders `at four`; a POST finishes.
 pub fn pipeline(options: Options) -> Pipeline<Body, Response> {
     let barrier = options.barrier.clone();
+    let final_barrier = options.final_barrier.clone();
     Pipeline::builder("test")
         .flow_kind("login")
         .flow_kind("link")
@@ -89,11 +92,17 @@ pub fn pipeline(options: Options) -> Pipeline<Body, Response> {
         )
         .step(
             "four",
-            |request: Request, flow: Flow<Body, Response>| async move {
-                if request.method() != Method::POST {
-                    return Ok("at four".into_response());
+            move |request: Request, flow: Flow<Body, Response>| {
+                let barrier = final_barrier.clone();
+                async move {
+                    if request.method() != Method::POST {
+                        return Ok("at four".into_response());
+                    }
+                    if let Some(barrier) = barrier {
+                        barrier.wait().await;
+                    }
+                    flow.next().await
                 }
-                flow.next().await
             },
         )
         .on_finish(|_request, finished| async move {
