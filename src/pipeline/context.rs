@@ -24,9 +24,11 @@ use crate::{PipelineState, StateError};
 ///
 /// Everything works in memory on the request's
 /// [`PipelineState`](crate::PipelineState); the layer writes the result once
-/// the response is ready. If another request of the same flow moved it
-/// first (a double-submitted form), this request's response is replaced by
-/// the layer's conflict answer (409 by default) and nothing it did is kept.
+/// the response is ready. The flow's step index, nonce and data are separate
+/// fields of the state: if another request of the same flow changed one of
+/// the fields this request changes (two submissions of one step both move
+/// the step index), this request's response is replaced by the layer's
+/// conflict answer (409 by default) and nothing it did is kept.
 ///
 /// ```
 /// # use tower_pipeline_state::pipeline::{Flow, FlowError};
