@@ -109,4 +109,3 @@ pub use error::{Corruption, FlowError};
 pub use hooks::{Failure, Finished};
 pub use nonce::Nonce;
 pub use signature::Signature;
-pub use step::StepFuture;

@@ -10,7 +10,8 @@ use super::{Flow, FlowError};
 /// The future a step (or the finish hook) returns, boxed: steps are stored
 /// side by side, and a step that calls [`Flow::next`] runs the next step
 /// inside its own future.
-pub type StepFuture<R> = Pin<Box<dyn Future<Output = Result<R, FlowError>> + Send + 'static>>;
+pub(crate) type StepFuture<R> =
+    Pin<Box<dyn Future<Output = Result<R, FlowError>> + Send + 'static>>;
 
 /// One step's handler, type-erased. Implemented for every
 /// `Fn(Request<B>, Flow<B, R>) -> impl Future<Output = Result<R, FlowError>>`,
