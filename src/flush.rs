@@ -39,8 +39,12 @@ pub(crate) enum Plan {
         record: Vec<u8>,
         changes: Vec<Change>,
     },
-    /// The flow was cleared: delete it and expire the cookie.
-    Delete { id: PipelineId },
+    /// The flow was cleared: delete it and expire the cookie. A loaded flow
+    /// is deleted only if it still has the loaded `version`.
+    Delete {
+        id: PipelineId,
+        version: Option<u64>,
+    },
     /// Cleared with no flow behind it (the cookie was malformed or forged):
     /// only expire the cookie.
     ExpireCookie,
@@ -73,7 +77,11 @@ pub(crate) fn plan(state: &PipelineState, discard: bool) -> Option<Plan> {
             replacing: came,
         }),
         Target::Fresh(_) | Target::Nothing if inner.cleared => match (came, &inner.origin) {
-            (Some(id), _) => Some(Plan::Delete { id }),
+            (Some(id), Origin::Loaded { version, .. }) => Some(Plan::Delete {
+                id,
+                version: Some(*version),
+            }),
+            (Some(id), _) => Some(Plan::Delete { id, version: None }),
             (None, Origin::New { had_cookie: true }) => Some(Plan::ExpireCookie),
             (None, _) => None,
         },
@@ -122,12 +130,7 @@ pub(crate) async fn flush<St: Store>(shared: Arc<Shared<St>>, plan: Plan) -> Flu
             record,
             changes,
         } => update(&shared, id, version, record, changes).await,
-        Plan::Delete { id } => {
-            let config = &shared.config;
-            timed(config.timeout, shared.store.delete(&config.key(id)))
-                .await
-                .map(|()| Flushed::Saved(Some(config.cookie.removal())))
-        }
+        Plan::Delete { id, version } => delete(&shared, id, version).await,
         Plan::ExpireCookie => Ok(Flushed::Saved(Some(shared.config.cookie.removal()))),
     };
     result.unwrap_or_else(|error| {
@@ -180,6 +183,45 @@ async fn create<St: Store>(
     Err(StoreError::Protocol(
         "SET NX refused three fresh random ids".to_owned(),
     ))
+}
+
+/// Deletes a cleared flow. A loaded one is deleted only at the version this
+/// request loaded: if a concurrent request changed it meanwhile, or cleared
+/// it first, this request gets the conflict answer (so of two requests that
+/// finish one flow, only the first does).
+async fn delete<St: Store>(
+    shared: &Shared<St>,
+    id: PipelineId,
+    version: Option<u64>,
+) -> Result<Flushed, StoreError> {
+    let config = &shared.config;
+    let key = config.key(id);
+    let Some(version) = version else {
+        timed(config.timeout, shared.store.delete(&key)).await?;
+        return Ok(Flushed::Saved(Some(config.cookie.removal())));
+    };
+    match timed(
+        config.timeout,
+        shared.store.delete_if_version(&key, version),
+    )
+    .await?
+    {
+        UpdateOutcome::Written => Ok(Flushed::Saved(Some(config.cookie.removal()))),
+        UpdateOutcome::Missing => {
+            tracing::info!(
+                pipeline.id = %id,
+                "pipeline state not cleared: another request cleared it first, or it expired"
+            );
+            Ok(Flushed::Conflict)
+        }
+        UpdateOutcome::Newer(_) => {
+            tracing::info!(
+                pipeline.id = %id,
+                "pipeline state not cleared: a concurrent request changed it"
+            );
+            Ok(Flushed::Conflict)
+        }
+    }
 }
 
 async fn update<St: Store>(

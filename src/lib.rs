@@ -49,6 +49,7 @@ mod future;
 mod id;
 mod layer;
 mod merge;
+pub mod pipeline;
 mod record;
 mod service;
 mod state;

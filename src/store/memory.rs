@@ -149,6 +149,22 @@ impl Store for MemoryStore {
         self.lock().map.remove(key);
         Ok(())
     }
+
+    async fn delete_if_version(
+        &self,
+        key: &str,
+        version: u64,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let mut entries = self.lock();
+        let Some(entry) = entries.live(key) else {
+            return Ok(UpdateOutcome::Missing);
+        };
+        if entry.version != Some(version) {
+            return Ok(UpdateOutcome::Newer(entry.record.clone()));
+        }
+        entries.map.remove(key);
+        Ok(UpdateOutcome::Written)
+    }
 }
 
 #[cfg(test)]
@@ -176,6 +192,26 @@ mod tests {
         store.delete("k").await.unwrap();
         assert_eq!(
             store.update("k", 2, V2, MINUTE).await.unwrap(),
+            UpdateOutcome::Missing
+        );
+    }
+
+    #[tokio::test]
+    async fn compare_and_delete_follows_versions() {
+        let store = MemoryStore::new();
+        store.create("k", V1, MINUTE, None).await.unwrap();
+        assert_eq!(
+            store.delete_if_version("k", 7).await.unwrap(),
+            UpdateOutcome::Newer(V1.to_vec())
+        );
+        assert_eq!(store.len(), 1, "a stale version deletes nothing");
+        assert_eq!(
+            store.delete_if_version("k", 1).await.unwrap(),
+            UpdateOutcome::Written
+        );
+        assert!(store.is_empty());
+        assert_eq!(
+            store.delete_if_version("k", 1).await.unwrap(),
             UpdateOutcome::Missing
         );
     }

@@ -87,4 +87,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes the record under `key`, if any.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Atomically deletes the record under `key` only if its
+    /// [`record_version`] is `version`: [`UpdateOutcome::Written`] when it
+    /// was deleted, [`UpdateOutcome::Missing`] when there was none,
+    /// [`UpdateOutcome::Newer`] (nothing deleted) when a concurrent request
+    /// wrote first. The layer uses it to clear a loaded flow, so a clear
+    /// never drops a concurrent request's acknowledged write, and of two
+    /// requests that both clear one flow only the first succeeds.
+    ///
+    /// The default implementation is a [`load`](Self::load) followed by a
+    /// [`delete`](Self::delete): two round trips, and not atomic. Stores
+    /// should override it; [`RedisStore`] and [`MemoryStore`] do.
+    fn delete_if_version(
+        &self,
+        key: &str,
+        version: u64,
+    ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send {
+        async move {
+            let Some(current) = self.load(key, None).await? else {
+                return Ok(UpdateOutcome::Missing);
+            };
+            if record_version(&current) != Some(version) {
+                return Ok(UpdateOutcome::Newer(current));
+            }
+            self.delete(key).await?;
+            Ok(UpdateOutcome::Written)
+        }
+    }
 }

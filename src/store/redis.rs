@@ -32,6 +32,22 @@ return current
 /// or flushed its script cache), loads the script and retries.
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(COMPARE_AND_SET));
 
+/// The versioned compare-and-delete, with the same replies as
+/// [`COMPARE_AND_SET`]: 1 deleted, 0 no key, or the stored record.
+const COMPARE_AND_DELETE: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if not current then
+  return 0
+end
+if string.match(current, '^{"format":%d+,"version":(%d+),') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return current
+"#;
+
+static DELETE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(COMPARE_AND_DELETE));
+
 /// Something [`RedisStore`] can get a Redis connection from.
 ///
 /// Implemented for every cloneable redis-rs async connection
@@ -103,6 +119,7 @@ impl RedisConnection for Bb8Pool {
 /// | create | `SET key record NX EX ttl`, after `DEL old` in the same round trip when replacing |
 /// | update | `EVALSHA` of a compare-and-set script (`GET`, then `SET ... EX ttl` if the version matches) |
 /// | delete | `DEL key` |
+/// | delete if version | `EVALSHA` of a compare-and-delete script (`GET`, then `DEL` if the version matches) |
 #[derive(Clone, Debug)]
 pub struct RedisStore<C = ConnectionManager> {
     connection: C,
@@ -227,20 +244,39 @@ impl<C: RedisConnection> Store for RedisStore<C> {
             .arg(seconds(ttl))
             .invoke_async(&mut connection)
             .await?;
-        match reply {
-            Value::Int(1) => Ok(UpdateOutcome::Written),
-            Value::Int(0) => Ok(UpdateOutcome::Missing),
-            Value::BulkString(current) => Ok(UpdateOutcome::Newer(current)),
-            other => Err(StoreError::Protocol(format!(
-                "compare-and-set script answered {other:?}"
-            ))),
-        }
+        outcome("compare-and-set", reply)
+    }
+
+    async fn delete_if_version(
+        &self,
+        key: &str,
+        version: u64,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let mut connection = self.connection.connection().await?;
+        let reply: Value = DELETE_SCRIPT
+            .key(key)
+            .arg(version)
+            .invoke_async(&mut connection)
+            .await?;
+        outcome("compare-and-delete", reply)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let mut connection = self.connection.connection().await?;
         let _: i64 = cmd("DEL").arg(key).query_async(&mut connection).await?;
         Ok(())
+    }
+}
+
+/// What a compare-and-set or compare-and-delete script answered.
+fn outcome(script: &str, reply: Value) -> Result<UpdateOutcome, StoreError> {
+    match reply {
+        Value::Int(1) => Ok(UpdateOutcome::Written),
+        Value::Int(0) => Ok(UpdateOutcome::Missing),
+        Value::BulkString(current) => Ok(UpdateOutcome::Newer(current)),
+        other => Err(StoreError::Protocol(format!(
+            "{script} script answered {other:?}"
+        ))),
     }
 }
 

@@ -1,0 +1,282 @@
+//! [`PipelineBuilder`]: names, kinds, steps and hooks, checked once at
+//! [`build`](PipelineBuilder::build).
+
+use std::{collections::HashSet, fmt, future::Future, sync::Arc};
+
+use http::{Request, request::Parts};
+
+use super::{
+    Failure, Finished, Flow, FlowError, Pipeline, Signature,
+    definition::{Definition, ErrorFn, UserFn},
+    hooks::FinishHook,
+    step::StepDef,
+};
+
+/// Defines a [`Pipeline`]; made by [`Pipeline::builder`].
+///
+/// A pipeline needs at least one flow kind, at least one step, a finish hook
+/// and an error handler; [`build`](Self::build) panics without them, at
+/// start-up rather than on a user's request.
+pub struct PipelineBuilder<B, R> {
+    name: String,
+    kinds: Vec<String>,
+    steps: Vec<StepDef<B, R>>,
+    nonce_param: String,
+    user: Box<UserFn>,
+    finish: Option<Box<dyn FinishHook<B, R>>>,
+    on_error: Option<Box<ErrorFn<R>>>,
+}
+
+impl<B, R> PipelineBuilder<B, R> {
+    pub(crate) fn new(name: String) -> Self {
+        Self {
+            name,
+            kinds: Vec::new(),
+            steps: Vec::new(),
+            nonce_param: "state".to_owned(),
+            user: Box::new(|_| None),
+            finish: None,
+            on_error: None,
+        }
+    }
+
+    /// Adds a flow kind the pipeline runs (Sentry's are `login` and
+    /// `setup_provider`). [`Pipeline::start`] takes one of them, and a
+    /// stored flow of any other kind is refused.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::pipeline::Pipeline;
+    /// let builder = Pipeline::<String, String>::builder("sso")
+    ///     .flow_kind("login")
+    ///     .flow_kind("link");
+    /// ```
+    pub fn flow_kind(mut self, kind: impl Into<String>) -> Self {
+        let kind = kind.into();
+        if !self.kinds.contains(&kind) {
+            self.kinds.push(kind);
+        }
+        self
+    }
+
+    /// Appends a step: `handler` gets the request and the flow's [`Flow`]
+    /// context, and answers with a response (the flow stays on this step,
+    /// or moves on with [`Flow::advance`]), with [`Flow::next`] (the next
+    /// step answers now), or with an error (the flow fails).
+    ///
+    /// ```
+    /// # use tower_pipeline_state::pipeline::{Flow, Pipeline};
+    /// # use http::Request;
+    /// async fn welcome(_request: Request<String>, flow: Flow<String, String>)
+    ///     -> Result<String, tower_pipeline_state::pipeline::FlowError>
+    /// {
+    ///     flow.advance()?;
+    ///     Ok("<h1>Welcome</h1><a href='/setup'>Next</a>".to_owned())
+    /// }
+    ///
+    /// let builder = Pipeline::builder("setup")
+    ///     .step("welcome", welcome)
+    ///     .step("done", |_request, flow| async move { flow.next().await });
+    /// ```
+    pub fn step<F, Fut>(self, name: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(Request<B>, Flow<B, R>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, FlowError>> + Send + 'static,
+        B: 'static,
+        R: 'static,
+    {
+        self.push(name.into(), false, handler)
+    }
+
+    /// Appends a callback step: the step an identity provider redirects back
+    /// to. It is entered only by a request that carries the flow's nonce in
+    /// the query parameter named by [`nonce_param`](Self::nonce_param)
+    /// (checked and consumed by the engine before the step runs), or through
+    /// [`Flow::next`] within such a request; otherwise the request fails
+    /// with [`FlowError::NonceMissing`].
+    ///
+    /// ```
+    /// # use tower_pipeline_state::pipeline::Pipeline;
+    /// let builder = Pipeline::<String, String>::builder("sso")
+    ///     .callback("callback", |request, flow| async move {
+    ///         // Only reached with `?state=<the flow's nonce>`.
+    ///         flow.next().await
+    ///     });
+    /// ```
+    pub fn callback<F, Fut>(self, name: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(Request<B>, Flow<B, R>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, FlowError>> + Send + 'static,
+        B: 'static,
+        R: 'static,
+    {
+        self.push(name.into(), true, handler)
+    }
+
+    fn push<F, Fut>(mut self, name: String, callback: bool, handler: F) -> Self
+    where
+        F: Fn(Request<B>, Flow<B, R>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, FlowError>> + Send + 'static,
+        B: 'static,
+        R: 'static,
+    {
+        self.steps.push(StepDef {
+            name,
+            callback,
+            handler: Box::new(handler),
+        });
+        self
+    }
+
+    /// The query parameter that carries the flow's nonce back (default
+    /// `state`, as in OAuth 2.0). Any request of the flow that carries it is
+    /// treated as a callback: the value must be the flow's live nonce, and
+    /// it is consumed.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::pipeline::Pipeline;
+    /// let builder = Pipeline::<String, String>::builder("sso").nonce_param("relay_state");
+    /// ```
+    pub fn nonce_param(mut self, name: impl Into<String>) -> Self {
+        self.nonce_param = name.into();
+        self
+    }
+
+    /// How the engine learns who makes a request (default: nobody, every
+    /// flow is anonymous). The id returned when a flow starts is stored with
+    /// it; every later request must return the same (`None` included), or
+    /// it fails with [`FlowError::UserMismatch`] and the flow stays as it
+    /// was.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::pipeline::Pipeline;
+    /// #[derive(Clone)]
+    /// struct CurrentUser(String);
+    ///
+    /// // Whatever authenticates the request (a session layer) put the user
+    /// // in the extensions.
+    /// let builder = Pipeline::<String, String>::builder("link")
+    ///     .user(|parts| parts.extensions.get::<CurrentUser>().map(|user| user.0.clone()));
+    /// ```
+    pub fn user<F>(mut self, user: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        self.user = Box::new(user);
+        self
+    }
+
+    /// The finish hook: called with the request and the collected data when
+    /// the last step calls [`Flow::next`]. Its answer is the response; the
+    /// flow's state is cleared after it, whatever it returns.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::pipeline::Pipeline;
+    /// let builder = Pipeline::<String, String>::builder("sso").on_finish(|_request, finished| async move {
+    ///     let user: String = finished.fetch("user")?.unwrap_or_default();
+    ///     Ok(format!("signed in as {user}"))
+    /// });
+    /// ```
+    pub fn on_finish<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Request<B>, Finished) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, FlowError>> + Send + 'static,
+        B: 'static,
+        R: 'static,
+    {
+        self.finish = Some(Box::new(hook));
+        self
+    }
+
+    /// The error handler: turns every [`Failure`] (no flow, expired, another
+    /// user, a bad nonce, a failed step...) into the response. Match on
+    /// `failure.error` to answer each as the application sees fit, for
+    /// example a redirect with a message.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::pipeline::{FlowError, Pipeline};
+    /// let builder = Pipeline::<String, String>::builder("sso").on_error(|failure| match failure.error {
+    ///     FlowError::Expired => "That sign-in took too long; start again.".to_owned(),
+    ///     other => format!("Sign-in failed: {other}"),
+    /// });
+    /// ```
+    pub fn on_error<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(Failure) -> R + Send + Sync + 'static,
+    {
+        self.on_error = Some(Box::new(handler));
+        self
+    }
+
+    /// The finished definition.
+    ///
+    /// # Panics
+    /// If the pipeline has no flow kind, no step, two steps with one name,
+    /// no finish hook or no error handler, or an empty nonce parameter name.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::pipeline::Pipeline;
+    /// let pipeline = Pipeline::<String, String>::builder("wizard")
+    ///     .flow_kind("setup")
+    ///     .step("only", |_request, flow| async move { flow.next().await })
+    ///     .on_finish(|_request, _finished| async { Ok("done".to_owned()) })
+    ///     .on_error(|failure| failure.error.to_string())
+    ///     .build();
+    /// assert_eq!(pipeline.step_names().collect::<Vec<_>>(), ["only"]);
+    /// ```
+    pub fn build(self) -> Pipeline<B, R> {
+        let name = &self.name;
+        assert!(
+            !self.kinds.is_empty(),
+            "pipeline `{name}` needs at least one flow kind"
+        );
+        assert!(
+            !self.steps.is_empty(),
+            "pipeline `{name}` needs at least one step"
+        );
+        let mut seen = HashSet::new();
+        for step in &self.steps {
+            assert!(
+                seen.insert(step.name.as_str()),
+                "pipeline `{name}` has two steps named `{}`",
+                step.name
+            );
+        }
+        assert!(
+            !self.nonce_param.is_empty(),
+            "pipeline `{name}`: the nonce parameter name is empty"
+        );
+        let finish = self
+            .finish
+            .unwrap_or_else(|| panic!("pipeline `{name}` needs a finish hook (on_finish)"));
+        let on_error = self
+            .on_error
+            .unwrap_or_else(|| panic!("pipeline `{name}` needs an error handler (on_error)"));
+        let signature = Signature::of(self.steps.iter().map(|step| &step.name));
+        Pipeline {
+            inner: Arc::new(Definition {
+                name: self.name,
+                kinds: self.kinds,
+                steps: self.steps,
+                signature,
+                nonce_param: self.nonce_param,
+                user: self.user,
+                finish,
+                on_error,
+            }),
+        }
+    }
+}
+
+impl<B, R> fmt::Debug for PipelineBuilder<B, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineBuilder")
+            .field("name", &self.name)
+            .field("kinds", &self.kinds)
+            .field(
+                "steps",
+                &self.steps.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            )
+            .field("nonce_param", &self.nonce_param)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,132 @@
+//! [`Pipeline`]: a built, immutable pipeline definition, cheap to clone.
+
+use std::{
+    convert::Infallible,
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use http::{Request, request::Parts};
+
+use super::{Failure, PipelineBuilder, Signature, hooks::FinishHook, step::StepDef};
+
+/// How the engine learns who is making a request.
+pub(crate) type UserFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
+/// The application's answer to a failed flow.
+pub(crate) type ErrorFn<R> = dyn Fn(Failure) -> R + Send + Sync;
+
+/// A multi-step flow: a name, the flow kinds it runs, and an ordered list of
+/// named steps, each an async function of the request and the flow's
+/// [`Flow`](super::Flow) context. Built with [`Pipeline::builder`].
+///
+/// One route serves the whole flow: [`start`](Self::start) begins a flow and
+/// runs its first step; [`dispatch`](Self::dispatch) (or the pipeline used as
+/// a tower service) runs whichever step the flow is on. The engine keeps the
+/// step index, the flow kind, the starting user, a nonce and the steps' data
+/// in the request's [`PipelineState`](crate::PipelineState); it never talks
+/// to a store itself.
+///
+/// `B` is the request body type and `R` the response type (with axum,
+/// `axum::body::Body` and `axum::response::Response`). Cloning shares the
+/// definition.
+pub struct Pipeline<B, R> {
+    pub(crate) inner: Arc<Definition<B, R>>,
+}
+
+/// What a pipeline is made of.
+pub(crate) struct Definition<B, R> {
+    pub(crate) name: String,
+    pub(crate) kinds: Vec<String>,
+    pub(crate) steps: Vec<StepDef<B, R>>,
+    pub(crate) signature: Signature,
+    pub(crate) nonce_param: String,
+    pub(crate) user: Box<UserFn>,
+    pub(crate) finish: Box<dyn FinishHook<B, R>>,
+    pub(crate) on_error: Box<ErrorFn<R>>,
+}
+
+impl<B, R> Pipeline<B, R> {
+    /// Starts defining a pipeline called `name` (stored with each flow, and
+    /// logged).
+    ///
+    /// ```
+    /// use tower_pipeline_state::pipeline::Pipeline;
+    ///
+    /// // `String` bodies and responses here; with axum, `Body` and `Response`.
+    /// let pipeline = Pipeline::<String, String>::builder("setup")
+    ///     .flow_kind("setup")
+    ///     .step("welcome", |_request, flow| async move { flow.next().await })
+    ///     .on_finish(|_request, _finished| async { Ok("done".to_owned()) })
+    ///     .on_error(|failure| failure.error.to_string())
+    ///     .build();
+    /// assert_eq!(pipeline.name(), "setup");
+    /// ```
+    pub fn builder(name: impl Into<String>) -> PipelineBuilder<B, R> {
+        PipelineBuilder::new(name.into())
+    }
+
+    /// The pipeline's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The signature of the step list (see [`Signature`]).
+    pub fn signature(&self) -> &Signature {
+        &self.inner.signature
+    }
+
+    /// The step names, in order.
+    pub fn step_names(&self) -> impl Iterator<Item = &str> {
+        self.inner.steps.iter().map(|step| step.name.as_str())
+    }
+
+    /// The flow kinds the pipeline runs.
+    pub fn flow_kinds(&self) -> impl Iterator<Item = &str> {
+        self.inner.kinds.iter().map(String::as_str)
+    }
+}
+
+impl<B, R> Clone for Pipeline<B, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<B, R> fmt::Debug for Pipeline<B, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("name", &self.inner.name)
+            .field("kinds", &self.inner.kinds)
+            .field("steps", &self.step_names().collect::<Vec<_>>())
+            .field("signature", &self.inner.signature)
+            .field("nonce_param", &self.inner.nonce_param)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pipeline as a tower service: every request is
+/// [`dispatch`](Pipeline::dispatch)ed to the flow's current step. With axum:
+/// `Router::new().route_service("/auth/sso", pipeline)`.
+impl<B, R> tower::Service<Request<B>> for Pipeline<B, R>
+where
+    B: Default + Send + 'static,
+    R: Send + 'static,
+{
+    type Response = R;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<R, Infallible>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let pipeline = self.clone();
+        Box::pin(async move { Ok(pipeline.dispatch(request).await) })
+    }
+}

@@ -1,0 +1,158 @@
+//! [`FlowError`]: every way a flow can fail to go on, each with a kind for
+//! logs and metrics.
+
+use std::fmt;
+
+use crate::StateError;
+
+/// Why a request did not continue its flow. The engine hands it to the
+/// pipeline's error handler (see
+/// [`PipelineBuilder::on_error`](super::PipelineBuilder::on_error)) inside a
+/// [`Failure`](super::Failure), and logs it as a `tracing` event whose
+/// `outcome` field is [`kind`](Self::kind).
+///
+/// Some outcomes end the flow (its state is cleared and the cookie expired);
+/// the others leave it exactly as it was, so a request that must not touch the
+/// flow (another user's, a forged callback) cannot end it either. See
+/// [`ends_flow`](Self::ends_flow).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlowError {
+    /// No flow of this pipeline came with the request: no id, a malformed or
+    /// forged one, or the flow of another pipeline. Nothing is changed.
+    #[error("no sign-in or setup flow is in progress")]
+    NoFlow,
+    /// An id came, but its flow is gone: it expired after a period of
+    /// inactivity, or was finished or cleared. The stale cookie is removed.
+    #[error("the flow expired or has already ended; start again")]
+    Expired,
+    /// The flow was started by a pipeline with other steps (a deployment
+    /// changed them since). The flow ends.
+    #[error("the steps of this flow changed since it started; start again")]
+    SignatureChanged,
+    /// The user making this request is not the user who started the flow.
+    /// Nothing is changed.
+    #[error("this flow was started by another user")]
+    UserMismatch,
+    /// The flow's stored state is not a valid flow of this pipeline. The flow
+    /// ends.
+    #[error("the flow's state is corrupt: {0}")]
+    Corrupt(Corruption),
+    /// The flow kind is not one the pipeline knows: given to
+    /// [`Pipeline::start`](super::Pipeline::start), or stored by a release
+    /// that knew kinds this one does not. A stored one ends the flow.
+    #[error("`{0}` is not a flow kind of this pipeline")]
+    UnknownFlowKind(String),
+    /// A callback step was entered without the flow's nonce (the OAuth
+    /// `state` parameter is absent). Nothing is changed.
+    #[error("the request does not carry the flow's state parameter")]
+    NonceMissing,
+    /// The request carries a nonce that is not the flow's: a forged or
+    /// crossed callback. Nothing is changed.
+    #[error("the request's state parameter does not belong to this flow")]
+    NonceMismatch,
+    /// The request carries a nonce, but the flow's nonce was already used: a
+    /// replayed callback. Nothing is changed.
+    #[error("the request's state parameter was already used")]
+    NonceReplayed,
+    /// A step or the finish hook ended the flow with this message (for
+    /// example "the provider did not return a valid identity"). The flow
+    /// ends.
+    #[error("{0}")]
+    Failed(String),
+    /// Reading or writing the flow's state failed: a value that does not
+    /// serialize, or a [`fetch`](super::Flow::fetch) with a type that does
+    /// not match what was bound. The flow ends.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The request has no [`PipelineState`](crate::PipelineState): the route
+    /// lacks [`PipelineStateLayer`](crate::PipelineStateLayer).
+    #[error("no pipeline state in the request: add PipelineStateLayer to the route")]
+    MissingLayer,
+}
+
+impl FlowError {
+    /// A failure with a message, to end the flow from a step:
+    /// `return Err(FlowError::failed("the provider refused the sign-in"))`.
+    ///
+    /// ```
+    /// use tower_pipeline_state::pipeline::FlowError;
+    ///
+    /// let error = FlowError::failed("cancelled");
+    /// assert_eq!(error.kind(), "failed");
+    /// assert_eq!(error.to_string(), "cancelled");
+    /// ```
+    pub fn failed(message: impl fmt::Display) -> Self {
+        Self::Failed(message.to_string())
+    }
+
+    /// A short, stable name for the outcome, as logged in the `outcome` field
+    /// of the engine's `tracing` events: `no_flow`, `expired`,
+    /// `signature_changed`, `user_mismatch`, `corrupt`, `unknown_flow_kind`,
+    /// `nonce_missing`, `nonce_mismatch`, `nonce_replayed`, `failed`,
+    /// `state`, `missing_layer`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NoFlow => "no_flow",
+            Self::Expired => "expired",
+            Self::SignatureChanged => "signature_changed",
+            Self::UserMismatch => "user_mismatch",
+            Self::Corrupt(_) => "corrupt",
+            Self::UnknownFlowKind(_) => "unknown_flow_kind",
+            Self::NonceMissing => "nonce_missing",
+            Self::NonceMismatch => "nonce_mismatch",
+            Self::NonceReplayed => "nonce_replayed",
+            Self::Failed(_) => "failed",
+            Self::State(_) => "state",
+            Self::MissingLayer => "missing_layer",
+        }
+    }
+
+    /// Whether the engine clears the flow for this outcome. The outcomes a
+    /// third party can provoke with a flow that is not theirs (another user,
+    /// a forged or replayed callback) leave it alone; so do the ones with no
+    /// flow to clear.
+    pub fn ends_flow(&self) -> bool {
+        match self {
+            Self::NoFlow
+            | Self::UserMismatch
+            | Self::NonceMissing
+            | Self::NonceMismatch
+            | Self::NonceReplayed
+            | Self::MissingLayer => false,
+            Self::Expired
+            | Self::SignatureChanged
+            | Self::Corrupt(_)
+            | Self::UnknownFlowKind(_)
+            | Self::Failed(_)
+            | Self::State(_) => true,
+        }
+    }
+}
+
+/// What is wrong with a stored flow ([`FlowError::Corrupt`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Corruption {
+    /// The flow's fields are missing or of the wrong type.
+    Fields(String),
+    /// The stored step index is past the end of the pipeline.
+    StepOutOfBounds {
+        /// The stored index.
+        index: u64,
+        /// How many steps the pipeline has.
+        steps: usize,
+    },
+}
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Fields(detail) => write!(f, "its fields do not decode: {detail}"),
+            Self::StepOutOfBounds { index, steps } => write!(
+                f,
+                "step index {index} is past the end of a pipeline of {steps} steps"
+            ),
+        }
+    }
+}

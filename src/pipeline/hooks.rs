@@ -1,0 +1,71 @@
+//! What the application's hooks receive: [`Finished`] for the finish hook,
+//! [`Failure`] for the error handler.
+
+use std::future::Future;
+
+use http::Request;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::{FlowError, step::StepFuture};
+
+/// A flow that went through all its steps, as handed to the finish hook (see
+/// [`PipelineBuilder::on_finish`](super::PipelineBuilder::on_finish)). The
+/// flow's state is cleared after the hook, so it cannot be finished twice in
+/// a row.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Finished {
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// The flow kind the flow was started with.
+    pub kind: String,
+    /// The user who started (and continued) the flow, if one was signed in.
+    pub user: Option<String>,
+    /// Everything the steps bound.
+    pub data: Map<String, Value>,
+}
+
+impl Finished {
+    /// Reads what a step bound under `key` as `T`; `Ok(None)` when nothing
+    /// was.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::pipeline::Finished;
+    /// # fn identity(finished: &Finished) -> Result<(), tower_pipeline_state::pipeline::FlowError> {
+    /// let user: Option<String> = finished.fetch("user")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn fetch<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, FlowError> {
+        super::context::decode_bound(&self.data, key)
+    }
+}
+
+/// A request that did not continue its flow, as handed to the error handler
+/// (see [`PipelineBuilder::on_error`](super::PipelineBuilder::on_error)).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Failure {
+    /// What went wrong.
+    pub error: FlowError,
+    /// The flow's kind, when the flow got far enough to know it (a login
+    /// flow may send the user elsewhere than a setup flow, as Sentry does).
+    pub kind: Option<String>,
+    /// The step that was running, when one was.
+    pub step: Option<String>,
+}
+
+/// The application's finish hook, type-erased.
+pub(crate) trait FinishHook<B, R>: Send + Sync + 'static {
+    fn call(&self, request: Request<B>, finished: Finished) -> StepFuture<R>;
+}
+
+impl<F, Fut, B, R> FinishHook<B, R> for F
+where
+    F: Fn(Request<B>, Finished) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, FlowError>> + Send + 'static,
+{
+    fn call(&self, request: Request<B>, finished: Finished) -> StepFuture<R> {
+        Box::pin(self(request, finished))
+    }
+}

@@ -1,0 +1,354 @@
+//! The lifecycle: start a flow, dispatch a request to its current step,
+//! finish, fail. Every outcome that is not a step's own answer goes through
+//! [`Pipeline::fail`], which logs it with its kind and asks the application
+//! for the response.
+
+use std::{
+    future::ready,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use http::{Request, request::Parts};
+use serde_json::{Map, Value};
+
+use super::{
+    Corruption, Failure, Finished, Flow, FlowError, Nonce, Pipeline,
+    fields::{NONCE, PIPELINE, Stored},
+    step::StepFuture,
+};
+use crate::{PipelineState, Status};
+
+/// The index of the step a request is running (`usize::MAX`: none, or the
+/// finish hook), shared by the steps that [`Flow::next`] chains, so a
+/// failure names the step it came from.
+pub(crate) type Running = Arc<AtomicUsize>;
+
+/// A checked flow, and its whole state as loaded.
+type Loaded = (Stored, Map<String, Value>);
+/// Why a flow was refused, and its kind when known.
+type Refused = (FlowError, Option<String>);
+
+impl<B, R> Pipeline<B, R>
+where
+    B: Default + Send + 'static,
+    R: Send + 'static,
+{
+    /// Starts a flow of `kind` and runs its first step with `request`.
+    ///
+    /// The request's flow, if it had one, is replaced: the state is
+    /// regenerated under a new id (the old record is deleted, the client
+    /// gets a new cookie) with the starting user's id (see
+    /// [`PipelineBuilder::user`](super::PipelineBuilder::user)), step index
+    /// 0, the pipeline's signature, the flow kind, a fresh [`Nonce`] and
+    /// empty data. If the first step fails, nothing is kept.
+    pub async fn start(&self, request: Request<B>, kind: &str) -> R {
+        let Some(state) = request.extensions().get::<PipelineState>().cloned() else {
+            return self.fail(None, FlowError::MissingLayer, None, None);
+        };
+        if !self.inner.kinds.iter().any(|known| known == kind) {
+            return self.fail(
+                None,
+                FlowError::UnknownFlowKind(kind.to_owned()),
+                None,
+                None,
+            );
+        }
+        let (parts, body) = request.into_parts();
+        let user = (self.inner.user)(&parts);
+        let stored = Stored {
+            pipeline: self.inner.name.clone(),
+            flow: kind.to_owned(),
+            uid: user.clone(),
+            signature: self.inner.signature.as_str().to_owned(),
+            step_index: 0,
+            nonce: Some(Nonce::generate().as_str().to_owned()),
+            data: Map::new(),
+        };
+        if let Err(error) = state.regenerate(&stored) {
+            return self.fail(Some(&state), error.into(), Some(kind.to_owned()), None);
+        }
+        tracing::info!(
+            pipeline = %self.inner.name,
+            flow = kind,
+            outcome = "started",
+            "pipeline flow started"
+        );
+        let running = Running::new(AtomicUsize::new(usize::MAX));
+        let flow = self.flow(&state, &running, parts.clone(), 0, stored, false);
+        let result = enter(flow, Request::from_parts(parts, body)).await;
+        // A start that fails keeps nothing: the new flow was never usable.
+        self.settle(&state, &running, Some(kind.to_owned()), None, result)
+    }
+
+    /// Runs the flow's current step with `request`, after checking the flow:
+    /// it exists, belongs to this pipeline, was started by the user making
+    /// the request, has this pipeline's signature, a known kind and a step
+    /// index in bounds. A request carrying the nonce parameter (see
+    /// [`PipelineBuilder::nonce_param`](super::PipelineBuilder::nonce_param))
+    /// must bring the flow's live nonce, which is then consumed. A flow whose
+    /// index is past its last step is finished.
+    ///
+    /// Failed checks answer through the error handler. Those that a third
+    /// party could provoke (another user, a bad or replayed nonce) leave the
+    /// flow exactly as it was; so does a step that fails with such an
+    /// outcome.
+    pub async fn dispatch(&self, request: Request<B>) -> R {
+        let Some(state) = request.extensions().get::<PipelineState>().cloned() else {
+            return self.fail(None, FlowError::MissingLayer, None, None);
+        };
+        let (parts, body) = request.into_parts();
+        let (stored, snapshot) = match self.load(&state, &parts) {
+            Ok(loaded) => loaded,
+            Err((error, kind)) => {
+                let clear = error.ends_flow().then_some(&state);
+                return self.fail(clear, error, kind, None);
+            }
+        };
+        let kind = stored.flow.clone();
+        let nonce_verified = match self.check_nonce(&state, &parts, stored.nonce.as_deref()) {
+            Ok(verified) => verified,
+            // Nonce failures never end the flow (and nothing was consumed).
+            Err(error) => return self.fail(None, error, Some(kind), None),
+        };
+        let index = usize::try_from(stored.step_index).expect("checked against the step count");
+        let running = Running::new(AtomicUsize::new(usize::MAX));
+        let flow = self.flow(
+            &state,
+            &running,
+            parts.clone(),
+            index,
+            stored,
+            nonce_verified,
+        );
+        let result = enter(flow, Request::from_parts(parts, body)).await;
+        self.settle(&state, &running, Some(kind), Some(&snapshot), result)
+    }
+
+    fn flow(
+        &self,
+        state: &PipelineState,
+        running: &Running,
+        parts: Parts,
+        index: usize,
+        stored: Stored,
+        nonce_verified: bool,
+    ) -> Flow<B, R> {
+        Flow {
+            pipeline: self.clone(),
+            state: state.clone(),
+            running: running.clone(),
+            parts,
+            index,
+            kind: stored.flow,
+            user: stored.uid,
+            nonce_verified,
+        }
+    }
+
+    /// Reads and checks the stored flow. On success, also the state as
+    /// loaded, to put back if a step fails with an outcome that must not
+    /// move the flow.
+    fn load(&self, state: &PipelineState, parts: &Parts) -> Result<Loaded, Refused> {
+        match state.status() {
+            Status::New => return Err((FlowError::NoFlow, None)),
+            Status::Expired => return Err((FlowError::Expired, None)),
+            Status::Loaded => {}
+        }
+        let ours = state
+            .get::<Value>(PIPELINE)
+            .ok()
+            .flatten()
+            .is_some_and(|name| name.as_str() == Some(self.inner.name.as_str()));
+        if !ours {
+            // Another pipeline's flow (or not a flow at all): not ours to end.
+            return Err((FlowError::NoFlow, None));
+        }
+        let snapshot: Map<String, Value> = state.read().map_err(|error| (error.into(), None))?;
+        let stored: Stored =
+            serde_json::from_value(Value::Object(snapshot.clone())).map_err(|error| {
+                (
+                    FlowError::Corrupt(Corruption::Fields(error.to_string())),
+                    None,
+                )
+            })?;
+        let kind = Some(stored.flow.clone());
+        // The user first: a request that is not the starter's must not be
+        // able to end the flow by provoking any other outcome.
+        if (self.inner.user)(parts) != stored.uid {
+            return Err((FlowError::UserMismatch, kind));
+        }
+        if stored.signature != self.inner.signature.as_str() {
+            return Err((FlowError::SignatureChanged, kind));
+        }
+        if !self.inner.kinds.contains(&stored.flow) {
+            return Err((FlowError::UnknownFlowKind(stored.flow.clone()), kind));
+        }
+        let steps = self.inner.steps.len();
+        if usize::try_from(stored.step_index).map_or(true, |index| index > steps) {
+            return Err((
+                FlowError::Corrupt(Corruption::StepOutOfBounds {
+                    index: stored.step_index,
+                    steps,
+                }),
+                kind,
+            ));
+        }
+        Ok((stored, snapshot))
+    }
+
+    /// Checks and consumes the nonce if the request carries one; returns
+    /// whether it did.
+    fn check_nonce(
+        &self,
+        state: &PipelineState,
+        parts: &Parts,
+        live: Option<&str>,
+    ) -> Result<bool, FlowError> {
+        let name = self.inner.nonce_param.as_str();
+        let mut presented = parts
+            .uri
+            .query()
+            .into_iter()
+            .flat_map(|query| form_urlencoded::parse(query.as_bytes()))
+            .filter(|(key, _)| key == name)
+            .map(|(_, value)| value);
+        let Some(first) = presented.next() else {
+            return Ok(false);
+        };
+        if presented.next().is_some() {
+            // Two values: never guess which one counts.
+            return Err(FlowError::NonceMismatch);
+        }
+        let Some(live) = live else {
+            return Err(FlowError::NonceReplayed);
+        };
+        if !Nonce::from_stored(live.to_owned()).matches(&first) {
+            return Err(FlowError::NonceMismatch);
+        }
+        state.remove(NONCE)?;
+        Ok(true)
+    }
+
+    /// The response for a step's result: its own answer, or the error
+    /// handler's. An outcome that ends the flow clears it; one that must not
+    /// move the flow puts back the state as loaded (`snapshot`), undoing
+    /// what the request did so far (nonce consumption included).
+    fn settle(
+        &self,
+        state: &PipelineState,
+        running: &Running,
+        kind: Option<String>,
+        snapshot: Option<&Map<String, Value>>,
+        result: Result<R, FlowError>,
+    ) -> R {
+        let error = match result {
+            Ok(response) => return response,
+            Err(error) => error,
+        };
+        let step = self
+            .inner
+            .steps
+            .get(running.load(Ordering::Relaxed))
+            .map(|step| step.name.clone());
+        match snapshot {
+            Some(snapshot) if !error.ends_flow() && !state.is_cleared() => {
+                if let Err(restore) = state.replace(snapshot) {
+                    tracing::error!(pipeline = %self.inner.name, error = %restore, "could not put the flow back as it was");
+                }
+                self.fail(None, error, kind, step)
+            }
+            // A failed start, or an outcome that ends the flow.
+            _ => self.fail(Some(state), error, kind, step),
+        }
+    }
+
+    /// Logs `error` with its kind, clears the flow if `clear` is given, and
+    /// answers with the application's response.
+    fn fail(
+        &self,
+        clear: Option<&PipelineState>,
+        error: FlowError,
+        kind: Option<String>,
+        step: Option<String>,
+    ) -> R {
+        // `clear` only fails on a finished request, which a running handler
+        // never has.
+        let cleared = clear.is_some_and(|state| state.clear().is_ok());
+        log(
+            &self.inner.name,
+            &error,
+            kind.as_deref(),
+            step.as_deref(),
+            cleared,
+        );
+        (self.inner.on_error)(Failure { error, kind, step })
+    }
+}
+
+/// One `tracing` event per failed request, with the outcome's kind.
+fn log(pipeline: &str, error: &FlowError, kind: Option<&str>, step: Option<&str>, cleared: bool) {
+    let outcome = error.kind();
+    match error {
+        FlowError::NoFlow | FlowError::Expired | FlowError::Failed(_) => tracing::info!(
+            pipeline, outcome, flow = kind, step, cleared, error = %error,
+            "pipeline flow did not continue"
+        ),
+        FlowError::State(_) | FlowError::MissingLayer => tracing::error!(
+            pipeline, outcome, flow = kind, step, cleared, error = %error,
+            "pipeline flow did not continue"
+        ),
+        _ => tracing::warn!(
+            pipeline, outcome, flow = kind, step, cleared, error = %error,
+            "pipeline flow did not continue"
+        ),
+    }
+}
+
+/// Runs the step at the flow's index, or finishes the flow past the last.
+pub(crate) fn enter<B, R>(flow: Flow<B, R>, request: Request<B>) -> StepFuture<R>
+where
+    B: Default + Send + 'static,
+    R: Send + 'static,
+{
+    let pipeline = flow.pipeline.clone();
+    let Some(step) = pipeline.inner.steps.get(flow.index) else {
+        flow.running.store(usize::MAX, Ordering::Relaxed);
+        return finish(flow, request);
+    };
+    flow.running.store(flow.index, Ordering::Relaxed);
+    if step.callback && !flow.nonce_verified {
+        return Box::pin(ready(Err(FlowError::NonceMissing)));
+    }
+    tracing::debug!(pipeline = %pipeline.inner.name, step = %step.name, index = flow.index, "entering pipeline step");
+    step.handler.call(request, flow)
+}
+
+/// Hands the collected data to the finish hook, then clears the flow.
+fn finish<B, R>(flow: Flow<B, R>, request: Request<B>) -> StepFuture<R>
+where
+    B: Default + Send + 'static,
+    R: Send + 'static,
+{
+    Box::pin(async move {
+        let finished = Finished {
+            pipeline: flow.pipeline.name().to_owned(),
+            kind: flow.kind.clone(),
+            user: flow.user.clone(),
+            data: flow.data()?,
+        };
+        let result = flow.pipeline.inner.finish.call(request, finished).await;
+        flow.state.clear()?;
+        if result.is_ok() {
+            tracing::info!(
+                pipeline = %flow.pipeline.name(),
+                flow = %flow.kind,
+                outcome = "finished",
+                "pipeline flow finished"
+            );
+        }
+        result
+    })
+}

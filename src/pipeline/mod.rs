@@ -1,0 +1,111 @@
+//! The pipeline engine: multi-step flows (SSO and OAuth logins, account
+//! linking, setup wizards) on top of [`PipelineState`](crate::PipelineState).
+//!
+//! A [`Pipeline`] is a name, the flow kinds it runs, and an ordered list of
+//! named steps. Each step is an async function of the request and a [`Flow`]
+//! context; it answers with a page, or binds what it learnt
+//! ([`Flow::bind`]) and moves on ([`Flow::advance`], [`Flow::next`]). One
+//! route serves the whole flow: the engine keeps which step the flow is on
+//! and runs it. When the last step moves on, the application's finish hook
+//! gets everything the steps bound ([`Finished`]), and the flow is cleared,
+//! so it cannot be replayed.
+//!
+//! On every request the engine checks the flow before any step runs: it
+//! exists, belongs to this pipeline, the user making the request is the one
+//! who started it, its [`Signature`] (a hash of the step names) is this
+//! pipeline's, its kind is known and its step index in bounds. A request that
+//! brings back the flow's [`Nonce`] (the OAuth `state` parameter) has it
+//! checked in constant time and consumed. Every way a request can fail is a
+//! [`FlowError`] with a kind, logged as a `tracing` event and handed to the
+//! application's error handler to answer.
+//!
+//! The engine knows nothing of Redis: it reads and changes the request's
+//! [`PipelineState`](crate::PipelineState), and
+//! [`PipelineStateLayer`](crate::PipelineStateLayer) does one load and at
+//! most one write. Two submissions of one step race on the step index: the
+//! first moves the flow, the second is answered `409 Conflict` by the layer.
+//!
+//! # A three-step wizard
+//!
+//! ```
+//! use axum::{
+//!     Form, Router,
+//!     body::Body,
+//!     extract::{FromRequest, Request},
+//!     http::{Method, StatusCode},
+//!     response::{Html, IntoResponse, Response},
+//!     routing::post,
+//! };
+//! use serde::Deserialize;
+//! use tower_pipeline_state::{
+//!     MemoryStore, PipelineStateLayer,
+//!     pipeline::{Flow, FlowError, Pipeline},
+//! };
+//!
+//! #[derive(Deserialize)]
+//! struct Answer {
+//!     value: String,
+//! }
+//!
+//! /// Asks for `key` on a GET; on a POST binds the answer and runs the next step.
+//! async fn ask(key: &'static str, request: Request, flow: Flow<Body, Response>) -> Result<Response, FlowError> {
+//!     if request.method() != Method::POST {
+//!         let form = format!("<form method=post action=/wizard>{key}: <input name=value><button>Next</button></form>");
+//!         return Ok(Html(form).into_response());
+//!     }
+//!     let Form(answer) = Form::<Answer>::from_request(request, &()).await.map_err(FlowError::failed)?;
+//!     flow.bind(key, &answer.value)?;
+//!     flow.next().await
+//! }
+//!
+//! async fn confirm(request: Request, flow: Flow<Body, Response>) -> Result<Response, FlowError> {
+//!     if request.method() != Method::POST {
+//!         let team: String = flow.fetch("team")?.unwrap_or_default();
+//!         let form = format!("<form method=post action=/wizard>Create {team}? <button>Create</button></form>");
+//!         return Ok(Html(form).into_response());
+//!     }
+//!     flow.next().await
+//! }
+//!
+//! let wizard = Pipeline::builder("wizard")
+//!     .flow_kind("setup")
+//!     .step("team", |request, flow| ask("team", request, flow))
+//!     .step("plan", |request, flow| ask("plan", request, flow))
+//!     .step("confirm", confirm)
+//!     .on_finish(|_request, finished| async move {
+//!         let team: String = finished.fetch("team")?.unwrap_or_default();
+//!         let plan: String = finished.fetch("plan")?.unwrap_or_default();
+//!         Ok(Html(format!("Created {team} on the {plan} plan")).into_response())
+//!     })
+//!     .on_error(|failure| (StatusCode::BAD_REQUEST, failure.error.to_string()).into_response())
+//!     .build();
+//!
+//! let starter = wizard.clone();
+//! let app: Router = Router::new()
+//!     .route("/wizard/start", post(move |request: Request| async move {
+//!         starter.start(request, "setup").await
+//!     }))
+//!     .route_service("/wizard", wizard)
+//!     .layer(PipelineStateLayer::new(MemoryStore::new()));
+//! ```
+
+mod builder;
+mod context;
+mod definition;
+mod error;
+mod fields;
+mod hooks;
+mod lifecycle;
+mod nonce;
+mod signature;
+mod step;
+#[cfg(test)]
+mod tests;
+
+pub use builder::PipelineBuilder;
+pub use context::Flow;
+pub use definition::Pipeline;
+pub use error::{Corruption, FlowError};
+pub use hooks::{Failure, Finished};
+pub use nonce::Nonce;
+pub use signature::Signature;
