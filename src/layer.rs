@@ -206,8 +206,9 @@ impl<St> PipelineStateLayer<St> {
     }
 
     /// The status of the answer that replaces the handler's response when a
-    /// concurrent request changed the same fields, or cleared the flow, first
-    /// (default `409 Conflict`).
+    /// concurrent request got there first (default `409 Conflict`): it
+    /// changed a field this request changed too, it cleared the flow this
+    /// request updates, or it changed the flow this request clears.
     ///
     /// ```
     /// # use http::StatusCode;

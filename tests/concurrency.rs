@@ -114,20 +114,40 @@ struct Gate {
 }
 
 fn gated_routes(gate: Arc<Gate>) -> Router {
-    routes().route(
-        "/gated/{field}/{value}",
-        post(
-            move |state: PipelineState, Path((field, value)): Path<(String, String)>| {
-                let gate = gate.clone();
+    let clear_gate = gate.clone();
+    routes()
+        .route(
+            "/gated/{field}/{value}",
+            post(
+                move |state: PipelineState, Path((field, value)): Path<(String, String)>| {
+                    let gate = gate.clone();
+                    async move {
+                        gate.wait().await;
+                        state.set(&field, &value).unwrap();
+                        "set"
+                    }
+                },
+            ),
+        )
+        .route(
+            "/gated-clear",
+            post(move |state: PipelineState| {
+                let gate = clear_gate.clone();
                 async move {
-                    gate.loaded.notify_one();
-                    gate.release.notified().await;
-                    state.set(&field, &value).unwrap();
-                    "set"
+                    gate.wait().await;
+                    state.clear().unwrap();
+                    "cleared"
                 }
-            },
-        ),
-    )
+            }),
+        )
+}
+
+impl Gate {
+    /// Says "loaded", then waits for the test to let the handler go on.
+    async fn wait(&self) {
+        self.loaded.notify_one();
+        self.release.notified().await;
+    }
 }
 
 struct Race {
@@ -242,4 +262,21 @@ async fn a_clear_racing_an_update_does_not_resurrect_the_flow() {
         "the cleared flow stays gone"
     );
     assert_eq!(race.redis.keys(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_clear_loses_to_an_update_that_came_first() {
+    let race = Race::new(PipelineStateLayer::new).await;
+    let (slow, fast) = race.run("/gated-clear", "/set/color/red").await;
+    assert_eq!(fast.status(), StatusCode::OK);
+    assert_eq!(
+        slow.status(),
+        StatusCode::CONFLICT,
+        "the clear was decided on a state that no longer is"
+    );
+    assert_eq!(
+        stored(&race.redis, &race.id).unwrap()["color"],
+        "red",
+        "the acknowledged update is not dropped"
+    );
 }
