@@ -128,7 +128,7 @@ pub(crate) async fn flush<St: Store>(shared: Arc<Shared<St>>, plan: Plan) -> Flu
         Plan::ExpireCookie => Ok(Flushed::Saved(Some(shared.config.cookie.removal()))),
     };
     result.unwrap_or_else(|error| {
-        tracing::error!(%error, "pipeline state not saved: the store failed; answering 503");
+        tracing::error!(%error, "pipeline state write not confirmed (it may still have been applied): the store failed; answering 503");
         Flushed::Failed
     })
 }
