@@ -94,11 +94,18 @@ pub(crate) fn plan(state: &PipelineState, discard: bool) -> Option<Plan> {
             (!changes.is_empty()).then(|| Plan::Update {
                 id,
                 version,
-                record: encode(version + 1, &inner.data),
+                record: encode(next_version(version), &inner.data),
                 changes,
             })
         }
     }
+}
+
+/// The version a write gives a record. The stored version is read from
+/// Redis, where anything can be planted: at `u64::MAX` it wraps to 0 rather
+/// than panic (the compare-and-set only needs it to differ from the last).
+fn next_version(version: u64) -> u64 {
+    version.wrapping_add(1)
 }
 
 /// Whether the response status discards the request's changes.
@@ -134,7 +141,7 @@ pub(crate) async fn flush<St: Store>(shared: Arc<Shared<St>>, plan: Plan) -> Flu
         Plan::ExpireCookie => Ok(Flushed::Saved(Some(shared.config.cookie.removal()))),
     };
     result.unwrap_or_else(|error| {
-        tracing::error!(%error, "pipeline state not saved: the store failed; answering 503");
+        tracing::error!(%error, "pipeline state write not confirmed (it may still have been applied): the store failed; answering 503");
         Flushed::Failed
     })
 }
@@ -270,7 +277,7 @@ async fn update<St: Store>(
             return Ok(Flushed::Conflict);
         }
         version = newer.version;
-        record = encode(version + 1, &data);
+        record = encode(next_version(version), &data);
     }
     tracing::info!(pipeline.id = %id, "pipeline state not saved: too many concurrent writers");
     Ok(Flushed::Conflict)

@@ -213,9 +213,11 @@ fn finish<B>(
             StatusCode::INTERNAL_SERVER_ERROR,
             "pipeline state too large; nothing was saved\n",
         ),
+        // A write that timed out or lost its connection may still have been
+        // carried out by Redis: "not confirmed", not "not written".
         Flushed::Failed => message(
             StatusCode::SERVICE_UNAVAILABLE,
-            "pipeline state store unavailable; nothing was saved\n",
+            "pipeline state store unavailable; the changes may not have been saved\n",
         ),
     }
 }

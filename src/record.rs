@@ -43,6 +43,8 @@ pub(crate) enum DecodeError {
     Json(#[from] serde_json::Error),
     #[error("record format {0} is not known to this release (it reads format {FORMAT})")]
     UnknownFormat(u32),
+    #[error("the record does not start with the exact header the compare-and-set reads")]
+    Header,
 }
 
 pub(crate) fn encode(version: u64, data: &Data) -> Vec<u8> {
@@ -56,7 +58,10 @@ pub(crate) fn encode(version: u64, data: &Data) -> Vec<u8> {
 }
 
 /// Decodes a record. Nesting is bounded by serde_json's recursion limit
-/// (128), so a hostile record cannot exhaust the stack.
+/// (128), so a hostile record cannot exhaust the stack. A record must start
+/// with the exact header [`version_of`] reads: one that decodes but that the
+/// compare-and-set cannot match could never be updated (every write would
+/// look like a concurrent one), so it counts as corrupt.
 pub(crate) fn decode(raw: &[u8]) -> Result<Record, DecodeError> {
     let Decode {
         format,
@@ -65,6 +70,9 @@ pub(crate) fn decode(raw: &[u8]) -> Result<Record, DecodeError> {
     } = serde_json::from_slice(raw)?;
     if format != FORMAT {
         return Err(DecodeError::UnknownFormat(format));
+    }
+    if version_of(raw) != Some(version) {
+        return Err(DecodeError::Header);
     }
     Ok(Record { version, data })
 }
@@ -129,6 +137,20 @@ mod tests {
             decode(br#"{"format":1,"version":1,"data":[]}"#),
             Err(DecodeError::Json(_))
         ));
+    }
+
+    #[test]
+    fn refuses_records_the_compare_and_set_cannot_read() {
+        for bad in [
+            r#"{"format":1, "version":1, "data":{}}"#,
+            r#"{"version":1,"format":1,"data":{}}"#,
+            r#" {"format":1,"version":1,"data":{}}"#,
+        ] {
+            assert!(
+                matches!(decode(bad.as_bytes()), Err(DecodeError::Header)),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -141,10 +141,14 @@ impl RedisStore<ConnectionManager> {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let client = Client::open(url)?;
         // Fail fast: the layer answers 503 while Redis is away, and the
-        // manager reconnects on the next command after an I/O error.
+        // manager reconnects on the next command after an I/O error. No
+        // response timeout of the client's own (its default is 500 ms): the
+        // layer's `timeout` bounds every operation, and must be the one that
+        // holds when it is configured longer.
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_number_of_retries(1);
+            .set_number_of_retries(1)
+            .set_response_timeout(None);
         let manager = ConnectionManager::new_with_config(client, config).await?;
         Ok(Self::new(manager))
     }
@@ -172,6 +176,12 @@ impl<C: RedisConnection> RedisStore<C> {
     /// Uses any connection source: a clonable redis-rs async connection
     /// (`ConnectionManager`, `MultiplexedConnection`, a cluster connection)
     /// or a [`Bb8Pool`].
+    ///
+    /// A connection's own response timeout (redis-rs defaults to 500 ms)
+    /// applies on top of the layer's
+    /// [`timeout`](crate::PipelineStateLayer::timeout); configure it off
+    /// (`set_response_timeout(None)`) or longer to let the layer's govern, as
+    /// [`connect`](RedisStore::connect) does.
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,0 +1,40 @@
+//! Arbitrary bytes stored as the live flow's record, then a request that
+//! reads the state and changes it. Invariants: no panic; the handler's
+//! answer goes out (never a conflict or a server error); a record that
+//! loads is updated in place to the next version; one that does not is
+//! replaced by a new flow and deleted.
+#![no_main]
+
+use http::{HeaderValue, StatusCode};
+use libfuzzer_sys::fuzz_target;
+use tower_pipeline_state::{PipelineStateLayer, Status, Store, store::record_version};
+use tower_pipeline_state_fuzz::{LIVE_ID, RUNTIME, TTL, live_key, request};
+
+fuzz_target!(|record: &[u8]| {
+    RUNTIME.block_on(async {
+        let store = tower_pipeline_state::MemoryStore::new();
+        assert!(store.create(&live_key(), record, TTL, None).await.unwrap());
+        let layer = PipelineStateLayer::new(store.clone());
+        let cookie = HeaderValue::from_str(&format!("pipeline_id={LIVE_ID}")).unwrap();
+
+        let outcome = request(&layer, std::slice::from_ref(&cookie), true).await;
+        assert_eq!(outcome.status, StatusCode::OK, "{outcome:?}");
+        let stored = store.load(&live_key(), None).await.unwrap();
+        match outcome.state {
+            Status::Loaded => {
+                assert_eq!(outcome.cookie, None);
+                let old = record_version(record).expect("a loaded record has the header");
+                let stored = stored.expect("updated in place");
+                assert_eq!(record_version(&stored), Some(old.wrapping_add(1)));
+            }
+            Status::Expired => {
+                assert!(stored.is_none(), "the unreadable record was replaced");
+                let new = outcome.cookie.expect("a new flow");
+                assert_ne!(new, LIVE_ID);
+                let created = store.load(&format!("pipeline:{new}"), None).await.unwrap();
+                assert!(created.is_some());
+            }
+            other => panic!("an id came, so the state cannot be {other:?}"),
+        }
+    });
+});
