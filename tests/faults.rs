@@ -5,7 +5,6 @@
 //! Timing is never asserted beyond generous sanity bounds; statuses and
 //! counts (handler calls, acknowledged writes, what Redis holds) are.
 
-mod capture;
 mod common;
 
 use std::{
@@ -22,7 +21,6 @@ use axum::{
     extract::State,
     routing::{get, post},
 };
-use capture::Logs;
 use common::*;
 use reqwest::StatusCode;
 use tower_pipeline_state::{PipelineState, PipelineStateLayer, Status};
@@ -261,7 +259,7 @@ async fn a_write_that_times_out_answers_503_and_its_outcome_is_unknown() {
 
     admin_command(&redis, &["CLIENT", "PAUSE", "1500", "WRITE"]).await;
     let paused = Instant::now();
-    let (logs, _guard) = Logs::install();
+    let (logs, _guard) = Logs::capture();
     let held = send(&client, reqwest::Method::POST, &app.url("/incr"), Some(&id))
         .await
         .unwrap();

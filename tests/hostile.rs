@@ -5,13 +5,11 @@
 //! client and a private redis-server per test; "no Redis command" is counted
 //! with `INFO commandstats`.
 
-mod capture;
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::{Router, extract::Path, routing::post};
-use capture::Logs;
 use common::*;
 use cookie::{Cookie, CookieJar};
 use reqwest::{Method, StatusCode};
@@ -303,7 +301,7 @@ async fn an_overlong_cookie_is_refused_before_its_signature_is_checked() {
 
 #[tokio::test]
 async fn a_record_over_the_size_limit_answers_500_writes_nothing_and_logs_why() {
-    let (logs, _guard) = Logs::install();
+    let (logs, _guard) = Logs::capture();
     let redis = RedisServer::start();
     let app = serve_hostile(
         PipelineStateLayer::new(redis_store(&redis.url()).await).max_record_size(1024),
@@ -347,7 +345,7 @@ async fn a_record_over_the_size_limit_answers_500_writes_nothing_and_logs_why() 
 
 #[tokio::test]
 async fn records_planted_behind_the_layers_back_read_as_expired_and_are_replaced() {
-    let (logs, _guard) = Logs::install();
+    let (logs, _guard) = Logs::capture();
     let redis = RedisServer::start();
     let app = serve_hostile(PipelineStateLayer::new(redis_store(&redis.url()).await)).await;
     let deep = |depth: usize| {

@@ -37,11 +37,11 @@ impl Logs {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 
-    /// The captured lines that contain `needle`.
-    pub fn lines_with(&self, needle: &str) -> Vec<String> {
+    /// The captured lines that contain every one of `parts`.
+    pub fn matching(&self, parts: &[&str]) -> Vec<String> {
         self.text()
             .lines()
-            .filter(|line| line.contains(needle))
+            .filter(|line| parts.iter().all(|part| line.contains(part)))
             .map(str::to_owned)
             .collect()
     }
