@@ -89,6 +89,18 @@ impl Entries {
     }
 }
 
+impl Entries {
+    /// The live entry under `key` if it has `version`; otherwise what a
+    /// compare-and-set reports (missing, or the newer record).
+    fn at_version(&mut self, key: &str, version: u64) -> Result<&mut Entry, UpdateOutcome> {
+        let entry = self.live(key).ok_or(UpdateOutcome::Missing)?;
+        if entry.version != Some(version) {
+            return Err(UpdateOutcome::Newer(entry.record.clone()));
+        }
+        Ok(entry)
+    }
+}
+
 impl Store for MemoryStore {
     async fn load(
         &self,
@@ -135,14 +147,13 @@ impl Store for MemoryStore {
         ttl: Duration,
     ) -> Result<UpdateOutcome, StoreError> {
         let mut entries = self.lock();
-        let Some(entry) = entries.live(key) else {
-            return Ok(UpdateOutcome::Missing);
-        };
-        if entry.version != Some(version) {
-            return Ok(UpdateOutcome::Newer(entry.record.clone()));
-        }
-        *entry = Entry::new(record, ttl);
-        Ok(UpdateOutcome::Written)
+        Ok(match entries.at_version(key, version) {
+            Ok(entry) => {
+                *entry = Entry::new(record, ttl);
+                UpdateOutcome::Written
+            }
+            Err(outcome) => outcome,
+        })
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -156,11 +167,8 @@ impl Store for MemoryStore {
         version: u64,
     ) -> Result<UpdateOutcome, StoreError> {
         let mut entries = self.lock();
-        let Some(entry) = entries.live(key) else {
-            return Ok(UpdateOutcome::Missing);
-        };
-        if entry.version != Some(version) {
-            return Ok(UpdateOutcome::Newer(entry.record.clone()));
+        if let Err(outcome) = entries.at_version(key, version) {
+            return Ok(outcome);
         }
         entries.map.remove(key);
         Ok(UpdateOutcome::Written)

@@ -12,41 +12,31 @@ use redis::{
 
 use super::{Store, StoreError, UpdateOutcome};
 
-/// The versioned compare-and-set. It reads the stored version from the
-/// record's fixed header (see `record.rs`) without decoding the record, and
-/// returns 1 when it wrote, 0 when the key is gone, or the stored record when
+/// The versioned compare-and-set (and compare-and-delete). It reads the
+/// stored version from the record's fixed header (see `record.rs`) without
+/// decoding the record. When it matches `ARGV[1]` it writes `ARGV[2]` with a
+/// TTL of `ARGV[3]` seconds, or deletes the key when no record is given, and
+/// returns 1; it returns 0 when the key is gone, and the stored record when
 /// its version differs, so the caller can merge without another read.
 const COMPARE_AND_SET: &str = r#"
 local current = redis.call('GET', KEYS[1])
 if not current then
   return 0
 end
-if string.match(current, '^{"format":%d+,"version":(%d+),') == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-  return 1
+if string.match(current, '^{"format":%d+,"version":(%d+),') ~= ARGV[1] then
+  return current
 end
-return current
+if ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+else
+  redis.call('DEL', KEYS[1])
+end
+return 1
 "#;
 
 /// `redis::Script` sends `EVALSHA` and, after a `NOSCRIPT` (Redis restarted
 /// or flushed its script cache), loads the script and retries.
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(COMPARE_AND_SET));
-
-/// The versioned compare-and-delete, with the same replies as
-/// [`COMPARE_AND_SET`]: 1 deleted, 0 no key, or the stored record.
-const COMPARE_AND_DELETE: &str = r#"
-local current = redis.call('GET', KEYS[1])
-if not current then
-  return 0
-end
-if string.match(current, '^{"format":%d+,"version":(%d+),') == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-return current
-"#;
-
-static DELETE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(COMPARE_AND_DELETE));
 
 /// Something [`RedisStore`] can get a Redis connection from.
 ///
@@ -119,7 +109,7 @@ impl RedisConnection for Bb8Pool {
 /// | create | `SET key record NX EX ttl`, after `DEL old` in the same round trip when replacing |
 /// | update | `EVALSHA` of a compare-and-set script (`GET`, then `SET ... EX ttl` if the version matches) |
 /// | delete | `DEL key` |
-/// | delete if version | `EVALSHA` of a compare-and-delete script (`GET`, then `DEL` if the version matches) |
+/// | delete if version | `EVALSHA` of the same script without a record (`GET`, then `DEL` if the version matches) |
 #[derive(Clone, Debug)]
 pub struct RedisStore<C = ConnectionManager> {
     connection: C,
@@ -263,7 +253,7 @@ impl<C: RedisConnection> Store for RedisStore<C> {
         version: u64,
     ) -> Result<UpdateOutcome, StoreError> {
         let mut connection = self.connection.connection().await?;
-        let reply: Value = DELETE_SCRIPT
+        let reply: Value = SCRIPT
             .key(key)
             .arg(version)
             .invoke_async(&mut connection)
