@@ -90,16 +90,20 @@ impl CookieConfig {
         if cookie.value().len() > self.max_len {
             return None;
         }
-        let cookie = cookie.into_owned();
         let jar = CookieJar::new();
         let opened = match &self.protection {
-            Protection::Plain => Some(cookie),
-            Protection::Signed(keys) => keys
-                .iter()
-                .find_map(|key| jar.signed(key).verify(cookie.clone())),
-            Protection::Private(keys) => keys
-                .iter()
-                .find_map(|key| jar.private(key).decrypt(cookie.clone())),
+            // A bare id is read where it lies: no owned copy of the cookie.
+            Protection::Plain => return PipelineId::parse(cookie.value()),
+            Protection::Signed(keys) => {
+                let cookie = cookie.into_owned();
+                keys.iter()
+                    .find_map(|key| jar.signed(key).verify(cookie.clone()))
+            }
+            Protection::Private(keys) => {
+                let cookie = cookie.into_owned();
+                keys.iter()
+                    .find_map(|key| jar.private(key).decrypt(cookie.clone()))
+            }
         }?;
         PipelineId::parse(opened.value())
     }
