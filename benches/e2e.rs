@@ -25,15 +25,26 @@
 //! stacks use the same client (hyper-util's legacy client). Client, servers
 //! and redis-server share the machine, so compare rows, not absolutes.
 //!
-//! Each cell (stack × operation × clients) is measured `E2E_ROUNDS` times
-//! (default 3), the rounds interleaved over all cells so that a burst of
-//! load from elsewhere on the machine hits one round, not one stack. The
-//! table shows the median round's throughput and the percentiles of all
-//! rounds' latencies together.
+//! Each cell (stack × operation × clients) is measured in `E2E_ROUNDS`
+//! short rounds (default 5); within one operation and client count the
+//! rounds go stack after stack, in a rotating order, so that each stack's
+//! round sits next to the others' in time. On a machine shared with other
+//! work, throughput drifts by tens of percent from one minute to the next;
+//! ratios between neighbouring rounds drift much less. The table shows the
+//! median round's throughput, the percentiles of all rounds' latencies
+//! together, and "× limit": the median over rounds of this stack's
+//! throughput divided by the limit's in the same round.
 //!
-//! Settings (environment): `E2E_ROUNDS` (default 3), `E2E_SECONDS`
-//! (measured seconds per round, default 2), `E2E_WARMUP` (seconds of
-//! warm-up per round, default 0.5).
+//! Wall-clock figures on a shared machine move with everyone else's load,
+//! so each round also takes the CPU time spent per request, from Linux's
+//! per-thread scheduler statistics (`/proc/<pid>/task/*/schedstat`): this
+//! process (servers and client together; the client's share is the same
+//! for every stack) and the redis-server. When the machine is saturated
+//! (16 clients), throughput follows the sum of the two.
+//!
+//! Settings (environment): `E2E_ROUNDS` (default 5), `E2E_SECONDS`
+//! (measured seconds per round, default 1), `E2E_WARMUP` (seconds of
+//! warm-up per round, default 0.25).
 
 #[path = "../tests/common/redis_server.rs"]
 #[allow(dead_code)]
@@ -418,6 +429,8 @@ struct Round {
     latencies: Histogram<u64>,
     errors: u64,
     per_second: f64,
+    /// CPU time over the measured window: this process, redis-server.
+    cpu: (Duration, Duration),
 }
 
 /// All rounds of one cell.
@@ -427,11 +440,15 @@ struct Cell {
     clients: usize,
     requests: u64,
     errors: u64,
+    /// Each round's, in round order.
+    rates: Vec<f64>,
     /// The median round's.
     per_second: f64,
     /// Over all rounds' requests.
     p50: Duration,
     p99: Duration,
+    /// CPU time per request: this process (servers and client), redis-server.
+    cpu: (Duration, Duration),
 }
 
 impl Cell {
@@ -440,15 +457,23 @@ impl Cell {
         for round in rounds {
             latencies.add(&round.latencies).unwrap();
         }
-        let mut rates: Vec<f64> = rounds.iter().map(|r| r.per_second).collect();
-        rates.sort_by(f64::total_cmp);
+        let rates: Vec<f64> = rounds.iter().map(|r| r.per_second).collect();
         Cell {
             stack,
             op,
             clients,
             requests: latencies.len(),
             errors: rounds.iter().map(|r| r.errors).sum(),
-            per_second: rates[rates.len() / 2],
+            per_second: median(rates.clone()),
+            rates,
+            cpu: {
+                let requests = latencies.len().max(1) as u32;
+                let (process, redis) = rounds.iter().fold(Default::default(), |sum, r| {
+                    let (process, redis): (Duration, Duration) = sum;
+                    (process + r.cpu.0, redis + r.cpu.1)
+                });
+                (process / requests, redis / requests)
+            },
             p50: Duration::from_nanos(latencies.value_at_quantile(0.50)),
             p99: Duration::from_nanos(latencies.value_at_quantile(0.99)),
         }
@@ -462,8 +487,27 @@ struct Timing {
     seconds: Duration,
 }
 
+/// The CPU time all threads of process `pid` have run (`self` for this
+/// one). Zero where `/proc` has no scheduler statistics.
+fn cpu_time(pid: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    let nanos = tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(nanos)
+}
+
+fn cpu_times(redis_pid: &str) -> (Duration, Duration) {
+    (cpu_time("self"), cpu_time(redis_pid))
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn measure(
     client: &HttpClient,
+    redis_pid: &str,
     addr: SocketAddr,
     stack: Stack,
     op: Op,
@@ -507,6 +551,8 @@ async fn measure(
         })
         .collect();
 
+    tokio::time::sleep_until(from.into()).await;
+    let cpu_before = cpu_times(redis_pid);
     let mut latencies = Histogram::<u64>::new(3).unwrap();
     let (mut errors, mut last) = (0, from);
     for task in tasks {
@@ -515,10 +561,12 @@ async fn measure(
         errors += task_errors;
         last = last.max(task_last);
     }
+    let cpu_after = cpu_times(redis_pid);
     Round {
         per_second: latencies.len() as f64 / (last - from).as_secs_f64(),
         latencies,
         errors,
+        cpu: (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1),
     }
 }
 
@@ -534,6 +582,24 @@ fn micros(d: Duration) -> String {
     format!("{:.0}", d.as_secs_f64() * 1e6)
 }
 
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 0 {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    }
+}
+
+/// The median over rounds of `stack`'s throughput over `other`'s in the
+/// same round.
+fn ratio(cells: &[Cell], stack: Stack, other: Stack, op: Op, clients: usize) -> f64 {
+    let ours = &find(cells, stack, op, clients).rates;
+    let theirs = &find(cells, other, op, clients).rates;
+    median(ours.iter().zip(theirs).map(|(a, b)| a / b).collect())
+}
+
 fn find(cells: &[Cell], stack: Stack, op: Op, clients: usize) -> &Cell {
     cells
         .iter()
@@ -543,22 +609,25 @@ fn find(cells: &[Cell], stack: Stack, op: Op, clients: usize) -> &Cell {
 
 fn report(cells: &[Cell]) {
     println!();
-    println!("| operation | clients | stack | req/s | p50 µs | p99 µs | × limit |");
-    println!("| --- | ---: | --- | ---: | ---: | ---: | ---: |");
+    println!(
+        "| operation | clients | stack | req/s | p50 µs | p99 µs | × limit | CPU µs/req (process) | CPU µs/req (redis) |"
+    );
+    println!("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for op in OPS {
         for clients in CONCURRENCY {
-            let limit = find(cells, Stack::Limit, op, clients).per_second;
             for stack in STACKS {
                 let cell = find(cells, stack, op, clients);
                 println!(
-                    "| {} | {} | {} | {:.0} | {} | {} | {:.2} |",
+                    "| {} | {} | {} | {:.0} | {} | {} | {:.2} | {:.1} | {:.1} |",
                     op.name(),
                     clients,
                     stack.name(),
                     cell.per_second,
                     micros(cell.p50),
                     micros(cell.p99),
-                    cell.per_second / limit,
+                    ratio(cells, stack, Stack::Limit, op, clients),
+                    cell.cpu.0.as_secs_f64() * 1e6,
+                    cell.cpu.1.as_secs_f64() * 1e6,
                 );
             }
         }
@@ -568,12 +637,10 @@ fn report(cells: &[Cell]) {
     println!("Goals (this crate with ConnectionManager; bb8 in brackets):");
     for clients in CONCURRENCY {
         let ratio = |op, other| {
-            let ours = |stack| find(cells, stack, op, clients).per_second;
-            let theirs = find(cells, other, op, clients).per_second;
             format!(
                 "{:.2} [{:.2}]",
-                ours(Stack::ConnectionManager) / theirs,
-                ours(Stack::Bb8) / theirs
+                ratio(cells, Stack::ConnectionManager, other, op, clients),
+                ratio(cells, Stack::Bb8, other, op, clients),
             )
         };
         println!(
@@ -582,6 +649,20 @@ fn report(cells: &[Cell]) {
             ratio(Op::Change, Stack::Limit),
             ratio(Op::Change, Stack::TowerSessions),
         );
+        let cpu = |stack, op| {
+            let (process, redis) = find(cells, stack, op, clients).cpu;
+            (process + redis).as_secs_f64() * 1e6
+        };
+        for op in [Op::Read, Op::Change] {
+            println!(
+                "     CPU per {:<6} (process + redis): {:.1} [{:.1}] µs vs limit {:.1} µs, tower-sessions {:.1} µs",
+                op.name(),
+                cpu(Stack::ConnectionManager, op),
+                cpu(Stack::Bb8, op),
+                cpu(Stack::Limit, op),
+                cpu(Stack::TowerSessions, op),
+            );
+        }
         for op in OPS {
             let p99 = |stack| micros(find(cells, stack, op, clients).p99);
             println!(
@@ -602,15 +683,25 @@ fn report(cells: &[Cell]) {
 
 async fn run() {
     let timing = Timing {
-        warmup: env_seconds("E2E_WARMUP", 0.5),
-        seconds: env_seconds("E2E_SECONDS", 2.0),
+        warmup: env_seconds("E2E_WARMUP", 0.25),
+        seconds: env_seconds("E2E_SECONDS", 1.0),
     };
     let rounds: usize = std::env::var("E2E_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
+        .unwrap_or(5)
         .max(1);
     let redis = RedisServer::start();
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query(&mut redis.admin())
+        .unwrap();
+    let redis_pid = info
+        .lines()
+        .find_map(|line| line.strip_prefix("process_id:"))
+        .expect("INFO server names the process id")
+        .trim()
+        .to_owned();
     eprintln!(
         "private redis-server on port {}; {} cells × {rounds} rounds of {:?} warm-up + {:?}",
         redis.port(),
@@ -624,11 +715,14 @@ async fn run() {
     }
     let client = client();
     let mut measured: Vec<((Stack, Op, usize), Vec<Round>)> = Vec::new();
-    for round in 1..=rounds {
-        for op in OPS {
-            for clients in CONCURRENCY {
-                for &(stack, addr) in &servers {
-                    let result = measure(&client, addr, stack, op, clients, timing).await;
+    for op in OPS {
+        for clients in CONCURRENCY {
+            for round in 1..=rounds {
+                // A rotating order, so no stack always follows the same one.
+                for i in 0..servers.len() {
+                    let (stack, addr) = servers[(i + round) % servers.len()];
+                    let result =
+                        measure(&client, &redis_pid, addr, stack, op, clients, timing).await;
                     eprintln!(
                         "round {round}  {:<9} {:>2} clients  {:<34} {:>8.0} req/s  p50 {:>5} µs  p99 {:>5} µs",
                         op.name(),
