@@ -57,7 +57,7 @@ use std::{
 
 use axum::{
     Router,
-    extract::State,
+    extract::{Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::IntoResponse,
     routing::{get, post},
@@ -66,7 +66,7 @@ use axum::{
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Empty};
-use hyper::{Method, Request};
+use hyper::Method;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
@@ -255,16 +255,15 @@ async fn limit_start(State(limit): State<Limit>) -> Result<impl IntoResponse, St
     Ok(([(header::SET_COOKIE, cookie)], "0"))
 }
 
-async fn limit_read(State(limit): State<Limit>, headers: HeaderMap) -> Result<String, StatusCode> {
-    let (_, record) = limit_load(&limit, &headers).await?;
+// The handlers take the whole request rather than a `HeaderMap`, which
+// axum would clone.
+async fn limit_read(State(limit): State<Limit>, request: Request) -> Result<String, StatusCode> {
+    let (_, record) = limit_load(&limit, request.headers()).await?;
     Ok(limit_count(&record)?.to_string())
 }
 
-async fn limit_change(
-    State(limit): State<Limit>,
-    headers: HeaderMap,
-) -> Result<String, StatusCode> {
-    let (key, mut record) = limit_load(&limit, &headers).await?;
+async fn limit_change(State(limit): State<Limit>, request: Request) -> Result<String, StatusCode> {
+    let (key, mut record) = limit_load(&limit, request.headers()).await?;
     let n = limit_count(&record)? + 1;
     record.data.insert("count".to_owned(), n.into());
     let version = record.version;
@@ -405,7 +404,7 @@ async fn send(
     uri: &str,
     cookie: Option<&HeaderValue>,
 ) -> (StatusCode, Option<HeaderValue>) {
-    let mut request = Request::builder().method(method).uri(uri);
+    let mut request = hyper::Request::builder().method(method).uri(uri);
     if let Some(cookie) = cookie {
         request = request.header(header::COOKIE, cookie);
     }
