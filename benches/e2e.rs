@@ -44,7 +44,9 @@
 //!
 //! Settings (environment): `E2E_ROUNDS` (default 5), `E2E_SECONDS`
 //! (measured seconds per round, default 1), `E2E_WARMUP` (seconds of
-//! warm-up per round, default 0.25).
+//! warm-up per round, default 0.25), `E2E_OPS` (default
+//! `read,change,untouched`), `E2E_CLIENTS` (default `1,16`). The goals
+//! summary is printed when every operation was measured.
 
 #[path = "../tests/common/redis_server.rs"]
 #[allow(dead_code)]
@@ -117,6 +119,10 @@ enum Op {
 const OPS: [Op; 3] = [Op::Read, Op::Change, Op::Untouched];
 
 impl Op {
+    fn parse(name: &str) -> Option<Self> {
+        OPS.into_iter().find(|op| op.name() == name)
+    }
+
     fn name(self) -> &'static str {
         match self {
             Op::Read => "read",
@@ -606,14 +612,14 @@ fn find(cells: &[Cell], stack: Stack, op: Op, clients: usize) -> &Cell {
         .expect("every cell was measured")
 }
 
-fn report(cells: &[Cell]) {
+fn report(cells: &[Cell], ops: &[Op], concurrency: &[usize]) {
     println!();
     println!(
         "| operation | clients | stack | req/s | p50 µs | p99 µs | × limit | CPU µs/req (process) | CPU µs/req (redis) |"
     );
     println!("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for op in OPS {
-        for clients in CONCURRENCY {
+    for &op in ops {
+        for &clients in concurrency {
             for stack in STACKS {
                 let cell = find(cells, stack, op, clients);
                 println!(
@@ -632,9 +638,20 @@ fn report(cells: &[Cell]) {
         }
     }
 
+    if ops.len() == OPS.len() {
+        goals(cells, concurrency);
+    }
+
+    let errors: u64 = cells.iter().map(|c| c.errors).sum();
+    let requests: u64 = cells.iter().map(|c| c.requests).sum();
+    println!();
+    println!("{requests} measured requests, {errors} answered other than 200 OK");
+}
+
+fn goals(cells: &[Cell], concurrency: &[usize]) {
     println!();
     println!("Goals (this crate with ConnectionManager; bb8 in brackets):");
-    for clients in CONCURRENCY {
+    for &clients in concurrency {
         let ratio = |op, other| {
             format!(
                 "{:.2} [{:.2}]",
@@ -673,11 +690,22 @@ fn report(cells: &[Cell]) {
             );
         }
     }
+}
 
-    let errors: u64 = cells.iter().map(|c| c.errors).sum();
-    let requests: u64 = cells.iter().map(|c| c.requests).sum();
-    println!();
-    println!("{requests} measured requests, {errors} answered other than 200 OK");
+/// A comma-separated list from the environment, or `default`.
+fn env_list<T>(name: &str, default: &[T], parse: impl Fn(&str) -> Option<T>) -> Vec<T>
+where
+    T: Copy,
+{
+    match std::env::var(name) {
+        Ok(list) => list
+            .split(',')
+            .map(|item| {
+                parse(item.trim()).unwrap_or_else(|| panic!("{name}: unknown item {item:?}"))
+            })
+            .collect(),
+        Err(_) => default.to_vec(),
+    }
 }
 
 async fn run() {
@@ -690,6 +718,8 @@ async fn run() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5)
         .max(1);
+    let ops = env_list("E2E_OPS", &OPS, Op::parse);
+    let concurrency = env_list("E2E_CLIENTS", &CONCURRENCY, |n| n.parse().ok());
     let redis = RedisServer::start();
     let info: String = redis::cmd("INFO")
         .arg("server")
@@ -704,7 +734,7 @@ async fn run() {
     eprintln!(
         "private redis-server on port {}; {} cells × {rounds} rounds of {:?} warm-up + {:?}",
         redis.port(),
-        STACKS.len() * OPS.len() * CONCURRENCY.len(),
+        STACKS.len() * ops.len() * concurrency.len(),
         timing.warmup,
         timing.seconds
     );
@@ -714,8 +744,8 @@ async fn run() {
     }
     let client = client();
     let mut measured: Vec<((Stack, Op, usize), Vec<Round>)> = Vec::new();
-    for op in OPS {
-        for clients in CONCURRENCY {
+    for &op in &ops {
+        for &clients in &concurrency {
             for round in 1..=rounds {
                 // A rotating order, so no stack always follows the same one.
                 for i in 0..servers.len() {
@@ -748,7 +778,7 @@ async fn run() {
         .iter()
         .map(|&((stack, op, clients), ref rounds)| Cell::new(stack, op, clients, rounds))
         .collect();
-    report(&cells);
+    report(&cells, &ops, &concurrency);
     drop(redis);
 }
 
