@@ -32,10 +32,11 @@ pub fn service<St: Store>(
 > + Clone
 + Send
 + 'static {
-    // `secure(false)`: this example serves plain HTTP on localhost, and a
-    // `Secure` cookie is one that clients (reqwest, curl's cookie jar, and
-    // browsers for any host but `localhost`) never send back over `http://`.
-    // Keep the default (on) behind TLS.
+    // `secure(false)`: this example speaks plain HTTP, and a `Secure` cookie
+    // travels only over HTTPS. Some clients make an exception for
+    // `localhost`, but not all do, and none does for another host (a LAN
+    // address, a dev hostname), where the flow would silently restart on
+    // every request. Keep the default (on) in production, behind TLS.
     PipelineStateLayer::new(store)
         .secure(false)
         .layer(service_fn(wizard))
