@@ -18,6 +18,11 @@ impl PipelineId {
         Self(Uuid::new_v4())
     }
 
+    /// Writes the text form into `buffer`, without the `fmt` machinery.
+    pub(crate) fn encode(self, buffer: &mut [u8; Self::LEN]) -> &str {
+        self.0.simple().encode_lower(buffer)
+    }
+
     /// Parses the text form: exactly 32 lowercase hex digits, nothing else.
     /// Anything looser (braces, hyphens, upper case) is refused, so one flow
     /// has exactly one spelling and one Redis key.
@@ -52,6 +57,7 @@ mod tests {
         let id = PipelineId::generate();
         let text = id.to_string();
         assert_eq!(text.len(), PipelineId::LEN);
+        assert_eq!(id.encode(&mut [0; PipelineId::LEN]), text);
         assert_eq!(PipelineId::parse(&text), Some(id));
     }
 

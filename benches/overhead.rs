@@ -1,0 +1,107 @@
+//! The layer's own cost, in process: the same inner service called directly
+//! (`oneshot`, no HTTP, no network) bare and behind the layer over a
+//! `MemoryStore`. The difference between `layer/<case>` and `bare/<case>` is
+//! what the layer adds per request.
+//!
+//! ```text
+//! cargo bench --bench overhead
+//! ```
+//!
+//! | case | request | handler |
+//! | --- | --- | --- |
+//! | `no_id` | no cookie | does not touch the state |
+//! | `read` | a live flow's cookie | reads one field |
+//! | `changed` | a live flow's cookie | reads one field and sets it (compare-and-set) |
+
+use std::{convert::Infallible, hint::black_box, time::Duration};
+
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use http::{Request, Response, header};
+use http_body_util::{Empty, Full};
+use tower::{Layer, ServiceExt, service_fn};
+use tower_pipeline_state::{MemoryStore, PipelineState, PipelineStateLayer};
+
+/// One handler for both services: it touches the state when the layer put
+/// one in the extensions, so the bare service does all the same work except
+/// the layer's.
+async fn handler(request: Request<Empty<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let state = request.extensions().get::<PipelineState>();
+    match (request.uri().path(), state) {
+        ("/read", Some(state)) => {
+            black_box(state.get::<u64>("count").unwrap());
+        }
+        ("/change", Some(state)) => {
+            let count: u64 = state.get("count").unwrap().unwrap_or(0);
+            state.set("count", &(count + 1)).unwrap();
+        }
+        _ => {}
+    }
+    Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
+}
+
+fn request(path: &str, cookie: Option<&str>) -> Request<Empty<Bytes>> {
+    let mut builder = Request::builder().uri(path);
+    if let Some(cookie) = cookie {
+        builder = builder.header(header::COOKIE, cookie);
+    }
+    builder.body(Empty::new()).unwrap()
+}
+
+fn overhead(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let bare = service_fn(handler);
+    let layered = PipelineStateLayer::new(MemoryStore::new())
+        .secure(false)
+        .layer(service_fn(handler));
+
+    // A live flow to read and change: create it through the layer, keep the
+    // cookie it sets.
+    let cookie = runtime.block_on(async {
+        let response = layered
+            .clone()
+            .oneshot(request("/change", None))
+            .await
+            .unwrap();
+        let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+        set_cookie.split(';').next().unwrap().to_owned()
+    });
+
+    let cases = [
+        ("no_id", "/noop", None),
+        ("read", "/read", Some(cookie.as_str())),
+        ("changed", "/change", Some(cookie.as_str())),
+    ];
+    let mut group = c.benchmark_group("overhead");
+    for (name, path, cookie) in cases {
+        group.bench_function(format!("bare/{name}"), |b| {
+            b.to_async(&runtime).iter_batched(
+                || request(path, cookie),
+                |request| bare.oneshot(request),
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_function(format!("layer/{name}"), |b| {
+            b.to_async(&runtime).iter_batched(
+                || request(path, cookie),
+                |request| layered.clone().oneshot(request),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    // Sized for a small shared machine: the whole file runs in about 30 s.
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50);
+    targets = overhead
+}
+criterion_main!(benches);

@@ -1,0 +1,126 @@
+//! The hyper example's service and server loop: a plain tower service
+//! (`tower::service_fn`) wrapped by the layer, served over HTTP/1 with
+//! hyper-util. `tests/stacks.rs` includes this file, so the integration test
+//! runs exactly this code.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode, body::Incoming, server::conn::http1};
+use hyper_util::{rt::TokioIo, service::TowerToHyperService};
+use tokio::net::TcpListener;
+use tower::{Layer, Service, service_fn};
+use tower_pipeline_state::{PipelineState, PipelineStateLayer, ResponseBody, Status, Store};
+
+/// The application: a three-step wizard whose progress lives in the flow
+/// state.
+///
+/// | request | does |
+/// | --- | --- |
+/// | `GET /wizard` | reads the state: `step <n>`, `no flow`, or `expired` |
+/// | `POST /wizard/start` | creates the flow at step 1 |
+/// | `POST /wizard/next` | changes it: one step further |
+/// | `POST /wizard/finish` | clears it |
+pub fn service<St: Store>(
+    store: St,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<ResponseBody<Full<Bytes>>>,
+    Error = Infallible,
+    Future: Send,
+> + Clone
++ Send
++ 'static {
+    // `secure(false)`: this example speaks plain HTTP, and a `Secure` cookie
+    // travels only over HTTPS. Some clients make an exception for
+    // `localhost`, but not all do, and none does for another host (a LAN
+    // address, a dev hostname), where the flow would silently restart on
+    // every request. Keep the default (on) in production, behind TLS.
+    PipelineStateLayer::new(store)
+        .secure(false)
+        .layer(service_fn(wizard))
+}
+
+/// The inner service: a plain async function of the request. The layer put
+/// the flow's [`PipelineState`] in the request's extensions.
+async fn wizard(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let Some(state) = request.extensions().get::<PipelineState>() else {
+        return Ok(text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no PipelineStateLayer".to_owned(),
+        ));
+    };
+    let step: Option<u32> = match state.get("step") {
+        Ok(step) => step,
+        Err(error) => return Ok(text(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())),
+    };
+    let response = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/wizard") => match (state.status(), step) {
+            (_, Some(step)) => text(StatusCode::OK, format!("step {step}")),
+            (Status::Expired, None) => text(StatusCode::OK, "expired".to_owned()),
+            (_, None) => text(StatusCode::OK, "no flow".to_owned()),
+        },
+        (&Method::POST, "/wizard/start") => match state.set("step", &1u32) {
+            Ok(()) => text(StatusCode::OK, "step 1".to_owned()),
+            Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+        },
+        (&Method::POST, "/wizard/next") => match step {
+            None => text(StatusCode::CONFLICT, "no flow to continue".to_owned()),
+            Some(step) => match state.set("step", &(step + 1)) {
+                Ok(()) => text(StatusCode::OK, format!("step {}", step + 1)),
+                Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+            },
+        },
+        (&Method::POST, "/wizard/finish") => match step {
+            None => text(StatusCode::CONFLICT, "no flow to finish".to_owned()),
+            Some(step) => match state.clear() {
+                Ok(()) => text(StatusCode::OK, format!("finished at step {step}")),
+                Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+            },
+        },
+        _ => text(StatusCode::NOT_FOUND, "not found".to_owned()),
+    };
+    Ok(response)
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+}
+
+/// Accepts connections on `listener` forever, serving each over HTTP/1 with
+/// keep-alive.
+pub async fn serve<S>(listener: TcpListener, service: S)
+where
+    S: Service<
+            Request<Incoming>,
+            Response = Response<ResponseBody<Full<Bytes>>>,
+            Error = Infallible,
+            Future: Send,
+        > + Clone
+        + Send
+        + 'static,
+{
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // For instance out of file descriptors: wait, then go on.
+                eprintln!("accept failed: {error}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(service.clone());
+        tokio::spawn(async move {
+            if let Err(error) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                eprintln!("connection error: {error}");
+            }
+        });
+    }
+}

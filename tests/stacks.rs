@@ -1,0 +1,175 @@
+//! The layer in each stack its users run, exercised as they run it: the
+//! hyper and warp examples' own services and server loops (included from
+//! `examples/`), a private redis-server, and a cookie-keeping HTTP client.
+
+mod common;
+
+#[path = "../examples/hyper/app.rs"]
+mod hyper_app;
+#[path = "../examples/warp/app.rs"]
+mod warp_app;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use reqwest::StatusCode;
+use tokio::{net::TcpListener, task::JoinHandle};
+
+/// A server task, aborted when dropped.
+struct Server {
+    base: String,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn listener() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    (listener, base)
+}
+
+async fn hyper_server(redis: &RedisServer) -> Server {
+    let (listener, base) = listener().await;
+    let service = hyper_app::service(redis_store(&redis.url()).await);
+    let task = tokio::spawn(hyper_app::serve(listener, service));
+    Server { base, task }
+}
+
+async fn warp_server(redis: &RedisServer) -> Server {
+    let (listener, base) = listener().await;
+    let service = warp_app::service(redis_store(&redis.url()).await);
+    let task = tokio::spawn(warp_app::serve(listener, service));
+    Server { base, task }
+}
+
+/// Sends one request; answers its status, its `pipeline_id` Set-Cookie and
+/// its body.
+async fn send(
+    browser: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+) -> (StatusCode, Option<String>, String) {
+    let response = browser.request(method, url).send().await.unwrap();
+    let status = response.status();
+    let cookie = set_cookie(&response);
+    (status, cookie, response.text().await.unwrap())
+}
+
+fn calls(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
+/// The commands the layer sent since the last reset (the stats reset itself
+/// is counted by this Redis version as `config|resetstat`).
+fn layer_calls(redis: &RedisServer) -> BTreeMap<String, u64> {
+    let mut calls = redis.command_calls();
+    calls.retain(|name, _| !name.starts_with("config"));
+    calls
+}
+
+/// Create, read, change, expire, clear: the wizard flow both examples serve,
+/// checked on the wire and in Redis.
+async fn wizard_flow(server: &Server, redis: &RedisServer) {
+    use reqwest::Method;
+    let browser = browser();
+    let url = |path: &str| format!("{}{path}", server.base);
+
+    // No cookie: a fresh state, and not one Redis command.
+    redis.reset_stats();
+    let (status, cookie, body) = send(&browser, Method::GET, url("/wizard")).await;
+    assert_eq!(
+        (status, cookie, body.as_str()),
+        (StatusCode::OK, None, "no flow")
+    );
+    assert_eq!(layer_calls(redis), calls(&[]));
+
+    // Create: one SET NX, and the id cookie, not Secure (plain HTTP).
+    redis.reset_stats();
+    let (status, cookie, body) = send(&browser, Method::POST, url("/wizard/start")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "step 1"));
+    let cookie = cookie.expect("creating the flow sets the cookie");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    assert_eq!(layer_calls(redis), calls(&[("set", 1)]));
+    let key = format!("pipeline:{}", cookie_value(&cookie));
+    assert_eq!(redis.keys(), std::slice::from_ref(&key));
+
+    // Read: the client sent the cookie back; one GETEX, no write, no cookie.
+    redis.reset_stats();
+    let (status, cookie, body) = send(&browser, Method::GET, url("/wizard")).await;
+    assert_eq!(
+        (status, cookie, body.as_str()),
+        (StatusCode::OK, None, "step 1")
+    );
+    assert_eq!(layer_calls(redis), calls(&[("getex", 1)]));
+
+    // Change: GETEX, then the compare-and-set; the id stays.
+    let (status, cookie, body) = send(&browser, Method::POST, url("/wizard/next")).await;
+    assert_eq!(
+        (status, cookie, body.as_str()),
+        (StatusCode::OK, None, "step 2")
+    );
+    let stored = String::from_utf8(redis.get(&key).unwrap()).unwrap();
+    assert_eq!(stored, r#"{"format":1,"version":2,"data":{"step":2}}"#);
+    let (_, _, body) = send(&browser, Method::GET, url("/wizard")).await;
+    assert_eq!(body, "step 2");
+
+    // Clear: the key is deleted and the cookie expired.
+    let (status, cookie, body) = send(&browser, Method::POST, url("/wizard/finish")).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "finished at step 2")
+    );
+    let removal = cookie.expect("clearing expires the cookie");
+    assert!(removal.contains("Max-Age=0"), "{removal}");
+    assert_eq!(redis.keys(), Vec::<String>::new());
+    let (_, cookie, body) = send(&browser, Method::GET, url("/wizard")).await;
+    assert_eq!((cookie, body.as_str()), (None, "no flow"));
+
+    // A flow whose record vanished (expired) is seen as such by the handler.
+    let (_, cookie, _) = send(&browser, Method::POST, url("/wizard/start")).await;
+    let key = format!("pipeline:{}", cookie_value(&cookie.unwrap()));
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query(&mut redis.admin())
+        .unwrap();
+    let (_, _, body) = send(&browser, Method::GET, url("/wizard")).await;
+    assert_eq!(body, "expired");
+    let (status, _, _) = send(&browser, Method::POST, url("/wizard/next")).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn hyper_runs_a_flow() {
+    let redis = RedisServer::start();
+    let server = hyper_server(&redis).await;
+    wizard_flow(&server, &redis).await;
+}
+
+#[tokio::test]
+async fn warp_runs_a_flow() {
+    let redis = RedisServer::start();
+    let server = warp_server(&redis).await;
+    wizard_flow(&server, &redis).await;
+}
+
+#[tokio::test]
+async fn unknown_routes_answer_404_and_write_nothing() {
+    let redis = RedisServer::start();
+    for server in [hyper_server(&redis).await, warp_server(&redis).await] {
+        let (status, cookie, _) = send(
+            &browser(),
+            reqwest::Method::GET,
+            format!("{}/nope", server.base),
+        )
+        .await;
+        assert_eq!((status, cookie), (StatusCode::NOT_FOUND, None));
+    }
+    assert_eq!(redis.keys(), Vec::<String>::new());
+}
