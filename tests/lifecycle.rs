@@ -306,6 +306,7 @@ async fn every_kind_of_redis_connection_serves_a_flow() {
     let manager = bb8_redis::RedisConnectionManager::new(redis.url()).unwrap();
     let pool = bb8::Pool::builder()
         .max_size(4)
+        .test_on_check_out(false)
         .build(manager)
         .await
         .unwrap();
