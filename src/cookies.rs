@@ -114,6 +114,14 @@ impl CookieConfig {
         header_value(&cookie)
     }
 
+    /// The length of the cookie values this configuration issues (the same
+    /// for every id: plain, signed and private values have fixed lengths).
+    pub(crate) fn issued_len(&self) -> usize {
+        self.protect(self.build(PipelineId::generate().to_string()))
+            .value()
+            .len()
+    }
+
     /// The `Set-Cookie` value that expires the client's cookie (same name,
     /// path and domain, so the browser matches it).
     pub(crate) fn removal(&self) -> HeaderValue {

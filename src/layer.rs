@@ -248,7 +248,9 @@ impl<St> PipelineStateLayer<St> {
     }
 
     /// The longest id cookie value accepted (default 256 bytes). Longer
-    /// values are refused before any signature check or Redis command.
+    /// values are refused before any signature check or Redis command. It
+    /// must leave room for the layer's own cookies (32 bytes plain, 76
+    /// signed, 80 private): [`Layer::layer`] panics otherwise.
     ///
     /// ```
     /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
@@ -312,11 +314,52 @@ impl<St> PipelineStateLayer<St> {
 impl<S, St> Layer<S> for PipelineStateLayer<St> {
     type Service = PipelineStateService<S, St>;
 
+    /// # Panics
+    /// If [`max_cookie_len`](Self::max_cookie_len) is shorter than the id
+    /// cookies the layer itself issues (32 bytes plain, 76 signed, 80
+    /// private): it would refuse its own cookies.
     fn layer(&self, inner: S) -> Self::Service {
+        let cookie = &self.config.cookie;
+        let issued = cookie.issued_len();
+        assert!(
+            cookie.max_len >= issued,
+            "max_cookie_len({}) is shorter than the id cookies this layer issues ({issued} bytes): \
+             the layer would refuse its own cookies",
+            cookie.max_len
+        );
         let shared = Shared {
             store: self.store.clone(),
             config: self.config.clone(),
         };
         PipelineStateService::new(inner, Arc::new(shared))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    #[test]
+    fn the_cookie_limit_fits_the_layers_own_cookies_in_every_mode() {
+        let plain = PipelineStateLayer::new(MemoryStore::new()).max_cookie_len(32);
+        let _ = plain.layer(());
+        let signed = PipelineStateLayer::new(MemoryStore::new())
+            .signed(Key::generate())
+            .max_cookie_len(76);
+        let _ = signed.layer(());
+        let private = PipelineStateLayer::new(MemoryStore::new())
+            .private(Key::generate())
+            .max_cookie_len(80);
+        let _ = private.layer(());
+    }
+
+    #[test]
+    #[should_panic(expected = "would refuse its own cookies")]
+    fn a_cookie_limit_below_the_layers_own_cookies_is_refused() {
+        let layer = PipelineStateLayer::new(MemoryStore::new())
+            .signed(Key::generate())
+            .max_cookie_len(64);
+        let _ = layer.layer(());
     }
 }

@@ -269,32 +269,32 @@ async fn key_rotation_keeps_old_cookies_working_and_signs_new_ones_with_the_new_
 }
 
 #[tokio::test]
-async fn an_overlong_cookie_is_refused_before_its_signature_is_checked() {
+async fn an_overlong_cookie_is_refused_without_any_redis_command() {
     let redis = RedisServer::start();
     let store = redis_store(&redis.url()).await;
     let key = Key::generate();
-    let lenient = serve_hostile(PipelineStateLayer::new(store.clone()).signed(key.clone())).await;
-    let strict = serve_hostile(
+    let app = serve_hostile(
         PipelineStateLayer::new(store)
             .signed(key)
-            .max_cookie_len(64),
+            .max_cookie_len(100),
     )
     .await;
 
-    let cookie = send(&lenient, Method::POST, "/incr", None)
+    let cookie = send(&app, Method::POST, "/incr", None)
         .await
         .cookie
         .unwrap();
-    assert!(cookie.len() > 64, "a signed id is {} bytes", cookie.len());
     let id = only_id(&redis);
-    let loaded = send(&lenient, Method::GET, "/status", Some(&cookie)).await;
+    let loaded = send(&app, Method::GET, "/status", Some(&cookie)).await;
     assert_eq!(loaded.body, format!("loaded {id}"), "the cookie is valid");
     without_redis(&redis, async {
-        let answer = send(&strict, Method::GET, "/status", Some(&cookie)).await;
-        assert_eq!(answer.body, "new none", "too long, whatever its signature");
-        let huge = "A".repeat(6000);
-        let answer = send(&lenient, Method::GET, "/status", Some(&huge)).await;
-        assert_eq!(answer.body, "new none");
+        // The valid cookie with junk after it: over the limit, refused
+        // before its signature is looked at (`cookies::verify` checks the
+        // length first), as is a huge one.
+        for long in [format!("{cookie}{}", "A".repeat(30)), "A".repeat(6000)] {
+            let answer = send(&app, Method::GET, "/status", Some(&long)).await;
+            assert_eq!(answer.body, "new none", "{} bytes", long.len());
+        }
     })
     .await;
 }

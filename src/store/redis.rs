@@ -224,6 +224,10 @@ impl<C: RedisConnection> Store for RedisStore<C> {
         replacing: Option<&str>,
     ) -> Result<bool, StoreError> {
         let mut connection = self.connection.connection().await?;
+        // Pipelined, not MULTI: the two keys hash to different cluster slots,
+        // and a transaction across slots fails on a cluster. A connection lost
+        // between the two can only lose the flow (the client gets 503), never
+        // an acknowledged write.
         let mut pipe = redis::pipe();
         if let Some(old) = replacing {
             pipe.cmd("DEL").arg(old).ignore();
