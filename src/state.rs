@@ -59,8 +59,9 @@ pub(crate) enum Target {
 pub(crate) struct Inner {
     pub(crate) origin: Origin,
     pub(crate) data: Data,
-    /// The state as loaded, copied at the first change so that a read-only
-    /// request never copies anything. `Some` means "changed in memory".
+    /// The state as loaded, kept aside at the first change (so a read-only
+    /// request never copies anything): what the flush diffs against and
+    /// what `revert` puts back. `Some` means "changed in memory".
     pub(crate) base: Option<Data>,
     pub(crate) target: Target,
     /// `regenerate` was called: create the record even if it is empty.
@@ -207,8 +208,8 @@ impl PipelineState {
         let fields = to_object(initial)?;
         let mut inner = self.lock();
         inner.writable()?;
+        inner.set_aside_loaded();
         inner.data = fields;
-        inner.base = None;
         inner.target = Target::Fresh(PipelineId::generate());
         inner.regenerated = true;
         inner.cleared = false;
@@ -221,11 +222,34 @@ impl PipelineState {
     pub fn clear(&self) -> Result<(), StateError> {
         let mut inner = self.lock();
         inner.writable()?;
+        inner.set_aside_loaded();
         inner.data.clear();
-        inner.base = None;
         inner.target = Target::Nothing;
         inner.regenerated = false;
         inner.cleared = true;
+        Ok(())
+    }
+
+    /// Undoes every change this request made (`set`, `remove`, `replace`,
+    /// `regenerate`, `clear`): the state is again what the request brought,
+    /// and nothing is written for it.
+    pub fn revert(&self) -> Result<(), StateError> {
+        let mut inner = self.lock();
+        inner.writable()?;
+        let loaded = matches!(inner.origin, Origin::Loaded { .. });
+        match inner.base.take() {
+            Some(base) => inner.data = base,
+            // A loaded state nobody changed is still as loaded.
+            None if loaded => {}
+            None => inner.data.clear(),
+        }
+        inner.target = if loaded {
+            Target::Loaded
+        } else {
+            Target::Nothing
+        };
+        inner.regenerated = false;
+        inner.cleared = false;
         Ok(())
     }
 
@@ -261,6 +285,14 @@ impl PipelineState {
 }
 
 impl Inner {
+    /// Before the loaded state is replaced wholesale: keep it aside for
+    /// `revert` (moved, not copied, as it is about to be dropped).
+    fn set_aside_loaded(&mut self) {
+        if self.target == Target::Loaded && self.base.is_none() {
+            self.base = Some(std::mem::take(&mut self.data));
+        }
+    }
+
     fn writable(&self) -> Result<(), StateError> {
         if self.finished {
             Err(StateError::Finished)
@@ -371,6 +403,31 @@ mod tests {
         state.set("again", &1).unwrap();
         assert!(!state.is_cleared());
         assert!(state.id().is_some_and(|id| id != new_id && id != loaded_id));
+    }
+
+    #[test]
+    fn revert_puts_back_what_the_request_brought() {
+        let state = loaded(json!({"a": 1}));
+        let id = state.id();
+        state.set("a", &2).unwrap();
+        state.regenerate(&json!({"b": 1})).unwrap();
+        state.clear().unwrap();
+        state.revert().unwrap();
+        assert_eq!(state.read::<Value>().unwrap(), json!({"a": 1}));
+        assert_eq!(state.id(), id);
+        assert!(!state.is_cleared());
+        assert!(state.lock().base.is_none(), "nothing left to write");
+
+        let cleared = loaded(json!({"a": 1}));
+        cleared.clear().unwrap();
+        cleared.revert().unwrap();
+        assert_eq!(cleared.get::<u32>("a").unwrap(), Some(1));
+
+        let fresh = PipelineState::detached();
+        fresh.set("a", &1).unwrap();
+        fresh.revert().unwrap();
+        assert!(fresh.is_empty());
+        assert_eq!(fresh.id(), None);
     }
 
     #[test]

@@ -26,8 +26,6 @@ use crate::{PipelineState, Status};
 /// failure names the step it came from.
 pub(crate) type Running = Arc<AtomicUsize>;
 
-/// A checked flow, and its whole state as loaded.
-type Loaded = (Stored, Map<String, Value>);
 /// Why a flow was refused, and its kind when known.
 type Refused = (FlowError, Option<String>);
 
@@ -80,7 +78,7 @@ where
         let flow = self.flow(&state, &running, parts.clone(), 0, stored, false);
         let result = enter(flow, Request::from_parts(parts, body)).await;
         // A start that fails keeps nothing: the new flow was never usable.
-        self.settle(&state, &running, Some(kind.to_owned()), None, result)
+        self.settle(&state, &running, Some(kind.to_owned()), false, result)
     }
 
     /// Runs the flow's current step with `request`, after checking the flow:
@@ -100,7 +98,7 @@ where
             return self.fail(None, FlowError::MissingLayer, None, None);
         };
         let (parts, body) = request.into_parts();
-        let (stored, snapshot) = match self.load(&state, &parts) {
+        let stored = match self.load(&state, &parts) {
             Ok(loaded) => loaded,
             Err((error, kind)) => {
                 let clear = error.ends_flow().then_some(&state);
@@ -124,7 +122,7 @@ where
             nonce_verified,
         );
         let result = enter(flow, Request::from_parts(parts, body)).await;
-        self.settle(&state, &running, Some(kind), Some(&snapshot), result)
+        self.settle(&state, &running, Some(kind), true, result)
     }
 
     fn flow(
@@ -148,10 +146,8 @@ where
         }
     }
 
-    /// Reads and checks the stored flow. On success, also the state as
-    /// loaded, to put back if a step fails with an outcome that must not
-    /// move the flow.
-    fn load(&self, state: &PipelineState, parts: &Parts) -> Result<Loaded, Refused> {
+    /// Reads and checks the stored flow.
+    fn load(&self, state: &PipelineState, parts: &Parts) -> Result<Stored, Refused> {
         match state.status() {
             Status::New => return Err((FlowError::NoFlow, None)),
             Status::Expired => return Err((FlowError::Expired, None)),
@@ -166,14 +162,12 @@ where
             // Another pipeline's flow (or not a flow at all): not ours to end.
             return Err((FlowError::NoFlow, None));
         }
-        let snapshot: Map<String, Value> = state.read().map_err(|error| (error.into(), None))?;
-        let stored: Stored =
-            serde_json::from_value(Value::Object(snapshot.clone())).map_err(|error| {
-                (
-                    FlowError::Corrupt(Corruption::Fields(error.to_string())),
-                    None,
-                )
-            })?;
+        let stored: Stored = state.read().map_err(|error| {
+            (
+                FlowError::Corrupt(Corruption::Fields(error.to_string())),
+                None,
+            )
+        })?;
         let kind = Some(stored.flow.clone());
         // The user first: a request that is not the starter's must not be
         // able to end the flow by provoking any other outcome.
@@ -196,7 +190,7 @@ where
                 kind,
             ));
         }
-        Ok((stored, snapshot))
+        Ok(stored)
     }
 
     /// Checks and consumes the nonce if the request carries one; returns
@@ -234,14 +228,15 @@ where
 
     /// The response for a step's result: its own answer, or the error
     /// handler's. An outcome that ends the flow clears it; one that must not
-    /// move the flow puts back the state as loaded (`snapshot`), undoing
-    /// what the request did so far (nonce consumption included).
+    /// move the flow (for a flow that was loaded, `revert`) puts back the
+    /// state as loaded, undoing what the request did so far (nonce
+    /// consumption included).
     fn settle(
         &self,
         state: &PipelineState,
         running: &Running,
         kind: Option<String>,
-        snapshot: Option<&Map<String, Value>>,
+        revert: bool,
         result: Result<R, FlowError>,
     ) -> R {
         let error = match result {
@@ -253,9 +248,9 @@ where
             .steps
             .get(running.load(Ordering::Relaxed))
             .map(|step| step.name.clone());
-        match snapshot {
-            Some(snapshot) if !error.ends_flow() && !state.is_cleared() => {
-                if let Err(restore) = state.replace(snapshot) {
+        match revert {
+            true if !error.ends_flow() && !state.is_cleared() => {
+                if let Err(restore) = state.revert() {
                     tracing::error!(pipeline = %self.inner.name, error = %restore, "could not put the flow back as it was");
                 }
                 self.fail(None, error, kind, step)

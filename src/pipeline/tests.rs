@@ -345,3 +345,55 @@ async fn a_failure_names_the_step_it_came_from() {
     assert_eq!(answer, "error:failed");
     assert_eq!(steps.lock().unwrap().as_slice(), [Some("two".to_owned())]);
 }
+
+#[tokio::test]
+async fn a_step_failing_without_ending_the_flow_leaves_it_as_loaded() {
+    let pipeline = Pipeline::<String, Response>::builder("p")
+        .flow_kind("login")
+        .step("one", |_request, flow| async move {
+            flow.advance()?;
+            Ok("advanced".to_owned())
+        })
+        .callback("callback", |_request, flow| async move {
+            flow.bind("half", "done")?;
+            flow.advance()?;
+            // An outcome a third party could provoke: the flow must not move.
+            Err(FlowError::UserMismatch)
+        })
+        .on_finish(|_request, _finished| async { Ok("finished".to_owned()) })
+        .on_error(describe)
+        .build();
+    let started = PipelineState::detached();
+    let answer = pipeline
+        .start(request(&started, Method::GET, "/flow"), "login")
+        .await;
+    assert_eq!(answer, "advanced");
+    let fields: serde_json::Map<String, serde_json::Value> = started.read().unwrap();
+    let nonce = fields["nonce"].as_str().unwrap().to_owned();
+
+    // The next request brings the stored flow back, as the layer would.
+    let origin = crate::state::Origin::Loaded {
+        id: crate::PipelineId::parse("0123456789abcdef0123456789abcdef").unwrap(),
+        version: 2,
+    };
+    let loaded = PipelineState::from_origin(origin, fields.clone());
+    let answer = pipeline
+        .dispatch(request(
+            &loaded,
+            Method::GET,
+            &format!("/flow?state={nonce}"),
+        ))
+        .await;
+    assert_eq!(answer, "error:user_mismatch");
+    assert_eq!(
+        loaded
+            .read::<serde_json::Map<String, serde_json::Value>>()
+            .unwrap(),
+        fields,
+        "the bind, the advance and the nonce's consumption are all undone"
+    );
+    assert!(
+        crate::flush::plan(&loaded, false).is_none(),
+        "nothing to write"
+    );
+}
