@@ -249,15 +249,8 @@ impl<C: RedisConnection> Store for RedisStore<C> {
         record: &[u8],
         ttl: Duration,
     ) -> Result<UpdateOutcome, StoreError> {
-        let mut connection = self.connection.connection().await?;
-        let reply: Value = SCRIPT
-            .key(key)
-            .arg(version)
-            .arg(record)
-            .arg(seconds(ttl))
-            .invoke_async(&mut connection)
-            .await?;
-        outcome("compare-and-set", reply)
+        self.compare_and_set(key, version, Some((record, ttl)))
+            .await
     }
 
     async fn delete_if_version(
@@ -265,13 +258,7 @@ impl<C: RedisConnection> Store for RedisStore<C> {
         key: &str,
         version: u64,
     ) -> Result<UpdateOutcome, StoreError> {
-        let mut connection = self.connection.connection().await?;
-        let reply: Value = SCRIPT
-            .key(key)
-            .arg(version)
-            .invoke_async(&mut connection)
-            .await?;
-        outcome("compare-and-delete", reply)
+        self.compare_and_set(key, version, None).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -281,15 +268,31 @@ impl<C: RedisConnection> Store for RedisStore<C> {
     }
 }
 
-/// What a compare-and-set or compare-and-delete script answered.
-fn outcome(script: &str, reply: Value) -> Result<UpdateOutcome, StoreError> {
-    match reply {
-        Value::Int(1) => Ok(UpdateOutcome::Written),
-        Value::Int(0) => Ok(UpdateOutcome::Missing),
-        Value::BulkString(current) => Ok(UpdateOutcome::Newer(current)),
-        other => Err(StoreError::Protocol(format!(
-            "{script} script answered {other:?}"
-        ))),
+impl<C: RedisConnection> RedisStore<C> {
+    /// One run of the compare-and-set script: write `replacement` (record
+    /// and TTL), or delete the key when there is none, if the stored version
+    /// is `version`.
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        version: u64,
+        replacement: Option<(&[u8], Duration)>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let mut invocation = SCRIPT.key(key);
+        invocation.arg(version);
+        if let Some((record, ttl)) = replacement {
+            invocation.arg(record).arg(seconds(ttl));
+        }
+        let mut connection = self.connection.connection().await?;
+        let reply: Value = invocation.invoke_async(&mut connection).await?;
+        match reply {
+            Value::Int(1) => Ok(UpdateOutcome::Written),
+            Value::Int(0) => Ok(UpdateOutcome::Missing),
+            Value::BulkString(current) => Ok(UpdateOutcome::Newer(current)),
+            other => Err(StoreError::Protocol(format!(
+                "compare-and-set script answered {other:?}"
+            ))),
+        }
     }
 }
 
