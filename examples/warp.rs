@@ -11,6 +11,8 @@
 
 #[path = "warp/app.rs"]
 mod app;
+#[path = "support/http1.rs"]
+mod http1;
 
 use tokio::net::TcpListener;
 use tower_pipeline_state::RedisStore;
@@ -21,6 +23,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = RedisStore::connect(&url).await?;
     let listener = TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://{}", listener.local_addr()?);
-    app::serve(listener, app::service(store)).await;
+    http1::serve(listener, app::service(store)).await;
     Ok(())
 }

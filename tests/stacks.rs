@@ -4,6 +4,8 @@
 
 mod common;
 
+#[path = "../examples/support/http1.rs"]
+mod http1;
 #[path = "../examples/hyper/app.rs"]
 mod hyper_app;
 #[path = "../examples/warp/app.rs"]
@@ -36,14 +38,14 @@ async fn listener() -> (TcpListener, String) {
 async fn hyper_server(redis: &RedisServer) -> Server {
     let (listener, base) = listener().await;
     let service = hyper_app::service(redis_store(&redis.url()).await);
-    let task = tokio::spawn(hyper_app::serve(listener, service));
+    let task = tokio::spawn(http1::serve(listener, service));
     Server { base, task }
 }
 
 async fn warp_server(redis: &RedisServer) -> Server {
     let (listener, base) = listener().await;
     let service = warp_app::service(redis_store(&redis.url()).await);
-    let task = tokio::spawn(warp_app::serve(listener, service));
+    let task = tokio::spawn(http1::serve(listener, service));
     Server { base, task }
 }
 

@@ -1,15 +1,13 @@
-//! The hyper example's service and server loop: a plain tower service
-//! (`tower::service_fn`) wrapped by the layer, served over HTTP/1 with
-//! hyper-util. `tests/stacks.rs` includes this file, so the integration test
-//! runs exactly this code.
+//! The hyper example's service: a plain tower service (`tower::service_fn`)
+//! wrapped by the layer, served over HTTP/1 by `examples/support/http1.rs`.
+//! `tests/stacks.rs` includes this file, so the integration test runs exactly
+//! this code.
 
 use std::convert::Infallible;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::{Method, Request, Response, StatusCode, body::Incoming, server::conn::http1};
-use hyper_util::{rt::TokioIo, service::TowerToHyperService};
-use tokio::net::TcpListener;
+use hyper::{Method, Request, Response, StatusCode, body::Incoming};
 use tower::{Layer, Service, service_fn};
 use tower_pipeline_state::{PipelineState, PipelineStateLayer, ResponseBody, Status, Store};
 
@@ -88,39 +86,4 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response
-}
-
-/// Accepts connections on `listener` forever, serving each over HTTP/1 with
-/// keep-alive.
-pub async fn serve<S>(listener: TcpListener, service: S)
-where
-    S: Service<
-            Request<Incoming>,
-            Response = Response<ResponseBody<Full<Bytes>>>,
-            Error = Infallible,
-            Future: Send,
-        > + Clone
-        + Send
-        + 'static,
-{
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                // For instance out of file descriptors: wait, then go on.
-                eprintln!("accept failed: {error}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let service = TowerToHyperService::new(service.clone());
-        tokio::spawn(async move {
-            if let Err(error) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                eprintln!("connection error: {error}");
-            }
-        });
-    }
 }

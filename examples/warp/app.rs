@@ -1,15 +1,13 @@
-//! The warp example's service and server loop: warp filters turned into a
-//! tower service (`warp::service`), wrapped by the layer, served over HTTP/1
-//! with hyper-util. `tests/stacks.rs` includes this file, so the integration
-//! test runs exactly this code.
+//! The warp example's service: warp filters turned into a tower service
+//! (`warp::service`), wrapped by the layer, served over HTTP/1 by
+//! `examples/support/http1.rs`. `tests/stacks.rs` includes this file, so the
+//! integration test runs exactly this code.
 
 use std::convert::Infallible;
 
 use bytes::Bytes;
 use http_body::Body;
-use hyper::{Request, Response, StatusCode, body::Incoming, server::conn::http1};
-use hyper_util::{rt::TokioIo, service::TowerToHyperService};
-use tokio::net::TcpListener;
+use hyper::{Request, Response, StatusCode, body::Incoming};
 use tower::{Layer, Service};
 use tower_pipeline_state::{PipelineState, PipelineStateLayer, Status, Store};
 use warp::{
@@ -115,36 +113,4 @@ fn ok(body: String) -> Text {
 
 fn failed(error: impl std::fmt::Display) -> Text {
     with_status(error.to_string(), StatusCode::INTERNAL_SERVER_ERROR)
-}
-
-/// Accepts connections on `listener` forever, serving each over HTTP/1 with
-/// keep-alive.
-pub async fn serve<S, B>(listener: TcpListener, service: S)
-where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible, Future: Send>
-        + Clone
-        + Send
-        + 'static,
-    B: Body<Data = Bytes, Error = warp::Error> + Send + 'static,
-{
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                // For instance out of file descriptors: wait, then go on.
-                eprintln!("accept failed: {error}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let service = TowerToHyperService::new(service.clone());
-        tokio::spawn(async move {
-            if let Err(error) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                eprintln!("connection error: {error}");
-            }
-        });
-    }
 }
