@@ -173,7 +173,7 @@ fn pipeline_state_app<St: Store>(store: St) -> Router {
             }),
         )
         .route("/untouched", get(|| async { "ok" }))
-        .layer(PipelineStateLayer::new(store).secure(false))
+        .layer(PipelineStateLayer::new(store).cookie_secure(false))
 }
 
 /// The limit: what a handler costs that sends the crate's Redis commands
@@ -193,18 +193,8 @@ struct Record {
     data: Map<String, Json>,
 }
 
-/// The same compare-and-set script the crate sends (`src/store/redis.rs`).
-const COMPARE_AND_SET: &str = r#"
-local current = redis.call('GET', KEYS[1])
-if not current then
-  return 0
-end
-if string.match(current, '^{"format":%d+,"version":(%d+),') == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-  return 1
-end
-return current
-"#;
+/// The same compare-and-set script the crate sends.
+const COMPARE_AND_SET: &str = include_str!("../src/store/compare_and_set.lua");
 
 fn limit_key(headers: &HeaderMap) -> Option<String> {
     let cookies = headers.get(header::COOKIE)?.to_str().ok()?;

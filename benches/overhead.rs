@@ -10,6 +10,7 @@
 //! | case | request | handler |
 //! | --- | --- | --- |
 //! | `no_id` | no cookie | does not touch the state |
+//! | `untouched` | a live flow's cookie | does not touch the state (lazy: no load) |
 //! | `read` | a live flow's cookie | reads one field |
 //! | `changed` | a live flow's cookie | reads one field and sets it (compare-and-set) |
 
@@ -20,18 +21,20 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::{Request, Response, header};
 use http_body_util::{Empty, Full};
 use tower::{Layer, ServiceExt, service_fn};
-use tower_pipeline_state::{MemoryStore, PipelineState, PipelineStateLayer};
+use tower_pipeline_state::{LazyPipelineState, MemoryStore, PipelineStateLayer};
 
 /// One handler for both services: it touches the state when the layer put
 /// one in the extensions, so the bare service does all the same work except
 /// the layer's.
 async fn handler(request: Request<Empty<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let state = request.extensions().get::<PipelineState>();
-    match (request.uri().path(), state) {
-        ("/read", Some(state)) => {
+    let lazy = request.extensions().get::<LazyPipelineState>();
+    match (request.uri().path(), lazy) {
+        ("/read", Some(lazy)) => {
+            let state = lazy.load().await.unwrap();
             black_box(state.get::<u64>("count").unwrap());
         }
-        ("/change", Some(state)) => {
+        ("/change", Some(lazy)) => {
+            let state = lazy.load().await.unwrap();
             let count: u64 = state.get("count").unwrap().unwrap_or(0);
             state.set("count", &(count + 1)).unwrap();
         }
@@ -55,7 +58,7 @@ fn overhead(c: &mut Criterion) {
         .unwrap();
     let bare = service_fn(handler);
     let layered = PipelineStateLayer::new(MemoryStore::new())
-        .secure(false)
+        .cookie_secure(false)
         .layer(service_fn(handler));
 
     // A live flow to read and change: create it through the layer, keep the
@@ -72,6 +75,7 @@ fn overhead(c: &mut Criterion) {
 
     let cases = [
         ("no_id", "/noop", None),
+        ("untouched", "/noop", Some(cookie.as_str())),
         ("read", "/read", Some(cookie.as_str())),
         ("changed", "/change", Some(cookie.as_str())),
     ];

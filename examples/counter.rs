@@ -45,7 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/", get(show).post(count_up).delete(reset))
         // Plain HTTP on localhost: a Secure cookie would not come back from
         // curl over http://. Keep the default (Secure) behind HTTPS.
-        .layer(PipelineStateLayer::new(store).secure(false));
+        .layer(PipelineStateLayer::new(store).cookie_secure(false));
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!(

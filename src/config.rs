@@ -6,8 +6,26 @@ use http::StatusCode;
 
 use crate::{cookies::CookieConfig, id::PipelineId};
 
+/// When the layer reads a flow's record from the store; set with
+/// [`PipelineStateLayer::load_mode`](crate::PipelineStateLayer::load_mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LoadMode {
+    /// Only when the request asks for the state: the axum extractor, or
+    /// [`LazyPipelineState::load`](crate::LazyPipelineState::load). A request
+    /// whose handler never asks costs no store command, and its flow's TTL
+    /// does not slide.
+    #[default]
+    Lazy,
+    /// Before the inner service, for every request that carries an id: the
+    /// [`PipelineState`](crate::PipelineState) is in the extensions, loaded,
+    /// when the inner service runs, and a store failure answers 503 without
+    /// calling it.
+    Eager,
+}
+
 /// Everything [`PipelineStateLayer`](crate::PipelineStateLayer)'s builder
-/// methods set. Defaults follow DESIGN.md.
+/// methods set.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     pub(crate) key_prefix: String,
@@ -15,7 +33,8 @@ pub(crate) struct Config {
     pub(crate) refresh_on_load: bool,
     pub(crate) discard_on_server_error: bool,
     pub(crate) conflict_status: StatusCode,
-    pub(crate) timeout: Duration,
+    pub(crate) store_timeout: Duration,
+    pub(crate) load_mode: LoadMode,
     pub(crate) max_record_size: usize,
     pub(crate) cookie: CookieConfig,
 }
@@ -28,7 +47,8 @@ impl Default for Config {
             refresh_on_load: true,
             discard_on_server_error: true,
             conflict_status: StatusCode::CONFLICT,
-            timeout: Duration::from_secs(1),
+            store_timeout: Duration::from_secs(1),
+            load_mode: LoadMode::Lazy,
             max_record_size: 64 * 1024,
             cookie: CookieConfig::default(),
         }

@@ -1,4 +1,7 @@
-//! Errors a handler can get from [`PipelineState`](crate::PipelineState).
+//! Errors a handler can get from [`PipelineState`](crate::PipelineState) and
+//! [`LazyPipelineState`](crate::LazyPipelineState).
+
+use crate::store::StoreError;
 
 /// What went wrong reading or changing a flow's state in memory.
 #[derive(Debug, thiserror::Error)]
@@ -28,4 +31,21 @@ pub enum StateError {
         "the request this pipeline state belongs to has finished; changes are no longer accepted"
     )]
     Finished,
+}
+
+/// The flow's state could not be loaded: the store failed or did not answer
+/// in time (the cause is logged, and kept as this error's source). Answer
+/// `503 Service Unavailable`; with the `axum` feature this error is an
+/// `IntoResponse` that does, with the same text as the layer's own 503.
+#[derive(Debug, thiserror::Error)]
+#[error("pipeline state store unavailable")]
+pub struct LoadError {
+    #[source]
+    source: StoreError,
+}
+
+impl LoadError {
+    pub(crate) fn new(source: StoreError) -> Self {
+        Self { source }
+    }
 }

@@ -1,16 +1,18 @@
-//! After the handler: deciding what to write, and writing it (at most one
-//! round trip unless a concurrent writer forces a merge).
+//! After the handler: encoding the [`Outcome`] the handle gave and writing
+//! it (at most one round trip unless a concurrent writer forces a merge).
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use http::{HeaderValue, StatusCode};
+use http::HeaderValue;
 
 use crate::{
     config::Shared,
     id::PipelineId,
-    merge::{Change, diff, rebase},
-    record::{decode, encode},
-    state::{Origin, PipelineState, Target},
+    load::timed,
+    merge::{Change, rebase},
+    metrics::{self, Operation, Wrote},
+    record::{Data, decode, encode},
+    state::Outcome,
     store::{Store, StoreError, UpdateOutcome},
 };
 
@@ -21,34 +23,6 @@ use crate::{
 /// writers on different fields always completes; the bound only stops a
 /// request from starving under endless contention.
 const MAX_REBASES: usize = 32;
-
-/// What the request's changes need from the store.
-#[derive(Debug)]
-pub(crate) enum Plan {
-    /// A new record under a new id (`SET NX`), replacing the request's old
-    /// key if it had one.
-    Create {
-        id: PipelineId,
-        record: Vec<u8>,
-        replacing: Option<PipelineId>,
-    },
-    /// A compare-and-set of the loaded record.
-    Update {
-        id: PipelineId,
-        version: u64,
-        record: Vec<u8>,
-        changes: Vec<Change>,
-    },
-    /// The flow was cleared: delete it and expire the cookie. A loaded flow
-    /// is deleted only if it still has the loaded `version`.
-    Delete {
-        id: PipelineId,
-        version: Option<u64>,
-    },
-    /// Cleared with no flow behind it (the cookie was malformed or forged):
-    /// only expire the cookie.
-    ExpireCookie,
-}
 
 /// How the write went; the response future turns it into the response.
 #[derive(Debug)]
@@ -63,44 +37,6 @@ pub(crate) enum Flushed {
     Failed,
 }
 
-/// Ends the request's hold on `state` and says what to write, if anything.
-pub(crate) fn plan(state: &PipelineState, discard: bool) -> Option<Plan> {
-    let inner = state.finish();
-    if discard {
-        return None;
-    }
-    let came = inner.origin.came_id();
-    match inner.target {
-        Target::Fresh(id) if inner.regenerated || !inner.data.is_empty() => Some(Plan::Create {
-            id,
-            record: encode(1, &inner.data),
-            replacing: came,
-        }),
-        Target::Fresh(_) | Target::Nothing if inner.cleared => match (came, &inner.origin) {
-            (Some(id), Origin::Loaded { version, .. }) => Some(Plan::Delete {
-                id,
-                version: Some(*version),
-            }),
-            (Some(id), _) => Some(Plan::Delete { id, version: None }),
-            (None, Origin::New { had_cookie: true }) => Some(Plan::ExpireCookie),
-            (None, _) => None,
-        },
-        Target::Fresh(_) | Target::Nothing => None,
-        Target::Loaded => {
-            let Origin::Loaded { id, version } = inner.origin else {
-                unreachable!("only a loaded state targets its loaded record")
-            };
-            let changes = diff(inner.base.as_ref()?, &inner.data);
-            (!changes.is_empty()).then(|| Plan::Update {
-                id,
-                version,
-                record: encode(next_version(version), &inner.data),
-                changes,
-            })
-        }
-    }
-}
-
 /// The version a write gives a record. The stored version is read from
 /// Redis, where anything can be planted: at `u64::MAX` it wraps to 0 rather
 /// than panic (the compare-and-set only needs it to differ from the last).
@@ -108,38 +44,35 @@ fn next_version(version: u64) -> u64 {
     version.wrapping_add(1)
 }
 
-/// Whether the response status discards the request's changes.
-pub(crate) fn discards(status: StatusCode, discard_on_server_error: bool) -> bool {
-    discard_on_server_error && status.is_server_error()
-}
-
-/// Runs a store operation under the layer's timeout.
-pub(crate) async fn timed<T>(
-    limit: Duration,
-    operation: impl Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
-    tokio::time::timeout(limit, operation)
-        .await
-        .unwrap_or(Err(StoreError::Timeout(limit)))
-}
-
-/// Carries out a plan.
-pub(crate) async fn flush<St: Store>(shared: Arc<Shared<St>>, plan: Plan) -> Flushed {
-    let result = match plan {
-        Plan::Create {
+/// Encodes and writes what the request changed.
+pub(crate) async fn write<St: Store>(shared: Arc<Shared<St>>, outcome: Outcome) -> Flushed {
+    let result = match outcome {
+        Outcome::Unchanged => Ok(Flushed::Saved(None)),
+        Outcome::Create {
             id,
-            record,
+            data,
             replacing,
-        } => create(&shared, id, record, replacing).await,
-        Plan::Update {
+            regenerated,
+        } => {
+            let wrote = if regenerated {
+                Wrote::Regenerated
+            } else {
+                Wrote::Created
+            };
+            create(&shared, id, encode(1, &data), replacing, wrote).await
+        }
+        Outcome::Update {
             id,
             version,
-            record,
+            data,
             changes,
-        } => update(&shared, id, version, record, changes).await,
-        Plan::Delete { id, version } => delete(&shared, id, version).await,
-        Plan::ExpireCookie => Ok(Flushed::Saved(Some(shared.config.cookie.removal()))),
+        } => update(&shared, id, version, data, changes).await,
+        Outcome::Delete { id, version } => delete(&shared, id, version).await,
+        Outcome::ExpireCookie => Ok(Flushed::Saved(Some(shared.config.cookie.removal()))),
     };
+    if matches!(result, Ok(Flushed::Conflict)) {
+        metrics::conflict();
+    }
     result.unwrap_or_else(|error| {
         tracing::error!(%error, "pipeline state write not confirmed (it may still have been applied): the store failed; answering 503");
         Flushed::Failed
@@ -164,6 +97,7 @@ async fn create<St: Store>(
     mut id: PipelineId,
     record: Vec<u8>,
     mut replacing: Option<PipelineId>,
+    wrote: Wrote,
 ) -> Result<Flushed, StoreError> {
     let config = &shared.config;
     if too_large(id, &record, config.max_record_size) {
@@ -175,13 +109,15 @@ async fn create<St: Store>(
         let old_key = replacing.take().map(|old| config.key(old));
         let key = config.key(id);
         let created = timed(
-            config.timeout,
+            Operation::Create,
+            config.store_timeout,
             shared
                 .store
                 .create(&key, &record, config.ttl, old_key.as_deref()),
         )
         .await?;
         if created {
+            metrics::write(wrote);
             return Ok(Flushed::Saved(Some(config.cookie.set(id))));
         }
         tracing::warn!(pipeline.id = %id, "a new pipeline id was already taken; trying another");
@@ -204,16 +140,26 @@ async fn delete<St: Store>(
     let config = &shared.config;
     let key = config.key(id);
     let Some(version) = version else {
-        timed(config.timeout, shared.store.delete(&key)).await?;
+        timed(
+            Operation::Delete,
+            config.store_timeout,
+            shared.store.delete(&key),
+        )
+        .await?;
+        metrics::write(Wrote::Cleared);
         return Ok(Flushed::Saved(Some(config.cookie.removal())));
     };
     match timed(
-        config.timeout,
+        Operation::DeleteIfVersion,
+        config.store_timeout,
         shared.store.delete_if_version(&key, version),
     )
     .await?
     {
-        UpdateOutcome::Written => Ok(Flushed::Saved(Some(config.cookie.removal()))),
+        UpdateOutcome::Written => {
+            metrics::write(Wrote::Cleared);
+            Ok(Flushed::Saved(Some(config.cookie.removal())))
+        }
         UpdateOutcome::Missing => {
             tracing::info!(
                 pipeline.id = %id,
@@ -235,22 +181,31 @@ async fn update<St: Store>(
     shared: &Shared<St>,
     id: PipelineId,
     mut version: u64,
-    mut record: Vec<u8>,
+    data: Data,
     changes: Vec<Change>,
 ) -> Result<Flushed, StoreError> {
     let config = &shared.config;
     let key = config.key(id);
-    for _ in 0..=MAX_REBASES {
+    let mut record = encode(next_version(version), &data);
+    for attempt in 0..=MAX_REBASES {
         if too_large(id, &record, config.max_record_size) {
             return Ok(Flushed::TooLarge);
         }
         let outcome = timed(
-            config.timeout,
+            Operation::Update,
+            config.store_timeout,
             shared.store.update(&key, version, &record, config.ttl),
         )
         .await?;
         let newer = match outcome {
-            UpdateOutcome::Written => return Ok(Flushed::Saved(None)),
+            UpdateOutcome::Written => {
+                metrics::write(if attempt == 0 {
+                    Wrote::Updated
+                } else {
+                    Wrote::Merged
+                });
+                return Ok(Flushed::Saved(None));
+            }
             UpdateOutcome::Missing => {
                 tracing::info!(
                     pipeline.id = %id,

@@ -1,7 +1,8 @@
-//! [`ResponseFuture`]: load → inner service → flush, as a pinned state
-//! machine with no boxing around the inner service's future.
+//! [`ResponseFuture`]: load (eager mode) → inner service → flush, as a pinned
+//! state machine with no boxing around the inner service's future.
 
 use std::{
+    fmt,
     future::Future,
     pin::Pin,
     sync::Arc,
@@ -10,23 +11,20 @@ use std::{
 
 use http::{Request, Response, StatusCode, header::SET_COOKIE};
 use pin_project::pin_project;
-use tower::Service;
+use tower_service::Service;
 
 use crate::{
     ResponseBody,
     body::message,
-    config::Shared,
-    flush::{Flushed, discards, flush, plan, timed},
-    id::PipelineId,
-    record::decode,
-    state::{Origin, PipelineState},
+    config::{LoadMode, Shared},
+    cookies::Incoming,
+    flush::{Flushed, write},
+    lazy::LazyPipelineState,
+    load::{BoxFuture, Load},
+    metrics,
+    state::{Origin, Outcome, PipelineState},
     store::{Store, StoreError},
 };
-
-/// Store operations are boxed (the inner service's future is not): their
-/// types are hidden behind the `Store` trait and they run at most twice a
-/// request.
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// The response future of [`PipelineStateService`](crate::PipelineStateService).
 #[pin_project]
@@ -37,7 +35,8 @@ where
     #[pin]
     step: Step<S, ReqBody>,
     shared: Arc<Shared<St>>,
-    state: Option<PipelineState>,
+    /// The request's handle, once the state is there or deferred.
+    lazy: Option<LazyPipelineState>,
 }
 
 // The waiting request makes `Load` the largest variant; boxing it would cost
@@ -48,10 +47,10 @@ enum Step<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
-    /// Waiting for the record; the inner service and request wait too.
+    /// Eager mode: waiting for the record; the inner service and request
+    /// wait too.
     Load {
-        load: BoxFuture<Result<Option<Vec<u8>>, StoreError>>,
-        id: PipelineId,
+        load: BoxFuture<Result<PipelineState, StoreError>>,
         pending: Option<(S, Request<ReqBody>)>,
     },
     /// The inner service is running.
@@ -71,64 +70,63 @@ where
     S: Service<Request<ReqBody>>,
     St: Store,
 {
-    pub(crate) fn load(
+    /// Starts a request with what its cookie gave.
+    pub(crate) fn new(
         shared: Arc<Shared<St>>,
-        id: PipelineId,
+        incoming: Incoming,
         inner: S,
         request: Request<ReqBody>,
     ) -> Self {
-        let store = shared.clone();
-        let load = Box::pin(async move {
-            let config = &store.config;
-            let refresh = config.refresh_on_load.then_some(config.ttl);
-            timed(config.timeout, store.store.load(&config.key(id), refresh)).await
-        });
+        let lazy = match incoming {
+            Incoming::Id(id) if shared.config.load_mode == LoadMode::Eager => {
+                let load = shared.clone().load(id);
+                return Self {
+                    step: Step::Load {
+                        load,
+                        pending: Some((inner, request)),
+                    },
+                    shared,
+                    lazy: None,
+                };
+            }
+            Incoming::Id(id) => LazyPipelineState::pending(id, shared.clone()),
+            incoming => {
+                // No usable id: a fresh state, and no store command at all.
+                let had_cookie = incoming == Incoming::Rejected;
+                if had_cookie {
+                    tracing::debug!("pipeline id cookie is malformed or forged; starting fresh");
+                }
+                metrics::load(metrics::Loaded::NoId);
+                LazyPipelineState::ready(PipelineState::from_origin(
+                    Origin::New { had_cookie },
+                    Default::default(),
+                ))
+            }
+        };
+        let mut slot = None;
+        let future = enter(&shared, &mut slot, lazy, inner, request);
         Self {
-            step: Step::Load {
-                load,
-                id,
-                pending: Some((inner, request)),
-            },
+            step: Step::Call { future },
             shared,
-            state: None,
-        }
-    }
-
-    pub(crate) fn call(
-        shared: Arc<Shared<St>>,
-        state: PipelineState,
-        mut inner: S,
-        request: Request<ReqBody>,
-    ) -> Self {
-        Self {
-            step: Step::Call {
-                future: inner.call(request),
-            },
-            shared,
-            state: Some(state),
+            lazy: slot,
         }
     }
 }
 
-/// The state a loaded (or missing, or corrupt) record gives the handler.
-fn loaded(id: PipelineId, raw: Option<Vec<u8>>) -> PipelineState {
-    let Some(raw) = raw else {
-        tracing::debug!(pipeline.id = %id, "pipeline state expired or cleared");
-        return PipelineState::from_origin(Origin::Expired { id }, Default::default());
-    };
-    match decode(&raw) {
-        Ok(record) => PipelineState::from_origin(
-            Origin::Loaded {
-                id,
-                version: record.version,
-            },
-            record.data,
-        ),
-        Err(error) => {
-            tracing::warn!(pipeline.id = %id, %error, "pipeline state record does not decode; treating the flow as expired");
-            PipelineState::from_origin(Origin::Expired { id }, Default::default())
-        }
-    }
+/// Hands the request its state and calls the inner service.
+fn enter<S, ReqBody, St>(
+    shared: &Shared<St>,
+    slot: &mut Option<LazyPipelineState>,
+    lazy: LazyPipelineState,
+    mut inner: S,
+    mut request: Request<ReqBody>,
+) -> S::Future
+where
+    S: Service<Request<ReqBody>>,
+{
+    lazy.insert_into(request.extensions_mut(), shared.config.load_mode);
+    *slot = Some(lazy);
+    inner.call(request)
 }
 
 impl<S, ReqBody, ResBody, St> Future for ResponseFuture<S, ReqBody, St>
@@ -142,35 +140,34 @@ where
         let mut this = self.project();
         loop {
             match this.step.as_mut().project() {
-                StepProj::Load { load, id, pending } => {
-                    let result = ready!(load.as_mut().poll(cx));
-                    let (mut inner, mut request) = pending.take().expect("polled after completion");
-                    let state = match result {
-                        Ok(raw) => loaded(*id, raw),
-                        Err(error) => {
-                            tracing::error!(pipeline.id = %id, %error, "pipeline state not loaded: the store failed; answering 503 without calling the handler");
-                            return Poll::Ready(Ok(message(
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                "pipeline state store unavailable\n",
-                            )));
-                        }
+                StepProj::Load { load, pending } => {
+                    let loaded = ready!(load.as_mut().poll(cx));
+                    let (inner, request) = pending.take().expect("polled after completion");
+                    let Ok(state) = loaded else {
+                        // Logged by the load; the handler is not called.
+                        return Poll::Ready(Ok(message(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "pipeline state store unavailable\n",
+                        )));
                     };
-                    request.extensions_mut().insert(state.clone());
-                    *this.state = Some(state);
-                    let future = inner.call(request);
+                    let lazy = LazyPipelineState::ready(state);
+                    let future = enter(this.shared, this.lazy, lazy, inner, request);
                     this.step.set(Step::Call { future });
                 }
                 StepProj::Call { future } => {
                     let response = ready!(future.poll(cx))?;
-                    let state = this.state.take().expect("polled after completion");
-                    let discard = discards(
-                        response.status(),
-                        this.shared.config.discard_on_server_error,
-                    );
-                    let Some(plan) = plan(&state, discard) else {
+                    let lazy = this.lazy.take().expect("polled after completion");
+                    let Some(state) = lazy.close() else {
+                        // Never asked for: nothing to write.
                         return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                     };
-                    let flush = Box::pin(flush(this.shared.clone(), plan));
+                    let outcome = state.end_request();
+                    let discard = this.shared.config.discard_on_server_error
+                        && response.status().is_server_error();
+                    if discard || outcome == Outcome::Unchanged {
+                        return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                    }
+                    let flush = Box::pin(write(this.shared.clone(), outcome));
                     this.step.set(Step::Flush {
                         flush,
                         response: Some(response),
@@ -179,7 +176,7 @@ where
                 StepProj::Flush { flush, response } => {
                     let flushed = ready!(flush.as_mut().poll(cx));
                     let response = response.take().expect("polled after completion");
-                    return Poll::Ready(Ok(finish(
+                    return Poll::Ready(Ok(respond(
                         response,
                         flushed,
                         this.shared.config.conflict_status,
@@ -190,9 +187,26 @@ where
     }
 }
 
+impl<S, ReqBody, St> fmt::Debug for ResponseFuture<S, ReqBody, St>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let step = match self.step {
+            Step::Load { .. } => "load",
+            Step::Call { .. } => "call",
+            Step::Flush { .. } => "flush",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("step", &step)
+            .field("state", &self.lazy)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The response once the write is done: the handler's, with the cookie if
 /// the id changed, or the layer's own when the write did not happen.
-fn finish<B>(
+fn respond<B>(
     response: Response<B>,
     flushed: Flushed,
     conflict: StatusCode,

@@ -1,6 +1,6 @@
 //! The random id that names a flow, and its one accepted text form.
 
-use std::fmt;
+use std::{fmt, str::FromStr};
 
 use uuid::Uuid;
 
@@ -23,16 +23,40 @@ impl PipelineId {
         self.0.simple().encode_lower(buffer)
     }
 
-    /// Parses the text form: exactly 32 lowercase hex digits, nothing else.
-    /// Anything looser (braces, hyphens, upper case) is refused, so one flow
-    /// has exactly one spelling and one Redis key.
-    pub fn parse(text: &str) -> Option<Self> {
+    /// Parses the text form; see [`FromStr`](#impl-FromStr-for-PipelineId).
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         let bytes = text.as_bytes();
         if bytes.len() != Self::LEN || !bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         {
             return None;
         }
         Uuid::try_parse_ascii(bytes).ok().map(Self)
+    }
+}
+
+/// The error of parsing a [`PipelineId`] from text that is not exactly 32
+/// lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a pipeline id is exactly 32 lowercase hex digits")]
+#[non_exhaustive]
+pub struct ParsePipelineIdError;
+
+impl FromStr for PipelineId {
+    type Err = ParsePipelineIdError;
+
+    /// Parses the text form: exactly 32 lowercase hex digits, nothing else.
+    /// Anything looser (braces, hyphens, upper case) is refused, so one flow
+    /// has exactly one spelling and one Redis key.
+    ///
+    /// ```
+    /// use tower_pipeline_state::PipelineId;
+    ///
+    /// let id: PipelineId = "0123456789abcdef0123456789abcdef".parse().unwrap();
+    /// assert_eq!(id.to_string(), "0123456789abcdef0123456789abcdef");
+    /// assert!("0123456789ABCDEF0123456789ABCDEF".parse::<PipelineId>().is_err());
+    /// ```
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text).ok_or(ParsePipelineIdError)
     }
 }
 
@@ -58,7 +82,7 @@ mod tests {
         let text = id.to_string();
         assert_eq!(text.len(), PipelineId::LEN);
         assert_eq!(id.encode(&mut [0; PipelineId::LEN]), text);
-        assert_eq!(PipelineId::parse(&text), Some(id));
+        assert_eq!(text.parse::<PipelineId>(), Ok(id));
     }
 
     #[test]
@@ -74,7 +98,11 @@ mod tests {
             &format!("{{{id}}}"),
             "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz",
         ] {
-            assert_eq!(PipelineId::parse(bad), None, "{bad:?}");
+            assert_eq!(
+                bad.parse::<PipelineId>(),
+                Err(ParsePipelineIdError),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -8,7 +8,7 @@ use tower_layer::Layer;
 
 use crate::{
     PipelineStateService,
-    config::{Config, Shared},
+    config::{Config, LoadMode, Shared},
     cookies::{Protection, assert_cookie_text},
 };
 
@@ -43,7 +43,8 @@ impl<St> Clone for PipelineStateLayer<St> {
 impl<St> PipelineStateLayer<St> {
     /// A layer over `store` with the defaults: cookie `pipeline_id` (Secure,
     /// HttpOnly, `SameSite=Lax`, `Path=/`), key prefix `pipeline:`, a sliding
-    /// TTL of 10 minutes refreshed on every load, a 1 s timeout per store
+    /// TTL of 10 minutes refreshed on every load, the state loaded only when
+    /// the request asks for it ([`LoadMode::Lazy`]), a 1 s timeout per store
     /// operation, records up to 64 KiB, server errors discard the request's
     /// changes, conflicts answer 409.
     ///
@@ -129,9 +130,9 @@ impl<St> PipelineStateLayer<St> {
     ///
     /// ```
     /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
-    /// let layer = PipelineStateLayer::new(MemoryStore::new()).secure(false);
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).cookie_secure(false);
     /// ```
-    pub fn secure(mut self, secure: bool) -> Self {
+    pub fn cookie_secure(mut self, secure: bool) -> Self {
         self.config.cookie.secure = secure;
         self
     }
@@ -140,9 +141,9 @@ impl<St> PipelineStateLayer<St> {
     ///
     /// ```
     /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
-    /// let layer = PipelineStateLayer::new(MemoryStore::new()).http_only(true);
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).cookie_http_only(true);
     /// ```
-    pub fn http_only(mut self, http_only: bool) -> Self {
+    pub fn cookie_http_only(mut self, http_only: bool) -> Self {
         self.config.cookie.http_only = http_only;
         self
     }
@@ -152,9 +153,9 @@ impl<St> PipelineStateLayer<St> {
     ///
     /// ```
     /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer, SameSite};
-    /// let layer = PipelineStateLayer::new(MemoryStore::new()).same_site(SameSite::Lax);
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).cookie_same_site(SameSite::Lax);
     /// ```
-    pub fn same_site(mut self, same_site: SameSite) -> Self {
+    pub fn cookie_same_site(mut self, same_site: SameSite) -> Self {
         self.config.cookie.same_site = same_site;
         self
     }
@@ -166,9 +167,9 @@ impl<St> PipelineStateLayer<St> {
     ///
     /// ```
     /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
-    /// let layer = PipelineStateLayer::new(MemoryStore::new()).path("/auth");
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).cookie_path("/auth");
     /// ```
-    pub fn path(mut self, path: impl Into<String>) -> Self {
+    pub fn cookie_path(mut self, path: impl Into<String>) -> Self {
         let path = path.into();
         assert_cookie_text("cookie path", &path, false);
         self.config.cookie.path = path;
@@ -183,9 +184,9 @@ impl<St> PipelineStateLayer<St> {
     ///
     /// ```
     /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
-    /// let layer = PipelineStateLayer::new(MemoryStore::new()).domain("example.com");
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).cookie_domain("example.com");
     /// ```
-    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+    pub fn cookie_domain(mut self, domain: impl Into<String>) -> Self {
         let domain = domain.into();
         assert_cookie_text("cookie domain", &domain, false);
         self.config.cookie.domain = Some(domain);
@@ -227,10 +228,11 @@ impl<St> PipelineStateLayer<St> {
     /// ```
     /// # use std::time::Duration;
     /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
-    /// let layer = PipelineStateLayer::new(MemoryStore::new()).timeout(Duration::from_millis(250));
+    /// let layer = PipelineStateLayer::new(MemoryStore::new())
+    ///     .store_timeout(Duration::from_millis(250));
     /// ```
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.config.timeout = timeout;
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.config.store_timeout = timeout;
         self
     }
 
@@ -262,53 +264,55 @@ impl<St> PipelineStateLayer<St> {
     }
 
     /// Signs the id cookie with `key` (HMAC-SHA256): a forged or tampered id
-    /// is refused without any Redis command. Add older keys with
-    /// [`previous_key`](Self::previous_key) to rotate.
+    /// is refused without any Redis command. New cookies are signed with
+    /// `key`; cookies signed with one of the `previous` keys (keys being
+    /// rotated out) are still accepted.
     ///
     /// ```
     /// # use tower_pipeline_state::{Key, MemoryStore, PipelineStateLayer};
-    /// let layer = PipelineStateLayer::new(MemoryStore::new()).signed(Key::generate());
+    /// # let (new_key, old_key) = (Key::generate(), Key::generate());
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).signed(Key::generate(), []);
+    /// let rotating = PipelineStateLayer::new(MemoryStore::new()).signed(new_key, [old_key]);
     /// ```
-    pub fn signed(mut self, key: Key) -> Self {
-        self.config.cookie.protection = Protection::Signed(vec![key]);
+    pub fn signed(mut self, key: Key, previous: impl IntoIterator<Item = Key>) -> Self {
+        self.config.cookie.protection = Protection::Signed(keys(key, previous));
         self
     }
 
     /// Encrypts and authenticates the id cookie with `key` (AES-256-GCM): the
     /// client cannot read the id, and a forged one is refused without any
-    /// Redis command. Add older keys with
-    /// [`previous_key`](Self::previous_key) to rotate.
-    ///
-    /// ```
-    /// # use tower_pipeline_state::{Key, MemoryStore, PipelineStateLayer};
-    /// let layer = PipelineStateLayer::new(MemoryStore::new()).private(Key::generate());
-    /// ```
-    pub fn private(mut self, key: Key) -> Self {
-        self.config.cookie.protection = Protection::Private(vec![key]);
-        self
-    }
-
-    /// Also accepts cookies signed (or encrypted) with `key`, an older key
-    /// being rotated out. New cookies are always made with the key given to
-    /// [`signed`](Self::signed) or [`private`](Self::private).
-    ///
-    /// # Panics
-    /// If neither `signed` nor `private` was called first.
+    /// Redis command. New cookies are encrypted with `key`; cookies made
+    /// with one of the `previous` keys (keys being rotated out) are still
+    /// accepted.
     ///
     /// ```
     /// # use tower_pipeline_state::{Key, MemoryStore, PipelineStateLayer};
     /// # let (new_key, old_key) = (Key::generate(), Key::generate());
-    /// let layer = PipelineStateLayer::new(MemoryStore::new())
-    ///     .signed(new_key)
-    ///     .previous_key(old_key);
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).private(Key::generate(), []);
+    /// let rotating = PipelineStateLayer::new(MemoryStore::new()).private(new_key, [old_key]);
     /// ```
-    pub fn previous_key(mut self, key: Key) -> Self {
-        match &mut self.config.cookie.protection {
-            Protection::Signed(keys) | Protection::Private(keys) => keys.push(key),
-            Protection::Plain => panic!("previous_key needs signed(key) or private(key) first"),
-        }
+    pub fn private(mut self, key: Key, previous: impl IntoIterator<Item = Key>) -> Self {
+        self.config.cookie.protection = Protection::Private(keys(key, previous));
         self
     }
+
+    /// When the store is read (default [`LoadMode::Lazy`]): only when the
+    /// request asks for the state, or before every request that carries an
+    /// id.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::{LoadMode, MemoryStore, PipelineStateLayer};
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).load_mode(LoadMode::Eager);
+    /// ```
+    pub fn load_mode(mut self, mode: LoadMode) -> Self {
+        self.config.load_mode = mode;
+        self
+    }
+}
+
+/// The current key first: it makes new cookies; every key verifies.
+fn keys(current: Key, previous: impl IntoIterator<Item = Key>) -> Vec<Key> {
+    std::iter::once(current).chain(previous).collect()
 }
 
 impl<S, St> Layer<S> for PipelineStateLayer<St> {
@@ -345,11 +349,11 @@ mod tests {
         let plain = PipelineStateLayer::new(MemoryStore::new()).max_cookie_len(32);
         let _ = plain.layer(());
         let signed = PipelineStateLayer::new(MemoryStore::new())
-            .signed(Key::generate())
+            .signed(Key::generate(), [])
             .max_cookie_len(76);
         let _ = signed.layer(());
         let private = PipelineStateLayer::new(MemoryStore::new())
-            .private(Key::generate())
+            .private(Key::generate(), [])
             .max_cookie_len(80);
         let _ = private.layer(());
     }
@@ -358,7 +362,7 @@ mod tests {
     #[should_panic(expected = "would refuse its own cookies")]
     fn a_cookie_limit_below_the_layers_own_cookies_is_refused() {
         let layer = PipelineStateLayer::new(MemoryStore::new())
-            .signed(Key::generate())
+            .signed(Key::generate(), [])
             .max_cookie_len(64);
         let _ = layer.layer(());
     }

@@ -48,7 +48,10 @@ mod flush;
 mod future;
 mod id;
 mod layer;
+mod lazy;
+mod load;
 mod merge;
+mod metrics;
 pub mod pipeline;
 mod record;
 mod service;
@@ -56,16 +59,22 @@ mod state;
 pub mod store;
 
 pub use body::ResponseBody;
+pub use config::LoadMode;
 pub use cookie::{Key, SameSite};
-pub use error::StateError;
+pub use error::{LoadError, StateError};
 #[cfg(feature = "axum")]
-pub use extract::MissingPipelineStateLayer;
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use extract::PipelineStateRejection;
 pub use future::ResponseFuture;
-pub use id::PipelineId;
+pub use id::{ParsePipelineIdError, PipelineId};
 pub use layer::PipelineStateLayer;
+pub use lazy::LazyPipelineState;
 pub use service::PipelineStateService;
 pub use state::{PipelineState, Status};
-pub use store::{MemoryStore, RedisStore, Store, StoreError};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use store::RedisStore;
+pub use store::{MemoryStore, Store, StoreError};
 
 /// The README's code blocks, compiled as doctests so they stay true.
 #[cfg(doctest)]

@@ -6,15 +6,9 @@ use std::{
 };
 
 use http::{Request, Response};
-use tower::Service;
+use tower_service::Service;
 
-use crate::{
-    config::Shared,
-    cookies::Incoming,
-    future::ResponseFuture,
-    state::{Origin, PipelineState},
-    store::Store,
-};
+use crate::{config::Shared, future::ResponseFuture, store::Store};
 
 /// Loads the flow's state before calling the inner service and writes it
 /// back after. Made by [`PipelineStateLayer`](crate::PipelineStateLayer).
@@ -27,6 +21,46 @@ pub struct PipelineStateService<S, St> {
 impl<S, St> PipelineStateService<S, St> {
     pub(crate) fn new(inner: S, shared: Arc<Shared<St>>) -> Self {
         Self { inner, shared }
+    }
+
+    /// The wrapped service.
+    ///
+    /// ```
+    /// use tower_layer::Layer;
+    /// use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
+    ///
+    /// let service = PipelineStateLayer::new(MemoryStore::new()).layer("inner");
+    /// assert_eq!(*service.get_ref(), "inner");
+    /// ```
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    ///
+    /// ```
+    /// use tower_layer::Layer;
+    /// use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
+    ///
+    /// let mut service = PipelineStateLayer::new(MemoryStore::new()).layer(1);
+    /// *service.get_mut() += 1;
+    /// assert_eq!(*service.get_ref(), 2);
+    /// ```
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    ///
+    /// ```
+    /// use tower_layer::Layer;
+    /// use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
+    ///
+    /// let service = PipelineStateLayer::new(MemoryStore::new()).layer("inner");
+    /// assert_eq!(service.into_inner(), "inner");
+    /// ```
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 }
 
@@ -52,25 +86,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         // The service that was polled ready is the one to call (it may be
         // called later, after the load): take it, leave a clone behind.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
-        match shared.config.cookie.read(request.headers()) {
-            Incoming::Id(id) => ResponseFuture::load(shared, id, inner, request),
-            incoming => {
-                // No usable id: a fresh state, and no Redis command at all.
-                let had_cookie = incoming == Incoming::Rejected;
-                if had_cookie {
-                    tracing::debug!("pipeline id cookie is malformed or forged; starting fresh");
-                }
-                let state =
-                    PipelineState::from_origin(Origin::New { had_cookie }, Default::default());
-                request.extensions_mut().insert(state.clone());
-                ResponseFuture::call(shared, state, inner, request)
-            }
-        }
+        let incoming = self.shared.config.cookie.read(request.headers());
+        ResponseFuture::new(self.shared.clone(), incoming, inner, request)
     }
 }

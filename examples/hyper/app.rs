@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode, body::Incoming};
 use tower::{Layer, Service, service_fn};
-use tower_pipeline_state::{PipelineState, PipelineStateLayer, ResponseBody, Status, Store};
+use tower_pipeline_state::{LazyPipelineState, PipelineStateLayer, ResponseBody, Status, Store};
 
 /// The application: a three-step wizard whose progress lives in the flow
 /// state.
@@ -20,7 +20,7 @@ use tower_pipeline_state::{PipelineState, PipelineStateLayer, ResponseBody, Stat
 /// | `POST /wizard/start` | creates the flow at step 1 |
 /// | `POST /wizard/next` | changes it: one step further |
 /// | `POST /wizard/finish` | clears it |
-pub fn service<St: Store>(
+pub(crate) fn service<St: Store>(
     store: St,
 ) -> impl Service<
     Request<Incoming>,
@@ -30,24 +30,33 @@ pub fn service<St: Store>(
 > + Clone
 + Send
 + 'static {
-    // `secure(false)`: this example speaks plain HTTP, and a `Secure` cookie
-    // travels only over HTTPS. Some clients make an exception for
+    // `cookie_secure(false)`: this example speaks plain HTTP, and a `Secure`
+    // cookie travels only over HTTPS. Some clients make an exception for
     // `localhost`, but not all do, and none does for another host (a LAN
     // address, a dev hostname), where the flow would silently restart on
     // every request. Keep the default (on) in production, behind TLS.
     PipelineStateLayer::new(store)
-        .secure(false)
+        .cookie_secure(false)
         .layer(service_fn(wizard))
 }
 
 /// The inner service: a plain async function of the request. The layer put
-/// the flow's [`PipelineState`] in the request's extensions.
+/// a [`LazyPipelineState`] in the request's extensions; a route that needs
+/// the flow loads it (one `GETEX`), any other request costs no store command.
 async fn wizard(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let Some(state) = request.extensions().get::<PipelineState>() else {
+    let Some(lazy) = request.extensions().get::<LazyPipelineState>() else {
         return Ok(text(
             StatusCode::INTERNAL_SERVER_ERROR,
             "no PipelineStateLayer".to_owned(),
         ));
+    };
+    if !request.uri().path().starts_with("/wizard") {
+        return Ok(text(StatusCode::NOT_FOUND, "not found".to_owned()));
+    }
+    let state = match lazy.load().await {
+        Ok(state) => state,
+        // The store is down or slow: the same answer the layer gives.
+        Err(error) => return Ok(text(StatusCode::SERVICE_UNAVAILABLE, error.to_string())),
     };
     let step: Option<u32> = match state.get("step") {
         Ok(step) => step,

@@ -36,7 +36,7 @@ use super::{
 
 /// The pipeline's route: the start form posts to `/sso/start`, everything
 /// else of the flow (the provider's callback included) goes here.
-pub const FLOW_PATH: &str = "/sso";
+pub(crate) const FLOW_PATH: &str = "/sso";
 
 type Step = Result<Response, FlowError>;
 type SsoFlow = Flow<Body, Response>;
@@ -49,7 +49,7 @@ struct Context {
 }
 
 /// The application's routes over `store`.
-pub fn router<St: Store>(store: St, settings: Settings) -> Router {
+pub(crate) fn router<St: Store>(store: St, settings: Settings) -> Router {
     let ttl = settings.ttl;
     let pipeline = pipeline(settings);
     let starter = pipeline.clone();
@@ -69,12 +69,12 @@ pub fn router<St: Store>(store: St, settings: Settings) -> Router {
                 // (some make an exception for `localhost`; not all, and not
                 // for every loopback address). In production, behind TLS,
                 // keep the default: `Secure` on.
-                .secure(false),
+                .cookie_secure(false),
         )
 }
 
 /// The sign-in pipeline.
-pub fn pipeline(settings: Settings) -> Pipeline<Body, Response> {
+pub(crate) fn pipeline(settings: Settings) -> Pipeline<Body, Response> {
     let context = Arc::new(Context {
         settings,
         http: reqwest::Client::builder()

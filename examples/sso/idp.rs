@@ -24,24 +24,24 @@ use super::{
 };
 
 /// The one client the provider knows.
-pub const CLIENT_ID: &str = "pipeline-demo";
+pub(crate) const CLIENT_ID: &str = "pipeline-demo";
 /// How long an authorization code can be exchanged.
 const CODE_TTL: Duration = Duration::from_secs(60);
 
 /// A user of the provider.
-pub struct Account {
+pub(crate) struct Account {
     /// The login, also the subject the application gets.
-    pub login: &'static str,
+    pub(crate) login: &'static str,
     /// The password (a demo: in the source).
-    pub password: &'static str,
+    pub(crate) password: &'static str,
     /// The display name.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// The e-mail address.
-    pub email: &'static str,
+    pub(crate) email: &'static str,
 }
 
 /// The provider's users.
-pub const ACCOUNTS: &[Account] = &[
+pub(crate) const ACCOUNTS: &[Account] = &[
     Account {
         login: "alice",
         password: "wonderland",
@@ -58,24 +58,24 @@ pub const ACCOUNTS: &[Account] = &[
 
 /// Who signed in, as the token endpoint returns it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// The user's login.
-    pub login: String,
+    pub(crate) login: String,
     /// The display name.
-    pub name: String,
+    pub(crate) name: String,
     /// The e-mail address.
-    pub email: String,
+    pub(crate) email: String,
 }
 
 /// The token endpoint's answer.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct TokenResponse {
+pub(crate) struct TokenResponse {
     /// A bearer token (unused by the demo).
-    pub access_token: String,
+    pub(crate) access_token: String,
     /// Always `Bearer`.
-    pub token_type: String,
+    pub(crate) token_type: String,
     /// Who signed in.
-    pub user: Identity,
+    pub(crate) user: Identity,
 }
 
 /// A code waiting to be exchanged.
@@ -95,7 +95,7 @@ struct Provider {
 /// The provider's routes: `GET /authorize` (the login form), `POST
 /// /authorize` (credentials in, code out), `POST /token` (code and verifier
 /// in, identity out). `redirect_uri` is the registered client's callback.
-pub fn router(redirect_uri: String) -> Router {
+pub(crate) fn router(redirect_uri: String) -> Router {
     let provider = Provider {
         redirect_uri: redirect_uri.into(),
         codes: Arc::default(),

@@ -3,30 +3,30 @@
 //! sign-in pipeline (`app`), PKCE helpers (`pkce`) and page rendering
 //! (`html`).
 
-pub mod app;
-pub mod html;
-pub mod idp;
-pub mod pkce;
+pub(crate) mod app;
+pub(crate) mod html;
+pub(crate) mod idp;
+pub(crate) mod pkce;
 
 use std::time::Duration;
 
 /// Where things are: both servers' public origins, and the flow TTL.
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// The application's public origin, as browsers reach it (behind a load
     /// balancer, every instance has the same one), e.g.
     /// `http://127.0.0.1:3000`.
-    pub app_origin: String,
+    pub(crate) app_origin: String,
     /// The identity provider's origin, e.g. `http://127.0.0.1:3001`.
-    pub idp_origin: String,
+    pub(crate) idp_origin: String,
     /// How long an abandoned sign-in lives.
-    pub ttl: Duration,
+    pub(crate) ttl: Duration,
 }
 
 impl Settings {
     /// The application's callback URL, registered with the provider: the
     /// pipeline's one route.
-    pub fn redirect_uri(&self) -> String {
+    pub(crate) fn redirect_uri(&self) -> String {
         format!("{}{}", self.app_origin, app::FLOW_PATH)
     }
 }

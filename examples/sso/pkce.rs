@@ -8,18 +8,18 @@ use subtle::ConstantTimeEq;
 
 /// A fresh code verifier: 32 random bytes, 43 URL-safe characters (the RFC
 /// asks for 43 to 128).
-pub fn verifier() -> String {
+pub(crate) fn verifier() -> String {
     random_token()
 }
 
 /// The S256 challenge of `verifier`: `BASE64URL(SHA256(verifier))`.
-pub fn challenge(verifier: &str) -> String {
+pub(crate) fn challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
 /// Whether `verifier` is the one `challenge` was made from (compared in
 /// constant time).
-pub fn verify(verifier: &str, challenge: &str) -> bool {
+pub(crate) fn verify(verifier: &str, challenge: &str) -> bool {
     self::challenge(verifier)
         .as_bytes()
         .ct_eq(challenge.as_bytes())
@@ -27,7 +27,7 @@ pub fn verify(verifier: &str, challenge: &str) -> bool {
 }
 
 /// 256 random bits as URL-safe text: codes, tokens and verifiers.
-pub fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the operating system's random source failed");
     URL_SAFE_NO_PAD.encode(bytes)

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tower::Service;
 
 /// Accepts connections on `listener` forever, serving each with `service`.
-pub async fn serve<S, B>(listener: TcpListener, service: S)
+pub(crate) async fn serve<S, B>(listener: TcpListener, service: S)
 where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible, Future: Send>
         + Clone

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body::Body;
 use hyper::{Request, Response, StatusCode, body::Incoming};
 use tower::{Layer, Service};
-use tower_pipeline_state::{PipelineState, PipelineStateLayer, Status, Store};
+use tower_pipeline_state::{LoadMode, PipelineState, PipelineStateLayer, Status, Store};
 use warp::{
     Filter, Rejection, Reply,
     reply::{WithStatus, with_status},
@@ -24,7 +24,7 @@ use warp::{
 /// | `POST /wizard/start` | creates the flow at step 1 |
 /// | `POST /wizard/next` | changes it: one step further |
 /// | `POST /wizard/finish` | clears it |
-pub fn service<St: Store>(
+pub(crate) fn service<St: Store>(
     store: St,
 ) -> impl Service<
     Request<Incoming>,
@@ -34,18 +34,22 @@ pub fn service<St: Store>(
 > + Clone
 + Send
 + 'static {
-    // `secure(false)`: this example speaks plain HTTP, and a `Secure` cookie
-    // travels only over HTTPS. Some clients make an exception for
+    // `cookie_secure(false)`: this example speaks plain HTTP, and a `Secure`
+    // cookie travels only over HTTPS. Some clients make an exception for
     // `localhost`, but not all do, and none does for another host (a LAN
     // address, a dev hostname), where the flow would silently restart on
     // every request. Keep the default (on) in production, behind TLS.
+    //
+    // `LoadMode::Eager`: warp's filters are synchronous here, so the state is
+    // loaded before the service runs and taken from the extensions as it is.
     PipelineStateLayer::new(store)
-        .secure(false)
+        .cookie_secure(false)
+        .load_mode(LoadMode::Eager)
         .layer(warp::service(routes()))
 }
 
 /// The filters. Each handler takes the flow's [`PipelineState`] from the
-/// request's extensions, where the layer put it.
+/// request's extensions, where the layer put it, loaded (eager mode).
 fn routes()
 -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone + Send + Sync + 'static {
     let state = warp::ext::get::<PipelineState>();

@@ -112,7 +112,7 @@ impl<B, R> fmt::Debug for Pipeline<B, R> {
 /// The pipeline as a tower service: every request is
 /// [`dispatch`](Pipeline::dispatch)ed to the flow's current step. With axum:
 /// `Router::new().route_service("/auth/sso", pipeline)`.
-impl<B, R> tower::Service<Request<B>> for Pipeline<B, R>
+impl<B, R> tower_service::Service<Request<B>> for Pipeline<B, R>
 where
     B: Default + Send + 'static,
     R: Send + 'static,

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::StateError;
+use crate::{LoadError, StateError};
 
 /// Why a request did not continue its flow. The engine hands it to the
 /// pipeline's error handler (see
@@ -69,6 +69,10 @@ pub enum FlowError {
     /// lacks [`PipelineStateLayer`](crate::PipelineStateLayer).
     #[error("no pipeline state in the request: add PipelineStateLayer to the route")]
     MissingLayer,
+    /// The flow's state could not be loaded: the store failed or did not
+    /// answer in time. Nothing is changed; answer `503`.
+    #[error(transparent)]
+    Unavailable(#[from] LoadError),
 }
 
 impl FlowError {
@@ -90,7 +94,7 @@ impl FlowError {
     /// of the engine's `tracing` events: `no_flow`, `expired`,
     /// `signature_changed`, `user_mismatch`, `corrupt`, `unknown_flow_kind`,
     /// `nonce_missing`, `nonce_mismatch`, `nonce_replayed`, `failed`,
-    /// `state`, `missing_layer`.
+    /// `state`, `missing_layer`, `unavailable`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::NoFlow => "no_flow",
@@ -105,6 +109,7 @@ impl FlowError {
             Self::Failed(_) => "failed",
             Self::State(_) => "state",
             Self::MissingLayer => "missing_layer",
+            Self::Unavailable(_) => "unavailable",
         }
     }
 
@@ -119,7 +124,8 @@ impl FlowError {
             | Self::NonceMissing
             | Self::NonceMismatch
             | Self::NonceReplayed
-            | Self::MissingLayer => false,
+            | Self::MissingLayer
+            | Self::Unavailable(_) => false,
             Self::Expired
             | Self::SignatureChanged
             | Self::Corrupt(_)

@@ -19,7 +19,7 @@ use super::{
     fields::{NONCE, PIPELINE, Stored},
     step::StepFuture,
 };
-use crate::{PipelineState, Status};
+use crate::{LazyPipelineState, PipelineState, Status};
 
 /// The index of the step a request is running (`usize::MAX`: none, or the
 /// finish hook), shared by the steps that [`Flow::next`] chains, so a
@@ -43,8 +43,10 @@ where
     /// 0, the pipeline's signature, the flow kind, a fresh [`Nonce`] and
     /// empty data. If the first step fails, nothing is kept.
     pub async fn start(&self, request: Request<B>, kind: &str) -> R {
-        let Some(state) = request.extensions().get::<PipelineState>().cloned() else {
-            return self.fail(None, FlowError::MissingLayer, None, None);
+        let lazy = request.extensions().get::<LazyPipelineState>().cloned();
+        let state = match state_of(lazy).await {
+            Ok(state) => state,
+            Err(error) => return self.fail(None, error, None, None),
         };
         if !self.inner.kinds.iter().any(|known| known == kind) {
             return self.fail(
@@ -94,8 +96,10 @@ where
     /// flow exactly as it was; so does a step that fails with such an
     /// outcome.
     pub async fn dispatch(&self, request: Request<B>) -> R {
-        let Some(state) = request.extensions().get::<PipelineState>().cloned() else {
-            return self.fail(None, FlowError::MissingLayer, None, None);
+        let lazy = request.extensions().get::<LazyPipelineState>().cloned();
+        let state = match state_of(lazy).await {
+            Ok(state) => state,
+            Err(error) => return self.fail(None, error, None, None),
         };
         let (parts, body) = request.into_parts();
         let stored = match self.load(&state, &parts) {
@@ -346,4 +350,9 @@ where
         }
         result
     })
+}
+
+/// The request's state, loaded (lazy mode defers the load to here).
+async fn state_of(lazy: Option<LazyPipelineState>) -> Result<PipelineState, FlowError> {
+    Ok(lazy.ok_or(FlowError::MissingLayer)?.load().await?)
 }

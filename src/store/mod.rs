@@ -1,5 +1,6 @@
-//! Where records live: the [`Store`] trait, [`RedisStore`] for production and
-//! [`MemoryStore`] for examples and tests.
+//! Where records live: the [`Store`] trait, `RedisStore` for production
+//! (feature `redis`, on by default) and [`MemoryStore`] for examples and
+//! tests.
 //!
 //! A store keeps opaque records under string keys with a TTL, and offers the
 //! handful of operations the layer needs, each one round trip. Records are
@@ -8,11 +9,19 @@
 
 use std::{future::Future, time::Duration};
 
+#[cfg(feature = "bb8")]
+mod bb8;
+mod error;
 mod memory;
+#[cfg(feature = "redis")]
 mod redis;
 
+#[cfg(feature = "bb8")]
+pub use self::bb8::{Bb8Pool, PooledConnection};
+pub use self::error::StoreError;
 pub use self::memory::MemoryStore;
-pub use self::redis::{Bb8Pool, PooledConnection, RedisConnection, RedisStore};
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisConnection, RedisStore};
 pub use crate::record::version_of as record_version;
 
 /// What a compare-and-set found.
@@ -27,26 +36,6 @@ pub enum UpdateOutcome {
     /// The record has another version (a concurrent request wrote first):
     /// nothing was written; here is the record as it is now.
     Newer(Vec<u8>),
-}
-
-/// A failure to talk to the store. The layer answers `503 Service
-/// Unavailable` for it and logs this text.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The Redis client reported an error (connection refused, reset, a
-    /// server error reply...).
-    #[error("redis: {0}")]
-    Redis(#[from] ::redis::RedisError),
-    /// The operation did not finish within the layer's timeout.
-    #[error("no answer from the store within {0:?}")]
-    Timeout(Duration),
-    /// A connection pool could not hand out a connection in time.
-    #[error("no connection available from the pool in time")]
-    PoolTimeout,
-    /// The store answered something this crate does not expect.
-    #[error("unexpected reply from the store: {0}")]
-    Protocol(String),
 }
 
 /// A place to keep records, with a TTL per key.
@@ -98,7 +87,7 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// The default implementation is a [`load`](Self::load) followed by a
     /// [`delete`](Self::delete): two round trips, and not atomic. Stores
-    /// should override it; [`RedisStore`] and [`MemoryStore`] do.
+    /// should override it; `RedisStore` and [`MemoryStore`] do.
     fn delete_if_version(
         &self,
         key: &str,

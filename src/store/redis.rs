@@ -3,36 +3,18 @@
 
 use std::{future::Future, sync::LazyLock, time::Duration};
 
-use bb8_redis::RedisConnectionManager;
 use redis::{
-    Client, Cmd, RedisFuture, Script, Value,
+    Client, Script, Value,
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
     cmd,
 };
 
 use super::{Store, StoreError, UpdateOutcome};
 
-/// The versioned compare-and-set (and compare-and-delete). It reads the
-/// stored version from the record's fixed header (see `record.rs`) without
-/// decoding the record. When it matches `ARGV[1]` it writes `ARGV[2]` with a
-/// TTL of `ARGV[3]` seconds, or deletes the key when no record is given, and
-/// returns 1; it returns 0 when the key is gone, and the stored record when
-/// its version differs, so the caller can merge without another read.
-const COMPARE_AND_SET: &str = r#"
-local current = redis.call('GET', KEYS[1])
-if not current then
-  return 0
-end
-if string.match(current, '^{"format":%d+,"version":(%d+),') ~= ARGV[1] then
-  return current
-end
-if ARGV[2] then
-  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-else
-  redis.call('DEL', KEYS[1])
-end
-return 1
-"#;
+/// The versioned compare-and-set (and compare-and-delete); what it takes
+/// and answers is described at its top. It reads the stored version from the
+/// record's fixed header (see `record.rs`) without decoding the record.
+const COMPARE_AND_SET: &str = include_str!("compare_and_set.lua");
 
 /// `redis::Script` sends `EVALSHA` and, after a `NOSCRIPT` (Redis restarted
 /// or flushed its script cache), loads the script and retries.
@@ -41,8 +23,9 @@ static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(COMPARE_AND_SET))
 /// Something [`RedisStore`] can get a Redis connection from.
 ///
 /// Implemented for every cloneable redis-rs async connection
-/// ([`ConnectionManager`], `MultiplexedConnection`, a cluster connection) and
-/// for [`Bb8Pool`].
+/// ([`ConnectionManager`], `MultiplexedConnection`, a cluster connection) and,
+/// with the `bb8` feature, for `Bb8Pool`.
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub trait RedisConnection: Send + Sync + 'static {
     /// The connection one operation runs on.
     type Connection: ConnectionLike + Send;
@@ -62,45 +45,6 @@ where
     }
 }
 
-/// A bb8 pool of Redis connections, for applications that already own one.
-/// Each operation holds one pooled connection for its round trip.
-#[derive(Clone, Debug)]
-pub struct Bb8Pool(pub bb8::Pool<RedisConnectionManager>);
-
-/// A connection checked out of a [`Bb8Pool`] for one operation.
-pub struct PooledConnection(bb8::PooledConnection<'static, RedisConnectionManager>);
-
-impl ConnectionLike for PooledConnection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        self.0.req_packed_command(cmd)
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        self.0.req_packed_commands(pipeline, offset, count)
-    }
-
-    fn get_db(&self) -> i64 {
-        self.0.get_db()
-    }
-}
-
-impl RedisConnection for Bb8Pool {
-    type Connection = PooledConnection;
-
-    async fn connection(&self) -> Result<PooledConnection, StoreError> {
-        match self.0.get_owned().await {
-            Ok(connection) => Ok(PooledConnection(connection)),
-            Err(bb8::RunError::User(error)) => Err(StoreError::Redis(error)),
-            Err(bb8::RunError::TimedOut) => Err(StoreError::PoolTimeout),
-        }
-    }
-}
-
 /// Records in Redis (6.2 or later, for `GETEX`).
 ///
 /// | operation | command |
@@ -110,6 +54,7 @@ impl RedisConnection for Bb8Pool {
 /// | update | `EVALSHA` of a compare-and-set script (`GET`, then `SET ... EX ttl` if the version matches) |
 /// | delete | `DEL key` |
 /// | delete if version | `EVALSHA` of the same script without a record (`GET`, then `DEL` if the version matches) |
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 #[derive(Clone, Debug)]
 pub struct RedisStore<C = ConnectionManager> {
     connection: C,
@@ -144,41 +89,14 @@ impl RedisStore<ConnectionManager> {
     }
 }
 
-impl RedisStore<Bb8Pool> {
-    /// Uses a bb8 pool the application already owns.
-    ///
-    /// bb8 checks each connection with a `PING` when it is handed out unless
-    /// told not to: that doubles the round trips of every operation. Turn it
-    /// off (`test_on_check_out(false)`); a broken connection still fails its
-    /// command, which the layer answers with 503.
-    ///
-    /// ```no_run
-    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    /// use bb8_redis::RedisConnectionManager;
-    /// use tower_pipeline_state::RedisStore;
-    ///
-    /// let manager = RedisConnectionManager::new("redis://127.0.0.1:6379")?;
-    /// let pool = bb8::Pool::builder()
-    ///     .max_size(8)
-    ///     .test_on_check_out(false)
-    ///     .build(manager)
-    ///     .await?;
-    /// let store = RedisStore::from_pool(pool);
-    /// # Ok(()) }
-    /// ```
-    pub fn from_pool(pool: bb8::Pool<RedisConnectionManager>) -> Self {
-        Self::new(Bb8Pool(pool))
-    }
-}
-
 impl<C: RedisConnection> RedisStore<C> {
     /// Uses any connection source: a clonable redis-rs async connection
     /// (`ConnectionManager`, `MultiplexedConnection`, a cluster connection)
-    /// or a [`Bb8Pool`].
+    /// or, with the `bb8` feature, a `Bb8Pool`.
     ///
     /// A connection's own response timeout (redis-rs defaults to 500 ms)
     /// applies on top of the layer's
-    /// [`timeout`](crate::PipelineStateLayer::timeout); configure it off
+    /// [`store_timeout`](crate::PipelineStateLayer::store_timeout); configure it off
     /// (`set_response_timeout(None)`) or longer to let the layer's govern, as
     /// [`connect`](RedisStore::connect) does.
     ///

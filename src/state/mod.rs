@@ -8,6 +8,10 @@ use serde_json::Value;
 
 use crate::{StateError, id::PipelineId, record::Data};
 
+mod outcome;
+
+pub(crate) use self::outcome::Outcome;
+
 /// How the state arrived with the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -43,7 +47,7 @@ impl Origin {
 
 /// Which record the request's changes go to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Target {
+enum Target {
     /// Nothing to write (yet): a new or expired state no one wrote to, or a
     /// cleared one.
     Nothing,
@@ -54,19 +58,20 @@ pub(crate) enum Target {
     Fresh(PipelineId),
 }
 
-/// The state behind a handle; the layer reads it once the handler is done.
+/// The state behind a handle. Only the handle touches it; the layer gets an
+/// [`Outcome`] from it once the handler is done.
 #[derive(Debug)]
-pub(crate) struct Inner {
-    pub(crate) origin: Origin,
-    pub(crate) data: Data,
+struct Inner {
+    origin: Origin,
+    data: Data,
     /// The state as loaded, kept aside at the first change (so a read-only
     /// request never copies anything): what the flush diffs against and
     /// what `revert` puts back. `Some` means "changed in memory".
-    pub(crate) base: Option<Data>,
-    pub(crate) target: Target,
+    base: Option<Data>,
+    target: Target,
     /// `regenerate` was called: create the record even if it is empty.
-    pub(crate) regenerated: bool,
-    pub(crate) cleared: bool,
+    regenerated: bool,
+    cleared: bool,
     finished: bool,
 }
 
@@ -274,14 +279,6 @@ impl PipelineState {
         apply(&mut inner.data);
         Ok(())
     }
-
-    /// Ends the request's hold on the state: later changes are refused (reads
-    /// still work), and the layer reads what to write.
-    pub(crate) fn finish(&self) -> MutexGuard<'_, Inner> {
-        let mut inner = self.lock();
-        inner.finished = true;
-        inner
-    }
 }
 
 impl Inner {
@@ -433,7 +430,7 @@ mod tests {
     #[test]
     fn a_finished_state_refuses_changes_but_still_reads() {
         let state = loaded(json!({"a": 1}));
-        drop(state.finish());
+        state.end_request();
         assert!(matches!(state.set("a", &2), Err(StateError::Finished)));
         assert!(matches!(state.clear(), Err(StateError::Finished)));
         assert!(matches!(

@@ -1,0 +1,163 @@
+//! [`LazyPipelineState`]: the handle the layer puts in every request's
+//! extensions, which reads the flow's record from the store the first time
+//! the request asks for it.
+
+use std::{fmt, sync::Arc};
+
+use http::Extensions;
+use tokio::sync::OnceCell;
+
+use crate::{
+    config::LoadMode,
+    error::LoadError,
+    id::PipelineId,
+    load::Load,
+    state::{Origin, PipelineState},
+};
+
+/// The flow's state for the current request, loaded on first use: what
+/// [`PipelineStateLayer`](crate::PipelineStateLayer) puts in every request's
+/// extensions.
+///
+/// In the default [`LoadMode::Lazy`], a request that carries a flow id costs
+/// no store command until something calls [`load`](Self::load) (the axum
+/// extractor for [`PipelineState`] does). Without an id, or in
+/// [`LoadMode::Eager`], the state is there already and `load` returns at
+/// once. hyper, warp and plain tower code take it from the extensions:
+///
+/// ```
+/// use http::{Request, Response, StatusCode};
+/// use tower_pipeline_state::LazyPipelineState;
+///
+/// async fn handler(request: Request<String>) -> Response<String> {
+///     let lazy = request.extensions().get::<LazyPipelineState>().expect("the layer is installed");
+///     let state = match lazy.load().await {
+///         Ok(state) => state,
+///         // The store is down: the layer's own answer would be 503 too.
+///         Err(error) => {
+///             let mut response = Response::new(error.to_string());
+///             *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+///             return response;
+///         }
+///     };
+///     let visits: u64 = state.get("visits").unwrap().unwrap_or(0) + 1;
+///     state.set("visits", &visits).unwrap();
+///     Response::new(format!("visit {visits}"))
+/// }
+/// ```
+#[derive(Clone)]
+pub struct LazyPipelineState(Arc<Slot>);
+
+struct Slot {
+    state: OnceCell<PipelineState>,
+    /// The id to load and how; `None` when the state was there from the
+    /// start.
+    source: Option<(PipelineId, Arc<dyn Load>)>,
+}
+
+impl LazyPipelineState {
+    /// A state that is already there (no id, or loaded eagerly).
+    pub(crate) fn ready(state: PipelineState) -> Self {
+        Self(Arc::new(Slot {
+            state: OnceCell::new_with(Some(state)),
+            source: None,
+        }))
+    }
+
+    /// A state to load from the store on first use.
+    pub(crate) fn pending(id: PipelineId, load: Arc<dyn Load>) -> Self {
+        Self(Arc::new(Slot {
+            state: OnceCell::new(),
+            source: Some((id, load)),
+        }))
+    }
+
+    /// The flow's state, read from the store the first time it is asked for
+    /// in this request (one `GETEX`); later calls return the same handle at
+    /// once.
+    ///
+    /// # Errors
+    /// [`LoadError`] when the store failed or did not answer in time. Answer
+    /// the request with `503` ([`LoadError`] is an axum `IntoResponse` that
+    /// does); the next call tries the store again.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use tower_pipeline_state::{LazyPipelineState, PipelineState, Status};
+    ///
+    /// let lazy = LazyPipelineState::from(PipelineState::detached());
+    /// let state = lazy.load().await.unwrap();
+    /// assert_eq!(state.status(), Status::New);
+    /// # });
+    /// ```
+    pub async fn load(&self) -> Result<PipelineState, LoadError> {
+        let slot = &*self.0;
+        slot.state
+            .get_or_try_init(|| async {
+                let (id, load) = slot
+                    .source
+                    .clone()
+                    .expect("a slot without a source starts filled");
+                load.load(id).await.map_err(LoadError::new)
+            })
+            .await
+            .cloned()
+    }
+
+    /// Whether the state is there (loaded, or never needed a load): when
+    /// `true`, [`load`](Self::load) returns at once without a store command.
+    ///
+    /// ```
+    /// use tower_pipeline_state::{LazyPipelineState, PipelineState};
+    ///
+    /// assert!(LazyPipelineState::from(PipelineState::detached()).is_loaded());
+    /// ```
+    pub fn is_loaded(&self) -> bool {
+        self.0.state.initialized()
+    }
+
+    /// Puts the handle in the request's extensions, and in eager mode the
+    /// loaded state too: the one place the layer touches the extensions.
+    pub(crate) fn insert_into(&self, extensions: &mut Extensions, mode: LoadMode) {
+        if mode == LoadMode::Eager {
+            if let Some(state) = self.0.state.get() {
+                extensions.insert(state.clone());
+            }
+        }
+        extensions.insert(self.clone());
+    }
+
+    /// Closes the handle as the request ends: the state to write, if it was
+    /// loaded. A handle kept past its request and loaded later gets a
+    /// finished state, which refuses changes that would never be written.
+    pub(crate) fn close(&self) -> Option<PipelineState> {
+        if let Some(state) = self.0.state.get() {
+            return Some(state.clone());
+        }
+        let closed =
+            PipelineState::from_origin(Origin::New { had_cookie: false }, Default::default());
+        closed.end_request();
+        // Fails only when a load is in flight right now (a task the handler
+        // spawned); that state is never written: handles must not outlive
+        // their request.
+        let _ = self.0.state.set(closed);
+        None
+    }
+}
+
+impl From<PipelineState> for LazyPipelineState {
+    /// A handle around a state that is already there: for unit tests of
+    /// handler logic that take a `LazyPipelineState`.
+    fn from(state: PipelineState) -> Self {
+        Self::ready(state)
+    }
+}
+
+impl fmt::Debug for LazyPipelineState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LazyPipelineState")
+            .field("id", &self.0.source.as_ref().map(|(id, _)| id))
+            .field("state", &self.0.state.get())
+            .finish()
+    }
+}
