@@ -20,8 +20,8 @@ fuzz_target!(|data: &[u8]| {
         let store = store_with_live_flow().await;
         let layers = [
             PipelineStateLayer::new(store.clone()),
-            PipelineStateLayer::new(store.clone()).signed(key()),
-            PipelineStateLayer::new(store.clone()).private(key()),
+            PipelineStateLayer::new(store.clone()).signed(key(), []),
+            PipelineStateLayer::new(store.clone()).private(key(), []),
         ];
         for (mode, layer) in layers.iter().enumerate() {
             let outcome = request(layer, &cookies, data.first() == Some(&b'!')).await;

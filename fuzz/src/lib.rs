@@ -12,7 +12,7 @@ use std::{
 use http::{HeaderValue, Request, Response, StatusCode, header::COOKIE, header::SET_COOKIE};
 use serde_json::{Map, Value};
 use tower::{Layer, ServiceExt, service_fn};
-use tower_pipeline_state::{Key, MemoryStore, PipelineState, PipelineStateLayer, Status, Store};
+use tower_pipeline_state::{Key, LazyPipelineState, MemoryStore, PipelineStateLayer, Status, Store};
 
 /// A live flow's id, planted in every fresh store (and listed in the
 /// dictionaries, so the fuzzer can find it).
@@ -63,11 +63,12 @@ pub async fn request(
     let handler = service_fn(move |request: Request<()>| {
         let sink = sink.clone();
         async move {
-            let state = request
+            let lazy = request
                 .extensions()
-                .get::<PipelineState>()
+                .get::<LazyPipelineState>()
                 .expect("the layer inserts the state")
                 .clone();
+            let state = lazy.load().await.expect("a memory store never fails");
             *sink.lock().unwrap() = Some(state.status());
             let _: Map<String, Value> = state.read().expect("a state is always a map");
             if touch {

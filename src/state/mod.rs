@@ -116,6 +116,14 @@ impl PipelineState {
 
     /// A new, empty state that belongs to no request: for unit tests of
     /// handler logic. Nothing it does reaches a store.
+    ///
+    /// ```
+    /// use tower_pipeline_state::{PipelineState, Status};
+    ///
+    /// let state = PipelineState::detached();
+    /// assert_eq!(state.status(), Status::New);
+    /// assert!(state.is_empty());
+    /// ```
     pub fn detached() -> Self {
         Self::from_origin(Origin::New { had_cookie: false }, Data::new())
     }
@@ -128,7 +136,17 @@ impl PipelineState {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// How the state arrived with this request.
+    /// How the state arrived with this request: [`Status::New`] (no usable
+    /// id), [`Status::Loaded`] or [`Status::Expired`]. It does not change
+    /// when the request writes, clears or regenerates.
+    ///
+    /// ```
+    /// use tower_pipeline_state::{PipelineState, Status};
+    ///
+    /// let state = PipelineState::detached();
+    /// state.set("step", &1).unwrap();
+    /// assert_eq!(state.status(), Status::New, "how it arrived, not what it became");
+    /// ```
     pub fn status(&self) -> Status {
         match self.lock().origin {
             Origin::New { .. } => Status::New,
@@ -141,6 +159,15 @@ impl PipelineState {
     /// id, or the new one after the first write to a new or expired state or
     /// after [`regenerate`](Self::regenerate). `None` while there is nothing
     /// to store.
+    ///
+    /// ```
+    /// use tower_pipeline_state::PipelineState;
+    ///
+    /// let state = PipelineState::detached();
+    /// assert_eq!(state.id(), None);
+    /// state.set("step", &1).unwrap();
+    /// assert!(state.id().is_some(), "the first write starts a flow");
+    /// ```
     pub fn id(&self) -> Option<PipelineId> {
         let inner = self.lock();
         match inner.target {
@@ -150,7 +177,20 @@ impl PipelineState {
         }
     }
 
-    /// Reads one field as `T`. `Ok(None)` when the field is absent.
+    /// Reads one field as `T`; `Ok(None)` when the field is absent.
+    ///
+    /// # Errors
+    /// [`StateError::Field`] when the stored value does not decode as `T`.
+    ///
+    /// ```
+    /// use tower_pipeline_state::{PipelineState, StateError};
+    ///
+    /// let state = PipelineState::detached();
+    /// state.set("step", &2u32).unwrap();
+    /// assert_eq!(state.get::<u32>("step").unwrap(), Some(2));
+    /// assert_eq!(state.get::<u32>("absent").unwrap(), None);
+    /// assert!(matches!(state.get::<String>("step"), Err(StateError::Field { .. })));
+    /// ```
     pub fn get<T: DeserializeOwned>(&self, field: &str) -> Result<Option<T>, StateError> {
         let inner = self.lock();
         inner
@@ -166,17 +206,48 @@ impl PipelineState {
     }
 
     /// Whether a field is present.
+    ///
+    /// ```
+    /// use tower_pipeline_state::PipelineState;
+    ///
+    /// let state = PipelineState::detached();
+    /// state.set("provider", "github").unwrap();
+    /// assert!(state.contains("provider"));
+    /// assert!(!state.contains("step"));
+    /// ```
     pub fn contains(&self, field: &str) -> bool {
         self.lock().data.contains_key(field)
     }
 
     /// Whether the state has no fields.
+    ///
+    /// ```
+    /// use tower_pipeline_state::PipelineState;
+    ///
+    /// let state = PipelineState::detached();
+    /// assert!(state.is_empty());
+    /// state.set("step", &1).unwrap();
+    /// assert!(!state.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.lock().data.is_empty()
     }
 
     /// Sets one field. Setting a field to the value it already has is not a
-    /// change and writes nothing.
+    /// change and writes nothing. The first write to a new or expired state
+    /// starts a flow under a new id.
+    ///
+    /// # Errors
+    /// [`StateError::Serialize`] when `value` does not serialize to JSON;
+    /// [`StateError::Finished`] when the request has ended.
+    ///
+    /// ```
+    /// use tower_pipeline_state::PipelineState;
+    ///
+    /// let state = PipelineState::detached();
+    /// state.set("provider", "github").unwrap();
+    /// assert_eq!(state.get::<String>("provider").unwrap().as_deref(), Some("github"));
+    /// ```
     pub fn set<T: Serialize + ?Sized>(&self, field: &str, value: &T) -> Result<(), StateError> {
         let value = serde_json::to_value(value).map_err(StateError::Serialize)?;
         self.change(|data| {
@@ -185,14 +256,43 @@ impl PipelineState {
     }
 
     /// Removes one field, returning whether it was present.
+    ///
+    /// # Errors
+    /// [`StateError::Finished`] when the request has ended.
+    ///
+    /// ```
+    /// use tower_pipeline_state::PipelineState;
+    ///
+    /// let state = PipelineState::detached();
+    /// state.set("step", &1).unwrap();
+    /// assert!(state.remove("step").unwrap());
+    /// assert!(!state.remove("step").unwrap());
+    /// ```
     pub fn remove(&self, field: &str) -> Result<bool, StateError> {
         let mut removed = false;
         self.change(|data| removed = data.remove(field).is_some())?;
         Ok(removed)
     }
 
-    /// Reads the whole state as `T` (a struct whose fields are the state's
-    /// fields, or a map).
+    /// Reads the whole state as `T`: a struct whose fields are the state's
+    /// fields, or a map.
+    ///
+    /// # Errors
+    /// [`StateError::Read`] when the state does not decode as `T`.
+    ///
+    /// ```
+    /// use serde::Deserialize;
+    /// use tower_pipeline_state::PipelineState;
+    ///
+    /// #[derive(Deserialize)]
+    /// struct Login { provider: String, step: u32 }
+    ///
+    /// let state = PipelineState::detached();
+    /// state.set("provider", "github").unwrap();
+    /// state.set("step", &1).unwrap();
+    /// let login: Login = state.read().unwrap();
+    /// assert_eq!((login.provider.as_str(), login.step), ("github", 1));
+    /// ```
     pub fn read<T: DeserializeOwned>(&self) -> Result<T, StateError> {
         T::deserialize(&self.lock().data).map_err(StateError::Read)
     }
@@ -200,6 +300,22 @@ impl PipelineState {
     /// Replaces the whole state with `value`, which must serialize to a JSON
     /// object (a struct or a map). Only the fields whose values differ count
     /// as changed.
+    ///
+    /// # Errors
+    /// [`StateError::NotAnObject`] when `value` is not an object,
+    /// [`StateError::Serialize`] when it does not serialize,
+    /// [`StateError::Finished`] when the request has ended.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use tower_pipeline_state::PipelineState;
+    ///
+    /// let state = PipelineState::detached();
+    /// state.set("old", &1).unwrap();
+    /// state.replace(&json!({"step": 2})).unwrap();
+    /// assert!(!state.contains("old"));
+    /// assert!(state.replace(&[1, 2]).is_err(), "an array is not a state");
+    /// ```
     pub fn replace<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), StateError> {
         let fields = to_object(value)?;
         self.change(|data| *data = fields)
@@ -209,6 +325,23 @@ impl PipelineState {
     /// (a struct or a map). When the request ends, the old record is deleted
     /// and the new one created, and the client gets the new id: an id known
     /// before (for instance one planted by an attacker) leads nowhere after.
+    ///
+    /// # Errors
+    /// [`StateError::NotAnObject`] when `initial` is not an object,
+    /// [`StateError::Serialize`] when it does not serialize,
+    /// [`StateError::Finished`] when the request has ended.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use tower_pipeline_state::PipelineState;
+    ///
+    /// let state = PipelineState::detached();
+    /// state.set("step", &3).unwrap();
+    /// let before = state.id();
+    /// state.regenerate(&json!({"step": 0})).unwrap();
+    /// assert_ne!(state.id(), before, "a new id");
+    /// assert_eq!(state.get::<u32>("step").unwrap(), Some(0));
+    /// ```
     pub fn regenerate<T: Serialize + ?Sized>(&self, initial: &T) -> Result<(), StateError> {
         let fields = to_object(initial)?;
         let mut inner = self.lock();
@@ -224,6 +357,19 @@ impl PipelineState {
     /// Ends the flow: the state is emptied now; when the request ends its
     /// record is deleted and the client's cookie expired. A later write in
     /// the same request starts a new flow under a new id.
+    ///
+    /// # Errors
+    /// [`StateError::Finished`] when the request has ended.
+    ///
+    /// ```
+    /// use tower_pipeline_state::PipelineState;
+    ///
+    /// let state = PipelineState::detached();
+    /// state.set("step", &1).unwrap();
+    /// state.clear().unwrap();
+    /// assert!(state.is_empty() && state.is_cleared());
+    /// assert_eq!(state.id(), None);
+    /// ```
     pub fn clear(&self) -> Result<(), StateError> {
         let mut inner = self.lock();
         inner.writable()?;
@@ -238,6 +384,19 @@ impl PipelineState {
     /// Undoes every change this request made (`set`, `remove`, `replace`,
     /// `regenerate`, `clear`): the state is again what the request brought,
     /// and nothing is written for it.
+    ///
+    /// # Errors
+    /// [`StateError::Finished`] when the request has ended.
+    ///
+    /// ```
+    /// use tower_pipeline_state::PipelineState;
+    ///
+    /// let state = PipelineState::detached();
+    /// state.set("step", &1).unwrap();
+    /// state.revert().unwrap();
+    /// assert!(state.is_empty());
+    /// assert_eq!(state.id(), None, "nothing to write");
+    /// ```
     pub fn revert(&self) -> Result<(), StateError> {
         let mut inner = self.lock();
         inner.writable()?;
@@ -258,8 +417,18 @@ impl PipelineState {
         Ok(())
     }
 
-    /// Whether [`clear`](Self::clear) was called in this request (and
-    /// nothing was written since).
+    /// Whether [`clear`](Self::clear) was called in this request and nothing
+    /// was written since.
+    ///
+    /// ```
+    /// use tower_pipeline_state::PipelineState;
+    ///
+    /// let state = PipelineState::detached();
+    /// state.clear().unwrap();
+    /// assert!(state.is_cleared());
+    /// state.set("again", &1).unwrap();
+    /// assert!(!state.is_cleared());
+    /// ```
     pub fn is_cleared(&self) -> bool {
         let inner = self.lock();
         inner.cleared && inner.target == Target::Nothing
