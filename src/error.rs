@@ -33,19 +33,24 @@ pub enum StateError {
     Finished,
 }
 
-/// The flow's state could not be loaded: the store failed or did not answer
-/// in time (the cause is logged, and kept as this error's source). Answer
-/// `503 Service Unavailable`; with the `axum` feature this error is an
+/// The flow's state could not be loaded (the cause is logged). Answer `503
+/// Service Unavailable`; with the `axum` feature this error is an
 /// `IntoResponse` that does, with the same text as the layer's own 503.
 #[derive(Debug, thiserror::Error)]
-#[error("pipeline state store unavailable")]
-pub struct LoadError {
-    #[source]
-    source: StoreError,
-}
-
-impl LoadError {
-    pub(crate) fn new(source: StoreError) -> Self {
-        Self { source }
-    }
+#[non_exhaustive]
+pub enum LoadError {
+    /// The store failed or did not answer in time.
+    #[error("pipeline state store unavailable")]
+    Store(#[source] StoreError),
+    /// The flow's record was written by a newer release (during a rolling
+    /// deploy): this one leaves it alone rather than lose it.
+    #[error(
+        "pipeline state record has format {found}, newer than this release reads ({supported}); left alone"
+    )]
+    NewerFormat {
+        /// The record's format.
+        found: u32,
+        /// The format this release reads and writes.
+        supported: u32,
+    },
 }

@@ -12,7 +12,7 @@ use crate::{
     merge::{Change, rebase},
     metrics::{self, Operation, Wrote},
     record::{Data, decode, encode},
-    state::Outcome,
+    state::{Outcome, Removal},
     store::{Store, StoreError, UpdateOutcome},
 };
 
@@ -66,8 +66,9 @@ pub(crate) async fn write<St: Store>(shared: Arc<Shared<St>>, outcome: Outcome) 
             version,
             data,
             changes,
-        } => update(&shared, id, version, data, changes).await,
-        Outcome::Delete { id, version } => delete(&shared, id, version).await,
+            whole,
+        } => update(&shared, id, version, data, changes, whole).await,
+        Outcome::Delete(removal) => delete(&shared, removal).await,
         Outcome::ExpireCookie => Ok(Flushed::Saved(Some(shared.config.cookie.removal()))),
     };
     if matches!(result, Ok(Flushed::Conflict)) {
@@ -92,28 +93,40 @@ fn too_large(id: PipelineId, record: &[u8], limit: usize) -> bool {
     large
 }
 
+/// Creates a new record under a new id. The record the request came with
+/// goes first (delete, then create: a failure between the two loses the
+/// flow, never leaves two live copies of it); a loaded one only if it still
+/// has the loaded version, so a regenerate never undoes a concurrent change
+/// or brings back a flow another request cleared.
 async fn create<St: Store>(
     shared: &Shared<St>,
     mut id: PipelineId,
     record: Vec<u8>,
-    mut replacing: Option<PipelineId>,
+    replacing: Option<Removal>,
     wrote: Wrote,
 ) -> Result<Flushed, StoreError> {
     let config = &shared.config;
     if too_large(id, &record, config.max_record_size) {
         return Ok(Flushed::TooLarge);
     }
+    if let Some(removal) = replacing {
+        match remove(shared, removal).await? {
+            Removed::Yes => {}
+            Removed::AlreadyGone => {
+                tracing::info!(pipeline.id = %removal.id, "pipeline state not replaced: another request cleared it first, or it expired");
+                return Ok(Flushed::Conflict);
+            }
+            Removed::Changed => return Ok(Flushed::Conflict),
+        }
+    }
     // A fresh id is 122 random bits, so `NX` refusing it means a collision
     // that should never happen; try another id rather than overwrite.
     for _ in 0..3 {
-        let old_key = replacing.take().map(|old| config.key(old));
         let key = config.key(id);
         let created = timed(
             Operation::Create,
             config.store_timeout,
-            shared
-                .store
-                .create(&key, &record, config.ttl, old_key.as_deref()),
+            shared.store.create(&key, &record, config.ttl),
         )
         .await?;
         if created {
@@ -128,53 +141,57 @@ async fn create<St: Store>(
     ))
 }
 
-/// Deletes a cleared flow. A loaded one is deleted only at the version this
-/// request loaded: if a concurrent request changed it meanwhile, or cleared
-/// it first, this request gets the conflict answer (so of two requests that
-/// finish one flow, only the first does).
-async fn delete<St: Store>(
-    shared: &Shared<St>,
-    id: PipelineId,
-    version: Option<u64>,
-) -> Result<Flushed, StoreError> {
+/// Deletes a cleared flow and expires the cookie. A loaded one is deleted
+/// only at the version this request loaded: if a concurrent request changed
+/// it meanwhile, this request gets the conflict answer. One that is already
+/// gone (another request cleared it first, or it expired) is cleared as
+/// asked: the answer is the handler's, with the cookie expired.
+async fn delete<St: Store>(shared: &Shared<St>, removal: Removal) -> Result<Flushed, StoreError> {
+    match remove(shared, removal).await? {
+        Removed::Yes | Removed::AlreadyGone => {
+            metrics::write(Wrote::Cleared);
+            Ok(Flushed::Saved(Some(shared.config.cookie.removal())))
+        }
+        Removed::Changed => Ok(Flushed::Conflict),
+    }
+}
+
+/// What removing a record found.
+enum Removed {
+    Yes,
+    AlreadyGone,
+    /// A concurrent request changed it: nothing was removed.
+    Changed,
+}
+
+/// Removes a record: at its loaded version (compare-and-delete), or
+/// whatever it holds when it could not be read.
+async fn remove<St: Store>(shared: &Shared<St>, removal: Removal) -> Result<Removed, StoreError> {
     let config = &shared.config;
-    let key = config.key(id);
-    let Some(version) = version else {
+    let key = config.key(removal.id);
+    let Some(version) = removal.version else {
         timed(
             Operation::Delete,
             config.store_timeout,
             shared.store.delete(&key),
         )
         .await?;
-        metrics::write(Wrote::Cleared);
-        return Ok(Flushed::Saved(Some(config.cookie.removal())));
+        return Ok(Removed::Yes);
     };
-    match timed(
+    let outcome = timed(
         Operation::DeleteIfVersion,
         config.store_timeout,
         shared.store.delete_if_version(&key, version),
     )
-    .await?
-    {
-        UpdateOutcome::Written => {
-            metrics::write(Wrote::Cleared);
-            Ok(Flushed::Saved(Some(config.cookie.removal())))
-        }
-        UpdateOutcome::Missing => {
-            tracing::info!(
-                pipeline.id = %id,
-                "pipeline state not cleared: another request cleared it first, or it expired"
-            );
-            Ok(Flushed::Conflict)
-        }
+    .await?;
+    Ok(match outcome {
+        UpdateOutcome::Written => Removed::Yes,
+        UpdateOutcome::Missing => Removed::AlreadyGone,
         UpdateOutcome::Newer(_) => {
-            tracing::info!(
-                pipeline.id = %id,
-                "pipeline state not cleared: a concurrent request changed it"
-            );
-            Ok(Flushed::Conflict)
+            tracing::info!(pipeline.id = %removal.id, "pipeline state not removed: a concurrent request changed it");
+            Removed::Changed
         }
-    }
+    })
 }
 
 async fn update<St: Store>(
@@ -183,6 +200,7 @@ async fn update<St: Store>(
     mut version: u64,
     data: Data,
     changes: Vec<Change>,
+    whole: bool,
 ) -> Result<Flushed, StoreError> {
     let config = &shared.config;
     let key = config.key(id);
@@ -210,6 +228,13 @@ async fn update<St: Store>(
                 tracing::info!(
                     pipeline.id = %id,
                     "pipeline state not saved: the flow was cleared or expired by another request"
+                );
+                return Ok(Flushed::Conflict);
+            }
+            UpdateOutcome::Newer(_) if whole => {
+                tracing::info!(
+                    pipeline.id = %id,
+                    "pipeline state not saved: the whole state was replaced while a concurrent request changed it"
                 );
                 return Ok(Flushed::Conflict);
             }

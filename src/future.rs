@@ -18,12 +18,13 @@ use crate::{
     body::message,
     config::{LoadMode, Shared},
     cookies::Incoming,
+    error::LoadError,
     flush::{Flushed, write},
     lazy::LazyPipelineState,
     load::{BoxFuture, Load},
     metrics,
     state::{Origin, Outcome, PipelineState},
-    store::{Store, StoreError},
+    store::Store,
 };
 
 /// The response future of [`PipelineStateService`](crate::PipelineStateService).
@@ -50,7 +51,7 @@ where
     /// Eager mode: waiting for the record; the inner service and request
     /// wait too.
     Load {
-        load: BoxFuture<Result<PipelineState, StoreError>>,
+        load: BoxFuture<Result<PipelineState, LoadError>>,
         pending: Option<(S, Request<ReqBody>)>,
     },
     /// The inner service is running.

@@ -77,9 +77,10 @@ impl LazyPipelineState {
     /// once.
     ///
     /// # Errors
-    /// [`LoadError`] when the store failed or did not answer in time. Answer
-    /// the request with `503` ([`LoadError`] is an axum `IntoResponse` that
-    /// does); the next call tries the store again.
+    /// [`LoadError`] when the store failed or did not answer in time, or the
+    /// record was written by a newer release. Answer the request with `503`
+    /// ([`LoadError`] is an axum `IntoResponse` that does); the next call
+    /// tries the store again.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -98,7 +99,7 @@ impl LazyPipelineState {
                     .source
                     .clone()
                     .expect("a slot without a source starts filled");
-                load.load(id).await.map_err(LoadError::new)
+                load.load(id).await
             })
             .await
             .cloned()

@@ -6,9 +6,10 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use crate::{
     config::Shared,
+    error::LoadError,
     id::PipelineId,
     metrics,
-    record::decode,
+    record::{FORMAT, decode, format_of},
     state::{Origin, PipelineState},
     store::{Store, StoreError},
 };
@@ -23,11 +24,11 @@ pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>
 pub(crate) trait Load: Send + Sync + 'static {
     /// Reads flow `id`'s record (refreshing its TTL when configured) and
     /// turns it into the handler's state. A failure is logged here.
-    fn load(self: Arc<Self>, id: PipelineId) -> BoxFuture<Result<PipelineState, StoreError>>;
+    fn load(self: Arc<Self>, id: PipelineId) -> BoxFuture<Result<PipelineState, LoadError>>;
 }
 
 impl<St: Store> Load for Shared<St> {
-    fn load(self: Arc<Self>, id: PipelineId) -> BoxFuture<Result<PipelineState, StoreError>> {
+    fn load(self: Arc<Self>, id: PipelineId) -> BoxFuture<Result<PipelineState, LoadError>> {
         Box::pin(async move {
             let config = &self.config;
             let refresh = config.refresh_on_load.then_some(config.ttl);
@@ -39,40 +40,65 @@ impl<St: Store> Load for Shared<St> {
             )
             .await;
             match result {
-                Ok(raw) => Ok(state_from(id, raw)),
+                Ok(raw) => state_from(id, raw, config.max_record_size),
                 Err(error) => {
                     tracing::error!(pipeline.id = %id, %error, "pipeline state not loaded: the store failed; answering 503");
-                    Err(error)
+                    Err(LoadError::Store(error))
                 }
             }
         })
     }
 }
 
-/// The state a loaded (or missing, or corrupt) record gives the handler.
-fn state_from(id: PipelineId, raw: Option<Vec<u8>>) -> PipelineState {
+/// The state a loaded (or missing, or unreadable) record gives the handler.
+fn state_from(
+    id: PipelineId,
+    raw: Option<Vec<u8>>,
+    max_record_size: usize,
+) -> Result<PipelineState, LoadError> {
     let Some(raw) = raw else {
         tracing::debug!(pipeline.id = %id, "pipeline state expired or cleared");
         metrics::load(metrics::Loaded::Expired);
-        return PipelineState::from_origin(Origin::Expired { id }, Default::default());
+        return Ok(expired(id, false));
     };
+    if let Some(found) = format_of(&raw).filter(|found| *found > FORMAT) {
+        tracing::error!(
+            pipeline.id = %id,
+            format = found,
+            supported = FORMAT,
+            "pipeline state record has a newer format than this release reads; leaving it alone and answering 503"
+        );
+        return Err(LoadError::NewerFormat {
+            found,
+            supported: FORMAT,
+        });
+    }
+    if raw.len() > max_record_size {
+        tracing::warn!(pipeline.id = %id, size = raw.len(), limit = max_record_size, "pipeline state record is over the size limit; treating the flow as expired");
+        metrics::load(metrics::Loaded::Corrupt);
+        return Ok(expired(id, true));
+    }
     match decode(&raw) {
         Ok(record) => {
             metrics::load(metrics::Loaded::Loaded);
-            PipelineState::from_origin(
+            Ok(PipelineState::from_origin(
                 Origin::Loaded {
                     id,
                     version: record.version,
                 },
                 record.data,
-            )
+            ))
         }
         Err(error) => {
             tracing::warn!(pipeline.id = %id, %error, "pipeline state record does not decode; treating the flow as expired");
             metrics::load(metrics::Loaded::Corrupt);
-            PipelineState::from_origin(Origin::Expired { id }, Default::default())
+            Ok(expired(id, true))
         }
     }
+}
+
+fn expired(id: PipelineId, leftover: bool) -> PipelineState {
+    PipelineState::from_origin(Origin::Expired { id, leftover }, Default::default())
 }
 
 /// Runs one store operation under the layer's timeout, and records its

@@ -77,6 +77,18 @@ pub(crate) fn decode(raw: &[u8]) -> Result<Record, DecodeError> {
     Ok(Record { version, data })
 }
 
+/// Reads a record's format from its fixed header without decoding it: a
+/// record of a newer format is left alone (a rolling deploy may still be
+/// writing it) rather than read as corrupt.
+pub(crate) fn format_of(raw: &[u8]) -> Option<u32> {
+    let rest = raw.strip_prefix(b"{\"format\":")?;
+    let (digits, rest) = skip_digits(rest);
+    if digits.is_empty() || !rest.starts_with(b",") {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
 /// Reads a record's version without decoding it, exactly as the Redis
 /// compare-and-set script does: the text must start with
 /// `{"format":<digits>,"version":<digits>,`.
@@ -109,6 +121,14 @@ mod tests {
             Value::Object(map) => map,
             _ => unreachable!("test data is an object"),
         }
+    }
+
+    #[test]
+    fn the_format_is_read_from_the_header() {
+        assert_eq!(format_of(&encode(3, &Data::new())), Some(FORMAT));
+        assert_eq!(format_of(br#"{"format":2,"version":1,"data":{}}"#), Some(2));
+        assert_eq!(format_of(br#"{"format":,"version":1}"#), None);
+        assert_eq!(format_of(b"garbage"), None);
     }
 
     #[test]

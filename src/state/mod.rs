@@ -10,7 +10,7 @@ use crate::{StateError, id::PipelineId, record::Data};
 
 mod outcome;
 
-pub(crate) use self::outcome::Outcome;
+pub(crate) use self::outcome::{Outcome, Removal};
 
 /// How the state arrived with the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,9 +30,19 @@ pub enum Status {
 /// Where the request's state came from; decides which Redis command ends it.
 #[derive(Debug, Clone)]
 pub(crate) enum Origin {
-    New { had_cookie: bool },
-    Loaded { id: PipelineId, version: u64 },
-    Expired { id: PipelineId },
+    New {
+        had_cookie: bool,
+    },
+    Loaded {
+        id: PipelineId,
+        version: u64,
+    },
+    /// `leftover`: a record is there but could not be read (it does not
+    /// decode, is too large, or is not a string); the next write deletes it.
+    Expired {
+        id: PipelineId,
+        leftover: bool,
+    },
 }
 
 impl Origin {
@@ -40,7 +50,7 @@ impl Origin {
     pub(crate) fn came_id(&self) -> Option<PipelineId> {
         match self {
             Origin::New { .. } => None,
-            Origin::Loaded { id, .. } | Origin::Expired { id } => Some(*id),
+            Origin::Loaded { id, .. } | Origin::Expired { id, .. } => Some(*id),
         }
     }
 }
@@ -72,6 +82,8 @@ struct Inner {
     /// `regenerate` was called: create the record even if it is empty.
     regenerated: bool,
     cleared: bool,
+    /// `replace` set the whole state since it was loaded.
+    replaced: bool,
     finished: bool,
 }
 
@@ -110,6 +122,7 @@ impl PipelineState {
             base: None,
             regenerated: false,
             cleared: false,
+            replaced: false,
             finished: false,
         })))
     }
@@ -298,8 +311,11 @@ impl PipelineState {
     }
 
     /// Replaces the whole state with `value`, which must serialize to a JSON
-    /// object (a struct or a map). Only the fields whose values differ count
-    /// as changed.
+    /// object (a struct or a map). It is written as a whole: when a
+    /// concurrent request changed any field of the flow meanwhile, this
+    /// request answers the conflict status instead of merging (a field it
+    /// left out must not come back). Replacing with the same fields is not a
+    /// change and writes nothing.
     ///
     /// # Errors
     /// [`StateError::NotAnObject`] when `value` is not an object,
@@ -318,7 +334,9 @@ impl PipelineState {
     /// ```
     pub fn replace<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), StateError> {
         let fields = to_object(value)?;
-        self.change(|data| *data = fields)
+        self.change(|data| *data = fields)?;
+        self.lock().replaced = true;
+        Ok(())
     }
 
     /// Starts the flow over under a new id with `initial` as its whole state
@@ -414,6 +432,7 @@ impl PipelineState {
         };
         inner.regenerated = false;
         inner.cleared = false;
+        inner.replaced = false;
         Ok(())
     }
 

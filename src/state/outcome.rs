@@ -13,12 +13,12 @@ use crate::{
 pub(crate) enum Outcome {
     /// Nothing to write.
     Unchanged,
-    /// A new record under a new id (`SET NX`), replacing the request's old
-    /// key if it had one.
+    /// A new record under a new id (`SET NX`), after removing the record the
+    /// request came with, if any.
     Create {
         id: PipelineId,
         data: Data,
-        replacing: Option<PipelineId>,
+        replacing: Option<Removal>,
         /// Made by `regenerate` (rather than by a first write).
         regenerated: bool,
     },
@@ -28,16 +28,25 @@ pub(crate) enum Outcome {
         version: u64,
         data: Data,
         changes: Vec<Change>,
+        /// `replace` set the whole state: a concurrent change of any field
+        /// conflicts, rather than being merged field by field.
+        whole: bool,
     },
-    /// The flow was cleared: delete it and expire the cookie. A loaded flow
-    /// is deleted only if it still has the loaded `version`.
-    Delete {
-        id: PipelineId,
-        version: Option<u64>,
-    },
-    /// Cleared with no flow behind it (the cookie was malformed or forged):
-    /// only expire the cookie.
+    /// The flow was cleared: remove its record and expire the cookie.
+    Delete(Removal),
+    /// Cleared with no record behind the cookie (none came, a forged one, or
+    /// the record was already gone): only expire the cookie.
     ExpireCookie,
+}
+
+/// A record to remove before the request's own write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Removal {
+    pub(crate) id: PipelineId,
+    /// `Some`: the loaded version; removed only if it still has it (a
+    /// compare-and-delete), so a concurrent change or clear is never undone.
+    /// `None`: a record that could not be read, removed whatever it holds.
+    pub(crate) version: Option<u64>,
 }
 
 impl PipelineState {
@@ -51,30 +60,42 @@ impl PipelineState {
     }
 }
 
+impl Origin {
+    /// What must go before a new record replaces the one the request came
+    /// with: nothing when none was there.
+    fn removal(&self) -> Option<Removal> {
+        match *self {
+            Origin::Loaded { id, version } => Some(Removal {
+                id,
+                version: Some(version),
+            }),
+            Origin::Expired { id, leftover: true } => Some(Removal { id, version: None }),
+            Origin::Expired {
+                leftover: false, ..
+            }
+            | Origin::New { .. } => None,
+        }
+    }
+}
+
 impl Inner {
     fn outcome(&self) -> Outcome {
-        let came = self.origin.came_id();
         match (self.target, &self.origin) {
-            (Target::Fresh(id), _) if self.regenerated || !self.data.is_empty() => {
+            (Target::Fresh(id), origin) if self.regenerated || !self.data.is_empty() => {
                 Outcome::Create {
                     id,
                     data: self.data.clone(),
-                    replacing: came,
+                    replacing: origin.removal(),
                     regenerated: self.regenerated,
                 }
             }
-            (Target::Fresh(_) | Target::Nothing, origin) if self.cleared => match origin {
-                Origin::Loaded { id, version } => Outcome::Delete {
-                    id: *id,
-                    version: Some(*version),
-                },
-                Origin::Expired { id } => Outcome::Delete {
-                    id: *id,
-                    version: None,
-                },
-                Origin::New { had_cookie: true } => Outcome::ExpireCookie,
-                Origin::New { had_cookie: false } => Outcome::Unchanged,
-            },
+            (Target::Fresh(_) | Target::Nothing, origin) if self.cleared => {
+                match (origin.removal(), origin) {
+                    (Some(removal), _) => Outcome::Delete(removal),
+                    (None, Origin::New { had_cookie: false }) => Outcome::Unchanged,
+                    (None, _) => Outcome::ExpireCookie,
+                }
+            }
             // A loaded target always has a loaded origin (`from_origin` and
             // `revert` set them together); `base` is `Some` once changed.
             (Target::Loaded, Origin::Loaded { id, version }) => {
@@ -91,6 +112,7 @@ impl Inner {
                     version: *version,
                     data: self.data.clone(),
                     changes,
+                    whole: self.replaced,
                 }
             }
             _ => Outcome::Unchanged,
@@ -144,10 +166,10 @@ mod tests {
         state.clear().unwrap();
         assert_eq!(
             state.end_request(),
-            Outcome::Delete {
+            Outcome::Delete(Removal {
                 id,
                 version: Some(5)
-            }
+            })
         );
 
         let (state, id) = loaded(5);
@@ -161,7 +183,50 @@ mod tests {
         else {
             panic!("a create")
         };
-        assert_eq!((replacing, regenerated, data.len()), (Some(id), true, 0));
+        let removal = Removal {
+            id,
+            version: Some(5),
+        };
+        assert_eq!(
+            (replacing, regenerated, data.len()),
+            (Some(removal), true, 0)
+        );
+    }
+
+    #[test]
+    fn a_replace_is_a_whole_state_update() {
+        let (state, _) = loaded(3);
+        state.replace(&json!({"a": 2})).unwrap();
+        assert!(matches!(
+            state.end_request(),
+            Outcome::Update { whole: true, .. }
+        ));
+        let (state, _) = loaded(3);
+        state.set("a", &2).unwrap();
+        assert!(matches!(
+            state.end_request(),
+            Outcome::Update { whole: false, .. }
+        ));
+    }
+
+    #[test]
+    fn an_unreadable_record_is_removed_by_the_next_write_and_a_gone_one_is_not() {
+        let id = PipelineId::generate();
+        for (leftover, removal) in [(true, Some(Removal { id, version: None })), (false, None)] {
+            let state = PipelineState::from_origin(Origin::Expired { id, leftover }, Data::new());
+            state.set("a", &1).unwrap();
+            let Outcome::Create { replacing, .. } = state.end_request() else {
+                panic!("a create")
+            };
+            assert_eq!(replacing, removal);
+            let cleared = PipelineState::from_origin(Origin::Expired { id, leftover }, Data::new());
+            cleared.clear().unwrap();
+            let expected = match removal {
+                Some(removal) => Outcome::Delete(removal),
+                None => Outcome::ExpireCookie,
+            };
+            assert_eq!(cleared.end_request(), expected);
+        }
     }
 
     #[test]

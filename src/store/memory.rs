@@ -116,17 +116,8 @@ impl Store for MemoryStore {
         }))
     }
 
-    async fn create(
-        &self,
-        key: &str,
-        record: &[u8],
-        ttl: Duration,
-        replacing: Option<&str>,
-    ) -> Result<bool, StoreError> {
+    async fn create(&self, key: &str, record: &[u8], ttl: Duration) -> Result<bool, StoreError> {
         let mut entries = self.lock();
-        if let Some(old) = replacing {
-            entries.map.remove(old);
-        }
         entries.creations += 1;
         if entries.creations % SWEEP_EVERY == 0 {
             let now = Instant::now();
@@ -186,8 +177,8 @@ mod tests {
     #[tokio::test]
     async fn compare_and_set_follows_versions() {
         let store = MemoryStore::new();
-        assert!(store.create("k", V1, MINUTE, None).await.unwrap());
-        assert!(!store.create("k", V2, MINUTE, None).await.unwrap());
+        assert!(store.create("k", V1, MINUTE).await.unwrap());
+        assert!(!store.create("k", V2, MINUTE).await.unwrap());
         assert_eq!(
             store.update("k", 7, V2, MINUTE).await.unwrap(),
             UpdateOutcome::Newer(V1.to_vec())
@@ -207,7 +198,7 @@ mod tests {
     #[tokio::test]
     async fn compare_and_delete_follows_versions() {
         let store = MemoryStore::new();
-        store.create("k", V1, MINUTE, None).await.unwrap();
+        store.create("k", V1, MINUTE).await.unwrap();
         assert_eq!(
             store.delete_if_version("k", 7).await.unwrap(),
             UpdateOutcome::Newer(V1.to_vec())
@@ -227,7 +218,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn records_expire_and_loads_slide_the_ttl() {
         let store = MemoryStore::new();
-        store.create("k", V1, MINUTE, None).await.unwrap();
+        store.create("k", V1, MINUTE).await.unwrap();
         tokio::time::advance(Duration::from_secs(50)).await;
         assert!(store.load("k", Some(MINUTE)).await.unwrap().is_some());
         tokio::time::advance(Duration::from_secs(50)).await;
@@ -235,14 +226,5 @@ mod tests {
         tokio::time::advance(Duration::from_secs(11)).await;
         assert!(store.load("k", None).await.unwrap().is_none());
         assert!(store.is_empty());
-    }
-
-    #[tokio::test]
-    async fn create_replacing_deletes_the_old_key() {
-        let store = MemoryStore::new();
-        store.create("old", V1, MINUTE, None).await.unwrap();
-        assert!(store.create("new", V1, MINUTE, Some("old")).await.unwrap());
-        assert!(store.load("old", None).await.unwrap().is_none());
-        assert_eq!(store.len(), 1);
     }
 }

@@ -3,9 +3,10 @@
 //! tests.
 //!
 //! A store keeps opaque records under string keys with a TTL, and offers the
-//! handful of operations the layer needs, each one round trip. Records are
-//! produced by the layer; a store only needs [`record_version`] to implement
-//! the compare-and-set of [`Store::update`].
+//! handful of operations the layer needs, each one round trip that touches
+//! exactly one key (so a Redis Cluster never sees a command cross slots).
+//! Records are produced by the layer; a store only needs [`record_version`]
+//! to implement the compare-and-set of [`Store::update`].
 
 use std::{future::Future, time::Duration};
 
@@ -45,23 +46,24 @@ pub enum UpdateOutcome {
 pub trait Store: Send + Sync + 'static {
     /// Reads the record under `key`, `None` when there is none. When
     /// `refresh` is given, the key's TTL is set to it by the same command
-    /// (Redis: `GETEX key EX ttl`).
+    /// (Redis: `GETEX key EX ttl`). A key that holds something the store
+    /// cannot read as bytes (Redis: a hash, a list...) loads as an empty
+    /// record, which the layer treats as corrupt and replaces at the next
+    /// write.
     fn load(
         &self,
         key: &str,
         refresh: Option<Duration>,
     ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
 
-    /// Creates `record` under `key` with `ttl` unless a record already has
+    /// Creates `record` under `key` with `ttl` unless something already has
     /// that key (Redis: `SET key record NX EX ttl`); returns whether it was
-    /// created. When `replacing` is given, that key is deleted first, in the
-    /// same round trip.
+    /// created.
     fn create(
         &self,
         key: &str,
         record: &[u8],
         ttl: Duration,
-        replacing: Option<&str>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Atomically replaces the record under `key` with `record` and sets its

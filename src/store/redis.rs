@@ -50,7 +50,7 @@ where
 /// | operation | command |
 /// | --- | --- |
 /// | load | `GETEX key EX ttl` (`GET key` when refresh on load is off) |
-/// | create | `SET key record NX EX ttl`, after `DEL old` in the same round trip when replacing |
+/// | create | `SET key record NX EX ttl` |
 /// | update | `EVALSHA` of a compare-and-set script (`GET`, then `SET ... EX ttl` if the version matches) |
 /// | delete | `DEL key` |
 /// | delete if version | `EVALSHA` of the same script without a record (`GET`, then `DEL` if the version matches) |
@@ -131,32 +131,24 @@ impl<C: RedisConnection> Store for RedisStore<C> {
             Some(ttl) => cmd("GETEX").arg(key).arg("EX").arg(seconds(ttl)).take(),
             None => cmd("GET").arg(key).take(),
         };
-        Ok(command.query_async(&mut connection).await?)
+        match command.query_async(&mut connection).await {
+            // Something other than a string under the key (planted, or
+            // another application's): an unreadable record, not an outage.
+            Err(error) if error.code() == Some("WRONGTYPE") => Ok(Some(Vec::new())),
+            result => Ok(result?),
+        }
     }
 
-    async fn create(
-        &self,
-        key: &str,
-        record: &[u8],
-        ttl: Duration,
-        replacing: Option<&str>,
-    ) -> Result<bool, StoreError> {
+    async fn create(&self, key: &str, record: &[u8], ttl: Duration) -> Result<bool, StoreError> {
         let mut connection = self.connection.connection().await?;
-        // Pipelined, not MULTI: the two keys hash to different cluster slots,
-        // and a transaction across slots fails on a cluster. A connection lost
-        // between the two can only lose the flow (the client gets 503), never
-        // an acknowledged write.
-        let mut pipe = redis::pipe();
-        if let Some(old) = replacing {
-            pipe.cmd("DEL").arg(old).ignore();
-        }
-        pipe.cmd("SET")
+        let created: Option<String> = cmd("SET")
             .arg(key)
             .arg(record)
             .arg("NX")
             .arg("EX")
-            .arg(seconds(ttl));
-        let (created,): (Option<String>,) = pipe.query_async(&mut connection).await?;
+            .arg(seconds(ttl))
+            .query_async(&mut connection)
+            .await?;
         Ok(created.is_some())
     }
 
