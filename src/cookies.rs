@@ -59,26 +59,42 @@ pub(crate) enum Incoming {
     Id(PipelineId),
 }
 
+/// How many cookies of our name a request may bring before the rest are
+/// ignored, in signed and private mode: each costs an HMAC or an AES-GCM
+/// open per key, and a browser holds at most a few (one per path or domain).
+pub(crate) const MAX_CANDIDATES: usize = 4;
+
 impl CookieConfig {
-    /// Finds the flow id in the request. With several cookies of our name
-    /// (for instance one planted for a wider path), the first valid one wins.
+    /// Finds the flow id in the request, in every `Cookie` header, whatever
+    /// the other cookies hold (bytes that are not text included). With
+    /// several cookies of our name (for instance one planted for a wider
+    /// path), the first valid one wins; in signed and private mode only the
+    /// first [`MAX_CANDIDATES`] are checked.
     pub(crate) fn read(&self, headers: &HeaderMap) -> Incoming {
-        let mut seen = false;
+        let mut seen = 0;
+        let limit = match self.protection {
+            Protection::Plain => usize::MAX,
+            Protection::Signed(_) | Protection::Private(_) => MAX_CANDIDATES,
+        };
         for header in headers.get_all(COOKIE) {
-            let Ok(header) = header.to_str() else {
-                continue;
-            };
-            for (name, value) in pairs(header) {
-                if name != self.name {
+            for (name, value) in pairs(header.as_bytes()) {
+                if name != self.name.as_bytes() {
                     continue;
                 }
-                seen = true;
-                if let Some(id) = self.verify(value) {
+                if seen == limit {
+                    return Incoming::Rejected;
+                }
+                seen += 1;
+                // Our values are ASCII; anything else is not ours.
+                let id = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|value| self.verify(value));
+                if let Some(id) = id {
                     return Incoming::Id(id);
                 }
             }
         }
-        if seen {
+        if seen > 0 {
             Incoming::Rejected
         } else {
             Incoming::Absent
@@ -159,13 +175,15 @@ impl CookieConfig {
 
 /// The `name=value` pairs of a `Cookie` request header, each side trimmed,
 /// as `cookie`'s `Cookie::split_parse` reads them (pairs without `=` are
-/// skipped). Only the name and value matter here; the full parser builds a
-/// whole `Cookie` per pair and cost more than the rest of reading the id
-/// (measured with callgrind in `benches/overhead.rs`).
-fn pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
-    header.split(';').filter_map(|pair| {
-        let (name, value) = pair.split_once('=')?;
-        Some((name.trim(), value.trim()))
+/// skipped), but over bytes: one cookie that is not UTF-8 (`pref=café` in
+/// Latin-1) must not hide the others. Only the name and value matter here;
+/// the full parser builds a whole `Cookie` per pair and cost more than the
+/// rest of reading the id (measured with callgrind in `benches/overhead.rs`).
+fn pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    header.split(|byte| *byte == b';').filter_map(|pair| {
+        let equals = pair.iter().position(|byte| *byte == b'=')?;
+        let (name, value) = (&pair[..equals], &pair[equals + 1..]);
+        Some((name.trim_ascii(), value.trim_ascii()))
     })
 }
 
@@ -309,9 +327,9 @@ mod tests {
                 .flatten()
                 .map(|c| (c.name().to_owned(), c.value().to_owned()))
                 .collect();
-            let ours: Vec<_> = pairs(&header)
+            let ours: Vec<_> = pairs(header.as_bytes())
                 .filter(|(name, _)| !name.is_empty())
-                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .map(|(n, v)| (text(n), text(v)))
                 .collect();
             assert_eq!(ours, parsed, "{header}");
         }
@@ -328,6 +346,57 @@ mod tests {
                 "{header}"
             );
         }
+    }
+
+    fn text(bytes: &[u8]) -> String {
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn other_cookies_that_are_not_text_do_not_hide_the_id() {
+        let config = CookieConfig::default();
+        let id = PipelineId::generate();
+        // `pref=café` in Latin-1, before and after the id, and in a second
+        // `Cookie` header.
+        let mut header = b"pref=caf\xe9; pipeline_id=".to_vec();
+        header.extend_from_slice(id.to_string().as_bytes());
+        header.extend_from_slice(b"; x=\xff\xfe");
+        let mut headers = HeaderMap::new();
+        headers.append(COOKIE, HeaderValue::from_bytes(b"a=\x80").unwrap());
+        headers.append(COOKIE, HeaderValue::from_bytes(&header).unwrap());
+        assert_eq!(config.read(&headers), Incoming::Id(id));
+        // Our own name with a value that is not text is refused, not read.
+        let mut headers = HeaderMap::new();
+        headers.append(
+            COOKIE,
+            HeaderValue::from_bytes(b"pipeline_id=\xe9").unwrap(),
+        );
+        assert_eq!(config.read(&headers), Incoming::Rejected);
+    }
+
+    #[test]
+    fn signed_mode_checks_at_most_four_candidates() {
+        let config = CookieConfig {
+            protection: Protection::Signed(vec![Key::generate()]),
+            ..CookieConfig::default()
+        };
+        let id = PipelineId::generate();
+        let good = value_of(&config.set(id));
+        let forged = |n: usize| format!("pipeline_id=forged{n}");
+        let mut within: Vec<String> = (0..MAX_CANDIDATES - 1).map(forged).collect();
+        within.push(format!("pipeline_id={good}"));
+        assert_eq!(
+            config.read(&request_with(&within.join("; "))),
+            Incoming::Id(id),
+            "the fourth candidate is still checked"
+        );
+        let mut past: Vec<String> = (0..MAX_CANDIDATES).map(forged).collect();
+        past.push(format!("pipeline_id={good}"));
+        assert_eq!(
+            config.read(&request_with(&past.join("; "))),
+            Incoming::Rejected,
+            "the fifth is not"
+        );
     }
 
     #[test]

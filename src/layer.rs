@@ -96,7 +96,7 @@ impl<St> PipelineStateLayer<St> {
     /// seconds; a partial second is rounded up.
     ///
     /// # Panics
-    /// If `ttl` is shorter than one second.
+    /// If `ttl` is shorter than one second or longer than 30 days.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -105,8 +105,8 @@ impl<St> PipelineStateLayer<St> {
     /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         assert!(
-            ttl >= Duration::from_secs(1),
-            "pipeline state TTL must be at least one second, got {ttl:?}"
+            (Duration::from_secs(1)..=MAX_TTL).contains(&ttl),
+            "ttl must be between 1 s and 30 days, got {ttl:?}"
         );
         self.config.ttl = ttl;
         self
@@ -211,6 +211,10 @@ impl<St> PipelineStateLayer<St> {
     /// changed a field this request changed too, it cleared the flow this
     /// request updates, or it changed the flow this request clears.
     ///
+    /// # Panics
+    /// If `status` is not a client or server error (4xx or 5xx): a lost
+    /// write must never look like a success.
+    ///
     /// ```
     /// # use http::StatusCode;
     /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
@@ -218,12 +222,19 @@ impl<St> PipelineStateLayer<St> {
     ///     .conflict_status(StatusCode::SERVICE_UNAVAILABLE);
     /// ```
     pub fn conflict_status(mut self, status: StatusCode) -> Self {
+        assert!(
+            status.is_client_error() || status.is_server_error(),
+            "conflict_status must be a 4xx or 5xx status, got {status}"
+        );
         self.config.conflict_status = status;
         self
     }
 
     /// How long one store operation may take before the request is answered
     /// `503` (default 1 s).
+    ///
+    /// # Panics
+    /// If `timeout` is zero: every request with an id would answer `503`.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -232,6 +243,10 @@ impl<St> PipelineStateLayer<St> {
     ///     .store_timeout(Duration::from_millis(250));
     /// ```
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        assert!(
+            !timeout.is_zero(),
+            "store_timeout must be longer than zero, got {timeout:?}"
+        );
         self.config.store_timeout = timeout;
         self
     }
@@ -310,6 +325,11 @@ impl<St> PipelineStateLayer<St> {
     }
 }
 
+/// The longest TTL a flow may have: Redis takes larger ones, but a flow that
+/// lives for more than a month is a configuration mistake (a `Duration::MAX`
+/// would overflow the expiry).
+const MAX_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
 /// The current key first: it makes new cookies; every key verifies.
 fn keys(current: Key, previous: impl IntoIterator<Item = Key>) -> Vec<Key> {
     std::iter::once(current).chain(previous).collect()
@@ -356,6 +376,39 @@ mod tests {
             .private(Key::generate(), [])
             .max_cookie_len(80);
         let _ = private.layer(());
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "ttl must be between 1 s and 30 days, got 18446744073709551615.999999999s"
+    )]
+    fn an_endless_ttl_is_refused() {
+        let _ = PipelineStateLayer::new(MemoryStore::new()).ttl(Duration::MAX);
+    }
+
+    #[test]
+    #[should_panic(expected = "ttl must be between 1 s and 30 days, got 999ms")]
+    fn a_ttl_under_a_second_is_refused() {
+        let _ = PipelineStateLayer::new(MemoryStore::new()).ttl(Duration::from_millis(999));
+    }
+
+    #[test]
+    fn the_ttl_bounds_themselves_are_accepted() {
+        let _ = PipelineStateLayer::new(MemoryStore::new())
+            .ttl(Duration::from_secs(1))
+            .ttl(MAX_TTL);
+    }
+
+    #[test]
+    #[should_panic(expected = "store_timeout must be longer than zero, got 0ns")]
+    fn a_zero_timeout_is_refused() {
+        let _ = PipelineStateLayer::new(MemoryStore::new()).store_timeout(Duration::ZERO);
+    }
+
+    #[test]
+    #[should_panic(expected = "conflict_status must be a 4xx or 5xx status, got 200 OK")]
+    fn a_successful_conflict_status_is_refused() {
+        let _ = PipelineStateLayer::new(MemoryStore::new()).conflict_status(StatusCode::OK);
     }
 
     #[test]
