@@ -8,11 +8,12 @@ use http::HeaderValue;
 use crate::{
     config::Shared,
     id::PipelineId,
+    load::BoxFuture,
     load::timed,
     merge::{Change, rebase},
     metrics::{self, Operation, Wrote},
     record::{Data, decode, encode},
-    state::{Outcome, Removal},
+    state::{Claim, Claimed, Outcome, Removal},
     store::{Store, StoreError, UpdateOutcome},
 };
 
@@ -153,6 +154,39 @@ async fn delete<St: Store>(shared: &Shared<St>, removal: Removal) -> Result<Flus
             Ok(Flushed::Saved(Some(shared.config.cookie.removal())))
         }
         Removed::Changed => Ok(Flushed::Conflict),
+    }
+}
+
+/// The engine's claim of a flow before its finish hook: a compare-and-delete
+/// now, rather than at the flush.
+impl<St: Store> Claim for Shared<St> {
+    fn claim(
+        self: Arc<Self>,
+        id: PipelineId,
+        version: u64,
+    ) -> BoxFuture<Result<Claimed, StoreError>> {
+        Box::pin(async move {
+            let removed = remove(
+                &self,
+                Removal {
+                    id,
+                    version: Some(version),
+                },
+            )
+            .await;
+            match removed {
+                Ok(Removed::Yes) => {
+                    metrics::write(Wrote::Cleared);
+                    Ok(Claimed::Yes)
+                }
+                Ok(Removed::AlreadyGone) => Ok(Claimed::AlreadyGone),
+                Ok(Removed::Changed) => Ok(Claimed::Changed),
+                Err(error) => {
+                    tracing::error!(pipeline.id = %id, %error, "pipeline flow not claimed: the store failed");
+                    Err(error)
+                }
+            }
+        })
     }
 }
 

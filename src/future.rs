@@ -162,10 +162,10 @@ where
                         // Never asked for: nothing to write.
                         return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                     };
-                    let outcome = state.end_request();
                     let discard = this.shared.config.discard_on_server_error
                         && response.status().is_server_error();
-                    if discard || outcome == Outcome::Unchanged {
+                    let outcome = state.end_request(discard);
+                    if outcome == Outcome::Unchanged {
                         return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                     }
                     let flush = Box::pin(write(this.shared.clone(), outcome));

@@ -137,7 +137,7 @@ impl LazyPipelineState {
         }
         let closed =
             PipelineState::from_origin(Origin::New { had_cookie: false }, Default::default());
-        closed.end_request();
+        closed.end_request(false);
         // Fails only when a load is in flight right now (a task the handler
         // spawned); that state is never written: handles must not outlive
         // their request.

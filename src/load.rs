@@ -40,7 +40,10 @@ impl<St: Store> Load for Shared<St> {
             )
             .await;
             match result {
-                Ok(raw) => state_from(id, raw, config.max_record_size),
+                Ok(raw) => {
+                    let state = state_from(id, raw, config.max_record_size)?;
+                    Ok(state.with_claimer(self.clone()))
+                }
                 Err(error) => {
                     tracing::error!(pipeline.id = %id, %error, "pipeline state not loaded: the store failed; answering 503");
                     Err(LoadError::Store(error))

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::{LoadError, StateError};
+use crate::{LoadError, StateError, store::StoreError};
 
 /// Why a request did not continue its flow. The engine hands it to the
 /// pipeline's error handler (see
@@ -69,10 +69,28 @@ pub enum FlowError {
     /// lacks [`PipelineStateLayer`](crate::PipelineStateLayer).
     #[error("no pipeline state in the request: add PipelineStateLayer to the route")]
     MissingLayer,
-    /// The flow's state could not be loaded: the store failed or did not
-    /// answer in time. Nothing is changed; answer `503`.
-    #[error(transparent)]
-    Unavailable(#[from] LoadError),
+    /// The store failed or did not answer in time (loading the flow, or
+    /// claiming it before the finish hook), or the flow was written by a
+    /// newer release. Nothing is known to be changed; answer `503`.
+    #[error("the flow's store is unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// Another request of this flow got there first: it finished the flow, or
+    /// changed it while this request was about to finish it. The finish hook
+    /// did not run in this request; nothing is changed.
+    #[error("another request of this flow got there first")]
+    Concurrent,
+}
+
+impl From<LoadError> for FlowError {
+    fn from(error: LoadError) -> Self {
+        Self::Unavailable(Box::new(error))
+    }
+}
+
+impl From<StoreError> for FlowError {
+    fn from(error: StoreError) -> Self {
+        Self::Unavailable(Box::new(error))
+    }
 }
 
 impl FlowError {
@@ -94,7 +112,7 @@ impl FlowError {
     /// of the engine's `tracing` events: `no_flow`, `expired`,
     /// `signature_changed`, `user_mismatch`, `corrupt`, `unknown_flow_kind`,
     /// `nonce_missing`, `nonce_mismatch`, `nonce_replayed`, `failed`,
-    /// `state`, `missing_layer`, `unavailable`.
+    /// `state`, `missing_layer`, `unavailable`, `concurrent`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::NoFlow => "no_flow",
@@ -110,6 +128,7 @@ impl FlowError {
             Self::State(_) => "state",
             Self::MissingLayer => "missing_layer",
             Self::Unavailable(_) => "unavailable",
+            Self::Concurrent => "concurrent",
         }
     }
 
@@ -125,7 +144,8 @@ impl FlowError {
             | Self::NonceMismatch
             | Self::NonceReplayed
             | Self::MissingLayer
-            | Self::Unavailable(_) => false,
+            | Self::Unavailable(_)
+            | Self::Concurrent => false,
             Self::Expired
             | Self::SignatureChanged
             | Self::Corrupt(_)

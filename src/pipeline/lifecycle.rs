@@ -19,7 +19,7 @@ use super::{
     fields::{NONCE, PIPELINE, Stored},
     step::StepFuture,
 };
-use crate::{LazyPipelineState, PipelineState, Status};
+use crate::{LazyPipelineState, PipelineState, Status, state::Claimed};
 
 /// The index of the step a request is running (`usize::MAX`: none, or the
 /// finish hook), shared by the steps that [`Flow::next`] chains, so a
@@ -226,7 +226,8 @@ where
         if !Nonce::from_stored(live.to_owned()).matches(&first) {
             return Err(FlowError::NonceMismatch);
         }
-        state.remove(NONCE)?;
+        // Kept even if the answer is a server error: a nonce is used once.
+        state.remove_secured(NONCE)?;
         Ok(true)
     }
 
@@ -275,7 +276,8 @@ where
     ) -> R {
         // `clear` only fails on a finished request, which a running handler
         // never has.
-        let cleared = clear.is_some_and(|state| state.clear().is_ok());
+        // Kept even if the answer is a server error: an ended flow stays ended.
+        let cleared = clear.is_some_and(|state| state.clear_secured().is_ok());
         log(
             &self.inner.name,
             &error,
@@ -325,7 +327,11 @@ where
     step.handler.call(request, flow)
 }
 
-/// Hands the collected data to the finish hook, then clears the flow.
+/// Claims the flow (deletes its record at the loaded version, one round trip
+/// before the response), hands the collected data to the finish hook, then
+/// clears the flow. Of two requests finishing one flow, only the one whose
+/// claim succeeds runs the hook; the other fails with
+/// [`FlowError::Concurrent`].
 fn finish<B, R>(flow: Flow<B, R>, request: Request<B>) -> StepFuture<R>
 where
     B: Default + Send + 'static,
@@ -338,8 +344,12 @@ where
             user: flow.user.clone(),
             data: flow.data()?,
         };
+        match flow.state.claim().await? {
+            Claimed::Yes => {}
+            Claimed::AlreadyGone | Claimed::Changed => return Err(FlowError::Concurrent),
+        }
         let result = flow.pipeline.inner.finish.call(request, finished).await;
-        flow.state.clear()?;
+        flow.state.clear_secured()?;
         if result.is_ok() {
             tracing::info!(
                 pipeline = %flow.pipeline.name(),

@@ -395,7 +395,7 @@ async fn a_step_failing_without_ending_the_flow_leaves_it_as_loaded() {
         "the bind, the advance and the nonce's consumption are all undone"
     );
     assert_eq!(
-        loaded.end_request(),
+        loaded.end_request(false),
         crate::state::Outcome::Unchanged,
         "nothing to write"
     );

@@ -9,8 +9,11 @@ use serde_json::Value;
 use crate::{StateError, id::PipelineId, record::Data};
 
 mod outcome;
+mod secured;
 
 pub(crate) use self::outcome::{Outcome, Removal};
+use self::secured::Secured;
+pub(crate) use self::secured::{Claim, Claimed};
 
 /// How the state arrived with the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +73,6 @@ enum Target {
 
 /// The state behind a handle. Only the handle touches it; the layer gets an
 /// [`Outcome`] from it once the handler is done.
-#[derive(Debug)]
 struct Inner {
     origin: Origin,
     data: Data,
@@ -84,6 +86,15 @@ struct Inner {
     cleared: bool,
     /// `replace` set the whole state since it was loaded.
     replaced: bool,
+    /// The engine's security writes (nonce consumed, flow ended), kept even
+    /// when the response is a server error.
+    secured: Option<Secured>,
+    /// Claims the loaded record before the response (the engine's finish);
+    /// `None` for a state that was not loaded from a store.
+    claimer: Option<Arc<dyn Claim>>,
+    /// The loaded record was deleted by a claim: nothing of it is left to
+    /// remove at the end of the request.
+    claimed: bool,
     finished: bool,
 }
 
@@ -123,8 +134,17 @@ impl PipelineState {
             regenerated: false,
             cleared: false,
             replaced: false,
+            secured: None,
+            claimer: None,
+            claimed: false,
             finished: false,
         })))
+    }
+
+    /// A loaded state that can [`claim`](Self::claim) its record.
+    pub(crate) fn with_claimer(self, claimer: Arc<dyn Claim>) -> Self {
+        self.lock().claimer = Some(claimer);
+        self
     }
 
     /// A new, empty state that belongs to no request: for unit tests of
@@ -433,6 +453,7 @@ impl PipelineState {
         inner.regenerated = false;
         inner.cleared = false;
         inner.replaced = false;
+        inner.secured = None;
         Ok(())
     }
 
@@ -466,6 +487,19 @@ impl PipelineState {
         }
         apply(&mut inner.data);
         Ok(())
+    }
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("origin", &self.origin)
+            .field("data", &self.data)
+            .field("target", &self.target)
+            .field("cleared", &self.cleared)
+            .field("claimed", &self.claimed)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
     }
 }
 
@@ -618,7 +652,7 @@ mod tests {
     #[test]
     fn a_finished_state_refuses_changes_but_still_reads() {
         let state = loaded(json!({"a": 1}));
-        state.end_request();
+        state.end_request(false);
         assert!(matches!(state.set("a", &2), Err(StateError::Finished)));
         assert!(matches!(state.clear(), Err(StateError::Finished)));
         assert!(matches!(

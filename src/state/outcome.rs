@@ -1,7 +1,7 @@
 //! [`Outcome`]: what a request's changes need from the store, the one value
 //! the handle hands the writer when the request ends.
 
-use super::{Inner, Origin, PipelineState, Target};
+use super::{Inner, Origin, PipelineState, Secured, Target};
 use crate::{
     id::PipelineId,
     merge::{Change, diff},
@@ -52,11 +52,16 @@ pub(crate) struct Removal {
 impl PipelineState {
     /// Ends the request's hold on the state and says what to write: later
     /// changes are refused (reads still work, so the data is copied into the
-    /// outcome rather than moved).
-    pub(crate) fn end_request(&self) -> Outcome {
+    /// outcome rather than moved). When the response `discard`s the
+    /// request's changes, only the engine's security writes remain.
+    pub(crate) fn end_request(&self, discard: bool) -> Outcome {
         let mut inner = self.lock();
         inner.finished = true;
-        inner.outcome()
+        if discard {
+            inner.secured_outcome()
+        } else {
+            inner.outcome()
+        }
     }
 }
 
@@ -79,23 +84,37 @@ impl Origin {
 }
 
 impl Inner {
+    /// The record the request came with, unless a claim already deleted it.
+    fn removal(&self) -> Option<Removal> {
+        if self.claimed {
+            None
+        } else {
+            self.origin.removal()
+        }
+    }
+
+    /// Ending the flow: remove its record, or only expire the cookie.
+    fn ended(&self) -> Outcome {
+        match (self.removal(), &self.origin) {
+            (Some(removal), _) => Outcome::Delete(removal),
+            (None, Origin::New { had_cookie: false }) => Outcome::Unchanged,
+            (None, _) => Outcome::ExpireCookie,
+        }
+    }
+
     fn outcome(&self) -> Outcome {
         match (self.target, &self.origin) {
-            (Target::Fresh(id), origin) if self.regenerated || !self.data.is_empty() => {
+            (Target::Fresh(id), _) if self.regenerated || !self.data.is_empty() => {
                 Outcome::Create {
                     id,
                     data: self.data.clone(),
-                    replacing: origin.removal(),
+                    replacing: self.removal(),
                     regenerated: self.regenerated,
                 }
             }
-            (Target::Fresh(_) | Target::Nothing, origin) if self.cleared => {
-                match (origin.removal(), origin) {
-                    (Some(removal), _) => Outcome::Delete(removal),
-                    (None, Origin::New { had_cookie: false }) => Outcome::Unchanged,
-                    (None, _) => Outcome::ExpireCookie,
-                }
-            }
+            (Target::Fresh(_) | Target::Nothing, _) if self.cleared => self.ended(),
+            // Claimed and then put back (`revert`): the record is gone.
+            (Target::Loaded, _) if self.claimed => Outcome::ExpireCookie,
             // A loaded target always has a loaded origin (`from_origin` and
             // `revert` set them together); `base` is `Some` once changed.
             (Target::Loaded, Origin::Loaded { id, version }) => {
@@ -118,18 +137,42 @@ impl Inner {
             _ => Outcome::Unchanged,
         }
     }
+
+    /// What a discarded request still writes: the engine's security changes
+    /// over the state as loaded, and nothing else.
+    fn secured_outcome(&self) -> Outcome {
+        match (&self.secured, &self.origin) {
+            (Some(Secured::Cleared), _) => self.ended(),
+            (_, _) if self.claimed => Outcome::ExpireCookie,
+            (Some(Secured::Fields(fields)), Origin::Loaded { id, version }) => {
+                let loaded = self.base.as_ref().unwrap_or(&self.data);
+                let changes = diff(loaded, fields);
+                if changes.is_empty() {
+                    return Outcome::Unchanged;
+                }
+                Outcome::Update {
+                    id: *id,
+                    version: *version,
+                    data: fields.clone(),
+                    changes,
+                    whole: false,
+                }
+            }
+            _ => Outcome::Unchanged,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
     fn loaded(version: u64) -> (PipelineState, PipelineId) {
         let id = PipelineId::generate();
         let data = match json!({"a": 1}) {
-            serde_json::Value::Object(map) => map,
+            Value::Object(map) => map,
             _ => unreachable!("an object"),
         };
         let state = PipelineState::from_origin(Origin::Loaded { id, version }, data);
@@ -141,7 +184,7 @@ mod tests {
         let (state, _) = loaded(3);
         state.get::<u32>("a").unwrap();
         state.set("a", &1).unwrap();
-        assert_eq!(state.end_request(), Outcome::Unchanged);
+        assert_eq!(state.end_request(false), Outcome::Unchanged);
     }
 
     #[test]
@@ -153,7 +196,7 @@ mod tests {
             version,
             changes,
             ..
-        } = state.end_request()
+        } = state.end_request(false)
         else {
             panic!("an update")
         };
@@ -165,7 +208,7 @@ mod tests {
         let (state, id) = loaded(5);
         state.clear().unwrap();
         assert_eq!(
-            state.end_request(),
+            state.end_request(false),
             Outcome::Delete(Removal {
                 id,
                 version: Some(5)
@@ -179,7 +222,7 @@ mod tests {
             regenerated,
             data,
             ..
-        } = state.end_request()
+        } = state.end_request(false)
         else {
             panic!("a create")
         };
@@ -198,13 +241,13 @@ mod tests {
         let (state, _) = loaded(3);
         state.replace(&json!({"a": 2})).unwrap();
         assert!(matches!(
-            state.end_request(),
+            state.end_request(false),
             Outcome::Update { whole: true, .. }
         ));
         let (state, _) = loaded(3);
         state.set("a", &2).unwrap();
         assert!(matches!(
-            state.end_request(),
+            state.end_request(false),
             Outcome::Update { whole: false, .. }
         ));
     }
@@ -215,7 +258,7 @@ mod tests {
         for (leftover, removal) in [(true, Some(Removal { id, version: None })), (false, None)] {
             let state = PipelineState::from_origin(Origin::Expired { id, leftover }, Data::new());
             state.set("a", &1).unwrap();
-            let Outcome::Create { replacing, .. } = state.end_request() else {
+            let Outcome::Create { replacing, .. } = state.end_request(false) else {
                 panic!("a create")
             };
             assert_eq!(replacing, removal);
@@ -225,17 +268,59 @@ mod tests {
                 Some(removal) => Outcome::Delete(removal),
                 None => Outcome::ExpireCookie,
             };
-            assert_eq!(cleared.end_request(), expected);
+            assert_eq!(cleared.end_request(false), expected);
         }
+    }
+
+    #[test]
+    fn a_discarded_request_keeps_only_the_security_writes() {
+        let id = PipelineId::generate();
+        let Value::Object(fields) = json!({"a": 1, "nonce": "n"}) else {
+            unreachable!("an object")
+        };
+        let state = PipelineState::from_origin(Origin::Loaded { id, version: 4 }, fields);
+        state.set("a", &2).unwrap();
+        state.remove_secured("nonce").unwrap();
+        state.set("b", &1).unwrap();
+        let Outcome::Update {
+            id: updated,
+            version,
+            data,
+            ..
+        } = state.end_request(true)
+        else {
+            panic!("the nonce's consumption is written")
+        };
+        assert_eq!((updated, version), (id, 4));
+        assert_eq!(
+            Value::Object(data),
+            json!({"a": 1}),
+            "only the nonce is gone"
+        );
+
+        let (state, id) = loaded(4);
+        state.set("a", &2).unwrap();
+        state.clear_secured().unwrap();
+        assert_eq!(
+            state.end_request(true),
+            Outcome::Delete(Removal {
+                id,
+                version: Some(4)
+            })
+        );
+
+        let (state, _) = loaded(4);
+        state.set("a", &2).unwrap();
+        assert_eq!(state.end_request(true), Outcome::Unchanged);
     }
 
     #[test]
     fn a_forged_cookie_cleared_only_expires_the_cookie() {
         let state = PipelineState::from_origin(Origin::New { had_cookie: true }, Data::new());
         state.clear().unwrap();
-        assert_eq!(state.end_request(), Outcome::ExpireCookie);
+        assert_eq!(state.end_request(false), Outcome::ExpireCookie);
         let fresh = PipelineState::detached();
         fresh.clear().unwrap();
-        assert_eq!(fresh.end_request(), Outcome::Unchanged);
+        assert_eq!(fresh.end_request(false), Outcome::Unchanged);
     }
 }
