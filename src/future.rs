@@ -97,7 +97,7 @@ where
                 if had_cookie {
                     tracing::debug!("pipeline id cookie is malformed or forged; starting fresh");
                 }
-                metrics::load(metrics::Loaded::NoId);
+                metrics::load(metrics::Found::NoId);
                 LazyPipelineState::ready(PipelineState::from_origin(
                     Origin::New { had_cookie },
                     Default::default(),

@@ -120,10 +120,8 @@ impl LazyPipelineState {
     /// Puts the handle in the request's extensions, and in eager mode the
     /// loaded state too: the one place the layer touches the extensions.
     pub(crate) fn insert_into(&self, extensions: &mut Extensions, mode: LoadMode) {
-        if mode == LoadMode::Eager {
-            if let Some(state) = self.0.state.get() {
-                extensions.insert(state.clone());
-            }
+        if let (LoadMode::Eager, Some(state)) = (mode, self.0.state.get()) {
+            extensions.insert(state.clone());
         }
         extensions.insert(self.clone());
     }

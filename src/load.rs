@@ -61,7 +61,7 @@ fn state_from(
 ) -> Result<PipelineState, LoadError> {
     let Some(raw) = raw else {
         tracing::debug!(pipeline.id = %id, "pipeline state expired or cleared");
-        metrics::load(metrics::Loaded::Expired);
+        metrics::load(metrics::Found::Expired);
         return Ok(expired(id, false));
     };
     if let Some(found) = format_of(&raw).filter(|found| *found > FORMAT) {
@@ -78,12 +78,12 @@ fn state_from(
     }
     if raw.len() > max_record_size {
         tracing::warn!(pipeline.id = %id, size = raw.len(), limit = max_record_size, "pipeline state record is over the size limit; treating the flow as expired");
-        metrics::load(metrics::Loaded::Corrupt);
+        metrics::load(metrics::Found::Corrupt);
         return Ok(expired(id, true));
     }
     match decode(&raw) {
         Ok(record) => {
-            metrics::load(metrics::Loaded::Loaded);
+            metrics::load(metrics::Found::Live);
             Ok(PipelineState::from_origin(
                 Origin::Loaded {
                     id,
@@ -94,7 +94,7 @@ fn state_from(
         }
         Err(error) => {
             tracing::warn!(pipeline.id = %id, %error, "pipeline state record does not decode; treating the flow as expired");
-            metrics::load(metrics::Loaded::Corrupt);
+            metrics::load(metrics::Found::Corrupt);
             Ok(expired(id, true))
         }
     }

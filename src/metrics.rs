@@ -30,8 +30,8 @@ impl Operation {
 /// What a request found for its flow, the `outcome` label of
 /// `pipeline_state_loads_total`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Loaded {
-    Loaded,
+pub(crate) enum Found {
+    Live,
     Expired,
     Corrupt,
     /// No usable id came with the request: no store command.
@@ -53,14 +53,14 @@ pub(crate) enum Wrote {
 mod enabled {
     use std::time::Instant;
 
-    use super::{Loaded, Operation, StoreError, Wrote};
+    use super::{Found, Operation, StoreError, Wrote};
 
-    pub(crate) fn load(outcome: Loaded) {
+    pub(crate) fn load(outcome: Found) {
         let outcome = match outcome {
-            Loaded::Loaded => "loaded",
-            Loaded::Expired => "expired",
-            Loaded::Corrupt => "corrupt",
-            Loaded::NoId => "no_id",
+            Found::Live => "loaded",
+            Found::Expired => "expired",
+            Found::Corrupt => "corrupt",
+            Found::NoId => "no_id",
         };
         metrics::counter!("pipeline_state_loads_total", "outcome" => outcome).increment(1);
     }
@@ -109,9 +109,9 @@ mod enabled {
 
 #[cfg(not(feature = "metrics"))]
 mod enabled {
-    use super::{Loaded, Operation, StoreError, Wrote};
+    use super::{Found, Operation, StoreError, Wrote};
 
-    pub(crate) fn load(_: Loaded) {}
+    pub(crate) fn load(_: Found) {}
     pub(crate) fn write(_: Wrote) {}
     pub(crate) fn conflict() {}
     pub(crate) fn store_failure(_: Operation, _: &StoreError) {}

@@ -119,7 +119,7 @@ impl Store for MemoryStore {
     async fn create(&self, key: &str, record: &[u8], ttl: Duration) -> Result<bool, StoreError> {
         let mut entries = self.lock();
         entries.creations += 1;
-        if entries.creations % SWEEP_EVERY == 0 {
+        if entries.creations.is_multiple_of(SWEEP_EVERY) {
             let now = Instant::now();
             entries.map.retain(|_, entry| entry.expires > now);
         }
