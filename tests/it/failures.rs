@@ -2,15 +2,13 @@
 //! short plain body and the handler not called, a log line that says why,
 //! malformed ids that never reach Redis, corrupt records seen as expired.
 
-mod common;
-
 use std::sync::{
     Arc,
     atomic::{AtomicUsize, Ordering},
 };
 
+use crate::common::*;
 use axum::{Router, routing::post};
-use common::*;
 use reqwest::StatusCode;
 use tokio::sync::Notify;
 use tower_pipeline_state::{PipelineState, PipelineStateLayer};
@@ -65,7 +63,7 @@ async fn redis_down_gives_503_without_calling_the_handler_and_service_resumes_af
     );
 
     // A request without an id needs no Redis...
-    let fresh = common::browser();
+    let fresh = crate::common::browser();
     let untouched = fresh.get(app.url("/noop")).send().await.unwrap();
     assert_eq!(untouched.status(), StatusCode::OK);
     // ...but creating a flow does, and its failed write is a 503, not a lie.

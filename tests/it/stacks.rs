@@ -2,18 +2,16 @@
 //! hyper and warp examples' own services and server loops (included from
 //! `examples/`), a private redis-server, and a cookie-keeping HTTP client.
 
-mod common;
-
-#[path = "../examples/support/http1.rs"]
+#[path = "../../examples/support/http1.rs"]
 mod http1;
-#[path = "../examples/hyper/app.rs"]
+#[path = "../../examples/hyper/app.rs"]
 mod hyper_app;
-#[path = "../examples/warp/app.rs"]
+#[path = "../../examples/warp/app.rs"]
 mod warp_app;
 
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use tokio::{net::TcpListener, task::JoinHandle};
 

@@ -1,14 +1,11 @@
 //! The pipeline engine through the whole stack: a real axum server on
 //! loopback, a real client with cookies, a private redis-server.
 
-mod common;
-mod engine;
-
 use std::sync::Arc;
 
+use crate::common::engine::*;
+use crate::common::*;
 use axum::http::StatusCode;
-use common::*;
-use engine::*;
 use tokio::sync::Barrier;
 
 #[tokio::test]

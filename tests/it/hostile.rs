@@ -5,12 +5,10 @@
 //! client and a private redis-server per test; "no Redis command" is counted
 //! with `INFO commandstats`.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::common::*;
 use axum::{Router, extract::Path, routing::post};
-use common::*;
 use cookie::{Cookie, CookieJar};
 use reqwest::{Method, StatusCode};
 use tower_pipeline_state::{Key, PipelineState, PipelineStateLayer, RedisStore};

@@ -2,12 +2,10 @@
 //! to different fields merge, changes to the same field conflict, and a
 //! cleared flow is never brought back.
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::*;
 use axum::{Router, extract::Path, routing::post};
-use common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::{sync::Notify, task::JoinSet};

@@ -1,9 +1,7 @@
 //! Create, load, update, clear and regenerate across requests, through a
 //! real axum server, a real client and a private redis-server.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use tower_pipeline_state::PipelineStateLayer;
 
@@ -207,7 +205,7 @@ async fn a_server_error_writes_nothing() {
     assert_eq!(text_of(browser.get(app.url("/read"))).await, "count=1");
 
     // A new flow whose first request fails is never created.
-    let fresh = common::browser();
+    let fresh = crate::common::browser();
     let failed = fresh.post(app.url("/fail")).send().await.unwrap();
     assert_eq!(set_cookie(&failed), None);
     assert_eq!(redis.keys(), [key]);

@@ -1,5 +1,4 @@
 //! A four-step test pipeline and its server, shared by the engine's tests.
-#![allow(dead_code)]
 
 use std::sync::Arc;
 

@@ -3,8 +3,6 @@
 //! Redis) and confirmed on the server side (`INFO commandstats` of a private
 //! redis-server).
 
-mod common;
-
 use std::{
     collections::BTreeMap,
     sync::{
@@ -13,7 +11,7 @@ use std::{
     },
 };
 
-use common::*;
+use crate::common::*;
 use redis::{
     Cmd, Pipeline, RedisFuture, Value,
     aio::{ConnectionLike, ConnectionManager},

@@ -2,14 +2,13 @@
 //! identity provider, real servers on loopback, browsers with cookie jars,
 //! and a private redis-server.
 
-mod common;
 #[allow(dead_code)]
-#[path = "../examples/sso/mod.rs"]
-mod sso;
+#[path = "../../examples/sso/mod.rs"]
+mod example;
 
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
-use common::*;
+use crate::common::*;
 use reqwest::{StatusCode, header::LOCATION};
 use tokio::net::TcpListener;
 
@@ -35,7 +34,7 @@ fn serve_on(listener: TcpListener, router: axum::Router) -> Server {
 /// One identity provider and `instances` app servers sharing one Redis, as
 /// behind a load balancer: all have the public origin of the first.
 struct Deployment {
-    settings: sso::Settings,
+    settings: example::Settings,
     apps: Vec<Server>,
     _idp: Server,
 }
@@ -47,7 +46,7 @@ impl Deployment {
         for _ in 0..instances {
             listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
         }
-        let settings = sso::Settings {
+        let settings = example::Settings {
             app_origin: format!("http://{}", listeners[0].local_addr().unwrap()),
             idp_origin: format!("http://{}", idp_listener.local_addr().unwrap()),
             ttl,
@@ -58,10 +57,10 @@ impl Deployment {
             let store = redis_store(&redis.url()).await;
             apps.push(serve_on(
                 listener,
-                sso::app::router(store, settings.clone()),
+                example::app::router(store, settings.clone()),
             ));
         }
-        let idp = serve_on(idp_listener, sso::idp::router(settings.redirect_uri()));
+        let idp = serve_on(idp_listener, example::idp::router(settings.redirect_uri()));
         Self {
             settings,
             apps,
@@ -249,7 +248,7 @@ async fn the_whole_sign_in_runs_end_to_end() {
     let authorize = location(&started);
     let params = query(&authorize);
     assert_eq!(params["response_type"], "code");
-    assert_eq!(params["client_id"], sso::idp::CLIENT_ID);
+    assert_eq!(params["client_id"], example::idp::CLIENT_ID);
     assert_eq!(params["redirect_uri"], deployment.settings.redirect_uri());
     assert_eq!(params["code_challenge_method"], "S256");
     let record = stored(&redis, &key);
@@ -264,7 +263,7 @@ async fn the_whole_sign_in_runs_end_to_end() {
     assert_eq!(params["state"].len(), 43);
     let verifier = record["data"]["pkce_verifier"].as_str().unwrap();
     assert_eq!(
-        sso::pkce::challenge(verifier),
+        example::pkce::challenge(verifier),
         params["code_challenge"],
         "the challenge is the bound verifier's"
     );
@@ -338,7 +337,7 @@ async fn a_replayed_callback_and_a_wrong_state_are_rejected_with_the_nonce_outco
         deployment.settings.redirect_uri(),
         form(&[
             ("code", &params["code"]),
-            ("state", &sso::pkce::random_token())
+            ("state", &example::pkce::random_token())
         ])
     );
     let (status, body) = page(follow_callback(&deployment, &browser, &forged, 0).await).await;
@@ -457,8 +456,8 @@ async fn two_browsers_sign_in_at_once_without_touching_each_other() {
         }
     };
     let (alice, bob) = tokio::join!(
-        run(common::browser(), "alice", "wonderland"),
-        run(common::browser(), "bob", "builder")
+        run(crate::common::browser(), "alice", "wonderland"),
+        run(crate::common::browser(), "bob", "builder")
     );
     assert!(alice.contains("signed in as alice"), "{alice}");
     assert!(bob.contains("signed in as bob"), "{bob}");
@@ -495,7 +494,7 @@ async fn the_provider_checks_the_pkce_verifier() {
             ("grant_type", "authorization_code"),
             ("code", &code),
             ("redirect_uri", &deployment.settings.redirect_uri()),
-            ("client_id", sso::idp::CLIENT_ID),
+            ("client_id", example::idp::CLIENT_ID),
             ("code_verifier", &verifier),
         ])
     };
@@ -505,7 +504,12 @@ async fn the_provider_checks_the_pkce_verifier() {
     let authorize = start(&deployment, &browser, 0).await;
     let callback = sign_in_at_provider(&browser, &authorize, "alice", "wonderland").await;
     let code = query(&callback)["code"].clone();
-    let stolen = post_form(&browser, &token_url, exchange(code, sso::pkce::verifier())).await;
+    let stolen = post_form(
+        &browser,
+        &token_url,
+        exchange(code, example::pkce::verifier()),
+    )
+    .await;
     assert_eq!(stolen.status(), StatusCode::BAD_REQUEST);
     assert!(stolen.text().await.unwrap().contains("invalid_grant"));
     let (status, body) = page(follow_callback(&deployment, &browser, &callback, 0).await).await;
@@ -533,7 +537,7 @@ async fn the_provider_checks_the_pkce_verifier() {
     )
     .await;
     assert_eq!(token.status(), StatusCode::OK);
-    let token: sso::idp::TokenResponse =
+    let token: example::idp::TokenResponse =
         serde_json::from_str(&token.text().await.unwrap()).unwrap();
     assert_eq!(token.user.login, "bob");
     let again = post_form(&browser, &token_url, exchange(code, verifier)).await;

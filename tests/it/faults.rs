@@ -5,8 +5,6 @@
 //! Timing is never asserted beyond generous sanity bounds; statuses and
 //! counts (handler calls, acknowledged writes, what Redis holds) are.
 
-mod common;
-
 use std::{
     collections::BTreeMap,
     sync::{
@@ -16,12 +14,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::common::*;
 use axum::{
     Router,
     extract::State,
     routing::{get, post},
 };
-use common::*;
 use reqwest::StatusCode;
 use tower_pipeline_state::{PipelineState, PipelineStateLayer, Status};
 

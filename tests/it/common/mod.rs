@@ -2,7 +2,10 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod app;
+pub mod engine;
 pub mod logs;
+// Stays in `tests/common/`: `benches/e2e.rs` includes it from there.
+#[path = "../../common/redis_server.rs"]
 pub mod redis_server;
 
 pub use app::*;

@@ -1,10 +1,8 @@
 //! The compare-and-delete a clear uses, against a real redis-server.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tower_pipeline_state::{Store, store::UpdateOutcome};
 
 const V1: &[u8] = br#"{"format":1,"version":1,"data":{}}"#;

@@ -10,7 +10,7 @@ use std::{
 };
 
 use http::{HeaderValue, Request, Response, header::COOKIE};
-use proptest::prelude::*;
+use proptest::{prelude::*, test_runner::FileFailurePersistence};
 use serde_json::{Map, Value};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_pipeline_state::{
@@ -211,8 +211,21 @@ fn stored_record() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// 256 cases, and past failures kept next to this file
+/// (`properties.proptest-regressions`). proptest's default would look in
+/// `tests/proptest-regressions/` now that `tests/it/` has a `main.rs`.
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 256,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(config())]
 
     #[test]
     fn pipeline_ids_parse_exactly_32_lowercase_hex_digits(text in prop_oneof![

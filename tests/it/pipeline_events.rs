@@ -1,12 +1,9 @@
 //! Every outcome of the engine is a `tracing` event carrying its kind.
 
-mod common;
-mod engine;
-
 use std::collections::BTreeSet;
 
-use common::*;
-use engine::*;
+use crate::common::engine::*;
+use crate::common::*;
 
 /// The `outcome` field of every captured event.
 fn outcomes(logs: &Logs) -> BTreeSet<String> {
@@ -65,7 +62,7 @@ async fn every_outcome_is_a_tracing_event_with_its_kind() {
     redis.set(&key, planted.as_bytes());
     browser.get(app.url("/flow")).send().await.unwrap();
     // expired: a flow whose record is gone
-    let browser = common::browser();
+    let browser = crate::common::browser();
     let started = browser.get(app.url("/flow/start")).send().await.unwrap();
     let key = format!("pipeline:{}", cookie_value(&set_cookie(&started).unwrap()));
     let _: () = redis::cmd("DEL")

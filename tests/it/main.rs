@@ -1,0 +1,18 @@
+//! The integration tests, in one binary: one build and one link instead of
+//! one per file, and the helpers in `common` compiled once. Each module
+//! holds the tests of one subject.
+
+mod common;
+
+mod concurrency;
+mod failures;
+mod faults;
+mod hostile;
+mod lifecycle;
+mod pipeline;
+mod pipeline_events;
+mod properties;
+mod round_trips;
+mod sso;
+mod stacks;
+mod store_delete;
