@@ -1,7 +1,7 @@
-//! Redis round trips per request, exactly as DESIGN.md's table: counted on
-//! the client side (a connection wrapper that counts every request sent to
-//! Redis) and confirmed on the server side (`INFO commandstats` of a private
-//! redis-server).
+//! Redis round trips per request, exactly as the table in the README's
+//! "What it sends to Redis": counted on the client side (a connection
+//! wrapper that counts every request sent to Redis) and confirmed on the
+//! server side (`INFO commandstats` of a private redis-server).
 
 use std::{
     collections::BTreeMap,
