@@ -19,14 +19,14 @@ fn stored(redis: &RedisServer, id: &str) -> Option<serde_json::Map<String, Value
 }
 
 /// Creates a flow with one request and returns its id.
-async fn start_flow(app: &App) -> String {
+async fn start_flow(app: &Server) -> String {
     let response = browser().post(app.url("/incr")).send().await.unwrap();
     cookie_value(&set_cookie(&response).unwrap()).to_owned()
 }
 
 /// 16 clients each send 20 concurrent increments of one flow's counter.
 /// Returns (acknowledged, conflicts).
-async fn race_increments(app: &App, id: &str) -> (u64, u64) {
+async fn race_increments(app: &Server, id: &str) -> (u64, u64) {
     let mut requests = JoinSet::new();
     for _ in 0..16 {
         // Each client has its own connections; all carry the same flow.
@@ -150,7 +150,7 @@ impl Gate {
 
 struct Race {
     redis: RedisServer,
-    app: App,
+    app: Server,
     gate: Arc<Gate>,
     id: String,
 }

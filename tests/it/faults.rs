@@ -70,7 +70,7 @@ fn counting_routes(calls: Calls) -> Router {
 
 async fn serve_counting(
     layer: PipelineStateLayer<tower_pipeline_state::RedisStore>,
-) -> (App, Calls) {
+) -> (Server, Calls) {
     let calls = Calls::default();
     let app = serve(counting_routes(calls.clone()).layer(layer.secure(false))).await;
     (app, calls)

@@ -48,7 +48,7 @@ fn hostile_routes() -> Router {
         .route("/regenerate-twice", post(regenerate_twice))
 }
 
-async fn serve_hostile(layer: PipelineStateLayer<RedisStore>) -> App {
+async fn serve_hostile(layer: PipelineStateLayer<RedisStore>) -> Server {
     serve(hostile_routes().layer(layer.secure(false))).await
 }
 
@@ -63,7 +63,7 @@ struct Answer {
 
 /// Sends `pipeline_id=<cookie>` by hand: the test, not a cookie jar, decides
 /// what the client presents.
-async fn send(app: &App, method: Method, path: &str, cookie: Option<&str>) -> Answer {
+async fn send(app: &Server, method: Method, path: &str, cookie: Option<&str>) -> Answer {
     let mut request = reqwest::Client::new().request(method, app.url(path));
     if let Some(cookie) = cookie {
         request = request.header("cookie", format!("pipeline_id={cookie}"));

@@ -49,7 +49,7 @@ impl ConnectionLike for Counting {
 
 struct Setup {
     redis: RedisServer,
-    app: App,
+    app: Server,
     trips: Arc<AtomicUsize>,
 }
 

@@ -6,30 +6,10 @@
 #[path = "../../examples/sso/mod.rs"]
 mod example;
 
-use std::{collections::HashMap, net::SocketAddr, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
 use crate::common::*;
 use reqwest::{StatusCode, header::LOCATION};
-use tokio::net::TcpListener;
-
-/// A server on a listener the test bound first (the app must know its own
-/// URL, and the provider the app's, before either serves).
-struct Server {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn serve_on(listener: TcpListener, router: axum::Router) -> Server {
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    Server { addr, task }
-}
 
 /// One identity provider and `instances` app servers sharing one Redis, as
 /// behind a load balancer: all have the public origin of the first.
@@ -41,10 +21,12 @@ struct Deployment {
 
 impl Deployment {
     async fn new(redis: &RedisServer, instances: usize, ttl: Duration) -> Self {
-        let idp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // Listeners first: the app must know its own URL, and the provider
+        // the app's, before either serves.
+        let idp_listener = listener().await;
         let mut listeners = Vec::new();
         for _ in 0..instances {
-            listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+            listeners.push(listener().await);
         }
         let settings = example::Settings {
             app_origin: format!("http://{}", listeners[0].local_addr().unwrap()),
@@ -55,12 +37,12 @@ impl Deployment {
         for listener in listeners {
             // Each instance has its own connection: only Redis is shared.
             let store = redis_store(&redis.url()).await;
-            apps.push(serve_on(
+            apps.push(Server::axum(
                 listener,
                 example::app::router(store, settings.clone()),
             ));
         }
-        let idp = serve_on(idp_listener, example::idp::router(settings.redirect_uri()));
+        let idp = Server::axum(idp_listener, example::idp::router(settings.redirect_uri()));
         Self {
             settings,
             apps,
@@ -74,7 +56,7 @@ impl Deployment {
 
     /// `path` on instance `i`.
     fn at(&self, i: usize, path: &str) -> String {
-        format!("http://{}{path}", self.apps[i].addr)
+        self.apps[i].url(path)
     }
 
     /// A URL on the public origin, sent to instance `i` (what the load

@@ -13,38 +13,19 @@ use std::collections::BTreeMap;
 
 use crate::common::*;
 use reqwest::StatusCode;
-use tokio::{net::TcpListener, task::JoinHandle};
-
-/// A server task, aborted when dropped.
-struct Server {
-    base: String,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn listener() -> (TcpListener, String) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    (listener, base)
-}
 
 async fn hyper_server(redis: &RedisServer) -> Server {
-    let (listener, base) = listener().await;
+    let listener = listener().await;
+    let addr = listener.local_addr().unwrap();
     let service = hyper_app::service(redis_store(&redis.url()).await);
-    let task = tokio::spawn(http1::serve(listener, service));
-    Server { base, task }
+    Server::spawn(addr, http1::serve(listener, service))
 }
 
 async fn warp_server(redis: &RedisServer) -> Server {
-    let (listener, base) = listener().await;
+    let listener = listener().await;
+    let addr = listener.local_addr().unwrap();
     let service = warp_app::service(redis_store(&redis.url()).await);
-    let task = tokio::spawn(http1::serve(listener, service));
-    Server { base, task }
+    Server::spawn(addr, http1::serve(listener, service))
 }
 
 /// Sends one request; answers its status, its `pipeline_id` Set-Cookie and
@@ -69,7 +50,7 @@ fn calls(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
 async fn wizard_flow(server: &Server, redis: &RedisServer) {
     use reqwest::Method;
     let browser = browser();
-    let url = |path: &str| format!("{}{path}", server.base);
+    let url = |path: &str| server.url(path);
 
     // No cookie: a fresh state, and not one Redis command.
     redis.reset_stats();
@@ -155,12 +136,7 @@ async fn warp_runs_a_flow() {
 async fn unknown_routes_answer_404_and_write_nothing() {
     let redis = RedisServer::start();
     for server in [hyper_server(&redis).await, warp_server(&redis).await] {
-        let (status, cookie, _) = send(
-            &browser(),
-            reqwest::Method::GET,
-            format!("{}/nope", server.base),
-        )
-        .await;
+        let (status, cookie, _) = send(&browser(), reqwest::Method::GET, server.url("/nope")).await;
         assert_eq!((status, cookie), (StatusCode::NOT_FOUND, None));
     }
     assert_eq!(redis.keys(), Vec::<String>::new());

@@ -144,7 +144,7 @@ pub fn router(pipeline: Pipeline<Body, Response>, store: RedisStore) -> Router {
         .layer(PipelineStateLayer::new(store).secure(false))
 }
 
-pub async fn app(redis: &RedisServer, options: Options) -> App {
+pub async fn app(redis: &RedisServer, options: Options) -> Server {
     serve(router(pipeline(options), redis_store(&redis.url()).await)).await
 }
 
@@ -162,7 +162,7 @@ pub async fn text(response: reqwest::Response) -> (StatusCode, String) {
 }
 
 /// Starts a flow and walks it to step three; returns the flow's Redis key.
-pub async fn to_step_three(app: &App, browser: &reqwest::Client, user: Option<&str>) -> String {
+pub async fn to_step_three(app: &Server, browser: &reqwest::Client, user: Option<&str>) -> String {
     let started = as_user(browser.get(app.url("/flow/start")), user)
         .send()
         .await

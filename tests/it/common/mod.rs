@@ -7,7 +7,9 @@ pub mod logs;
 // Stays in `tests/common/`: `benches/e2e.rs` includes it from there.
 #[path = "../../common/redis_server.rs"]
 pub mod redis_server;
+pub mod server;
 
 pub use app::*;
 pub use logs::Logs;
 pub use redis_server::RedisServer;
+pub use server::{Server, listener};
