@@ -21,7 +21,7 @@ fn stored(redis: &RedisServer, id: &str) -> Option<serde_json::Map<String, Value
 /// Creates a flow with one request and returns its id.
 async fn start_flow(app: &Server) -> String {
     let response = browser().post(app.url("/incr")).send().await.unwrap();
-    cookie_value(&set_cookie(&response).unwrap()).to_owned()
+    set_cookie(&response).unwrap().value().to_owned()
 }
 
 /// 16 clients each send 20 concurrent increments of one flow's counter.

@@ -176,7 +176,7 @@ async fn a_malformed_cookie_starts_fresh_without_any_redis_command() {
         .send()
         .await
         .unwrap();
-    assert!(set_cookie(&cleared).unwrap().contains("Max-Age=0"));
+    assert!(removes(&set_cookie(&cleared).unwrap()));
     assert_eq!(redis.command_calls(), Default::default());
 
     // A well-formed id that names nothing costs exactly one lookup.
@@ -199,7 +199,7 @@ async fn a_corrupt_record_is_expired_with_a_warning_and_replaced_on_write() {
     let app = serve_with(PipelineStateLayer::new(redis_store(&redis.url()).await)).await;
     let browser = browser();
     let created = browser.post(app.url("/incr")).send().await.unwrap();
-    let old_id = cookie_value(&set_cookie(&created).unwrap()).to_owned();
+    let old_id = set_cookie(&created).unwrap().value().to_owned();
     let old_key = format!("pipeline:{old_id}");
 
     for corrupt in [
@@ -223,7 +223,7 @@ async fn a_corrupt_record_is_expired_with_a_warning_and_replaced_on_write() {
 
     // Writing starts a new flow and removes the corrupt record.
     let restarted = browser.post(app.url("/incr")).send().await.unwrap();
-    let new_id = cookie_value(&set_cookie(&restarted).unwrap()).to_owned();
+    let new_id = set_cookie(&restarted).unwrap().value().to_owned();
     assert_ne!(new_id, old_id);
     assert_eq!(redis.keys(), [format!("pipeline:{new_id}")]);
 }

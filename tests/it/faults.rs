@@ -98,7 +98,7 @@ async fn send(
     }
     let response = request.send().await?;
     let status = response.status();
-    let cookie = set_cookie(&response).map(|line| cookie_value(&line).to_owned());
+    let cookie = set_cookie(&response).map(|cookie| cookie.value().to_owned());
     let body = response.text().await?;
     Ok(Answer {
         status,

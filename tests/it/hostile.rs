@@ -71,7 +71,7 @@ async fn send(app: &Server, method: Method, path: &str, cookie: Option<&str>) ->
     let response = request.send().await.unwrap();
     Answer {
         status: response.status(),
-        cookie: set_cookie(&response).map(|line| cookie_value(&line).to_owned()),
+        cookie: set_cookie(&response).map(|cookie| cookie.value().to_owned()),
         body: response.text().await.unwrap(),
     }
 }

@@ -13,6 +13,8 @@ use http::{HeaderValue, Request, Response, header::COOKIE};
 use proptest::{prelude::*, test_runner::FileFailurePersistence};
 use serde_json::{Map, Value};
 use tower::{Layer, ServiceExt, service_fn};
+
+use crate::common::set_cookie_named;
 use tower_pipeline_state::{
     Key, MemoryStore, PipelineId, PipelineState, PipelineStateLayer, Status, Store,
     store::record_version,
@@ -75,13 +77,8 @@ async fn call(layer: &PipelineStateLayer<MemoryStore>, cookies: &[HeaderValue], 
         request.headers_mut().append(COOKIE, cookie.clone());
     }
     let response = layer.layer(handler).oneshot(request).await.unwrap();
-    let cookie = response
-        .headers()
-        .get_all(http::header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("pipeline_id="))
-        .map(|rest| rest.split(';').next().unwrap().to_owned());
+    let cookie =
+        set_cookie_named(response.headers(), "pipeline_id").map(|cookie| cookie.value().to_owned());
     let state = response
         .headers()
         .get("x-status")

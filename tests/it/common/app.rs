@@ -11,7 +11,7 @@ use axum::{
 };
 use tower_pipeline_state::{PipelineState, PipelineStateLayer, RedisStore, Status, Store};
 
-use crate::common::{Server, listener};
+use crate::common::{Server, listener, set_cookie};
 
 /// Routes that exercise every part of the handle.
 pub fn routes() -> Router {
@@ -109,31 +109,10 @@ pub fn browser() -> reqwest::Client {
         .unwrap()
 }
 
-/// The `pipeline_id` cookie a response sets, if any (raw `Set-Cookie` text).
-pub fn set_cookie(response: &reqwest::Response) -> Option<String> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("pipeline_id="))
-        .map(str::to_owned)
-}
-
-/// The value of a `Set-Cookie` line.
-pub fn cookie_value(set_cookie: &str) -> &str {
-    set_cookie
-        .split(';')
-        .next()
-        .and_then(|pair| pair.split_once('='))
-        .map(|(_, value)| value)
-        .unwrap_or("")
-}
-
 /// The Redis key (default prefix) of the flow a response created.
 pub fn created_key(response: &reqwest::Response) -> String {
     let cookie = set_cookie(response).expect("the response sets the flow cookie");
-    format!("pipeline:{}", cookie_value(&cookie))
+    format!("pipeline:{}", cookie.value())
 }
 
 /// A private redis-server, the test routes behind a layer over it, and one

@@ -169,7 +169,9 @@ pub async fn to_step_three(app: &Server, browser: &reqwest::Client, user: Option
         .unwrap();
     let key = format!(
         "pipeline:{}",
-        cookie_value(&set_cookie(&started).expect("a started flow sets its cookie"))
+        set_cookie(&started)
+            .expect("a started flow sets its cookie")
+            .value()
     );
     let (status, body) = text(started).await;
     assert_eq!(status, StatusCode::OK, "{body}");

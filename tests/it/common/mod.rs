@@ -2,6 +2,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod app;
+pub mod cookies;
 pub mod engine;
 pub mod logs;
 // Stays in `tests/common/`: `benches/e2e.rs` includes it from there.
@@ -10,6 +11,7 @@ pub mod redis_server;
 pub mod server;
 
 pub use app::*;
+pub use cookies::*;
 pub use logs::Logs;
 pub use redis_server::RedisServer;
 pub use server::{Server, listener};
