@@ -54,6 +54,7 @@ async fn race_increments(app: &Server, id: &str) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_clients_with_twenty_concurrent_increments_lose_nothing() {
+    let _serial = SERIAL.lock().await;
     let redis = RedisServer::start();
     let app = serve_with(PipelineStateLayer::new(redis_store(&redis.url()).await)).await;
     let id = start_flow(&app).await; // count = 1
@@ -68,6 +69,7 @@ async fn sixteen_clients_with_twenty_concurrent_increments_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_memory_store_loses_nothing_either() {
+    let _serial = SERIAL.lock().await;
     let app = serve_with(PipelineStateLayer::new(MemoryStore::new())).await;
     let id = start_flow(&app).await;
     let (ok, _) = race_increments(&app, &id).await;

@@ -23,10 +23,6 @@ use axum::{
 use reqwest::StatusCode;
 use tower_pipeline_state::{PipelineState, PipelineStateLayer, Status};
 
-/// The tests here that load the machine or depend on a pause run one at a
-/// time, so one test's load cannot push another's requests past a timeout.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// Counts how often the handlers run.
 #[derive(Clone, Default)]
 struct Calls(Arc<AtomicUsize>);

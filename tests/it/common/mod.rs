@@ -8,10 +8,12 @@ pub mod logs;
 // Stays in `tests/common/`: `benches/e2e.rs` includes it from there.
 #[path = "../../common/redis_server.rs"]
 pub mod redis_server;
+pub mod serial;
 pub mod server;
 
 pub use app::*;
 pub use cookies::*;
 pub use logs::Logs;
 pub use redis_server::RedisServer;
+pub use serial::SERIAL;
 pub use server::{Server, listener};
