@@ -15,4 +15,4 @@ mod properties;
 mod round_trips;
 mod sso;
 mod stacks;
-mod store_delete;
+mod store_contract;
