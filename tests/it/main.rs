@@ -1,6 +1,8 @@
 //! The integration tests, in one binary: one build and one link instead of
 //! one per file, and the helpers in `common` compiled once. Each module
-//! holds the tests of one subject.
+//! holds the tests of one subject. A test that needs a process of its own
+//! would get a binary of its own, saying why at its top; none does now
+//! (log capture works across tests: see `common/logs.rs`).
 
 mod common;
 

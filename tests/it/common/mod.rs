@@ -1,5 +1,7 @@
-//! Shared by the integration tests: a private redis-server and the app.
-#![allow(dead_code, unused_imports)]
+//! Shared by the integration tests: a private redis-server, the test app
+//! and the servers it runs on, cookie parsing, log capture, and the lock of
+//! the heavy tests. In one binary every helper here has a user, so unused
+//! ones are warned about rather than allowed.
 
 pub mod app;
 pub mod cookies;
