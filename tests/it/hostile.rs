@@ -5,12 +5,10 @@
 //! client and a private redis-server per test; "no Redis command" is counted
 //! with `INFO commandstats`.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::common::*;
 use axum::{Router, extract::Path, routing::post};
-use common::*;
 use cookie::{Cookie, CookieJar};
 use reqwest::{Method, StatusCode};
 use tower_pipeline_state::{Key, PipelineState, PipelineStateLayer, RedisStore};
@@ -50,7 +48,7 @@ fn hostile_routes() -> Router {
         .route("/regenerate-twice", post(regenerate_twice))
 }
 
-async fn serve_hostile(layer: PipelineStateLayer<RedisStore>) -> App {
+async fn serve_hostile(layer: PipelineStateLayer<RedisStore>) -> Server {
     serve(hostile_routes().layer(layer.secure(false))).await
 }
 
@@ -65,7 +63,7 @@ struct Answer {
 
 /// Sends `pipeline_id=<cookie>` by hand: the test, not a cookie jar, decides
 /// what the client presents.
-async fn send(app: &App, method: Method, path: &str, cookie: Option<&str>) -> Answer {
+async fn send(app: &Server, method: Method, path: &str, cookie: Option<&str>) -> Answer {
     let mut request = reqwest::Client::new().request(method, app.url(path));
     if let Some(cookie) = cookie {
         request = request.header("cookie", format!("pipeline_id={cookie}"));
@@ -73,7 +71,7 @@ async fn send(app: &App, method: Method, path: &str, cookie: Option<&str>) -> An
     let response = request.send().await.unwrap();
     Answer {
         status: response.status(),
-        cookie: set_cookie(&response).map(|line| cookie_value(&line).to_owned()),
+        cookie: set_cookie(&response).map(|cookie| cookie.value().to_owned()),
         body: response.text().await.unwrap(),
     }
 }

@@ -5,8 +5,6 @@
 //! Timing is never asserted beyond generous sanity bounds; statuses and
 //! counts (handler calls, acknowledged writes, what Redis holds) are.
 
-mod common;
-
 use std::{
     collections::BTreeMap,
     sync::{
@@ -16,18 +14,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::common::*;
 use axum::{
     Router,
     extract::State,
     routing::{get, post},
 };
-use common::*;
 use reqwest::StatusCode;
 use tower_pipeline_state::{PipelineState, PipelineStateLayer, Status};
-
-/// The tests here that load the machine or depend on a pause run one at a
-/// time, so one test's load cannot push another's requests past a timeout.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Counts how often the handlers run.
 #[derive(Clone, Default)]
@@ -72,7 +66,7 @@ fn counting_routes(calls: Calls) -> Router {
 
 async fn serve_counting(
     layer: PipelineStateLayer<tower_pipeline_state::RedisStore>,
-) -> (App, Calls) {
+) -> (Server, Calls) {
     let calls = Calls::default();
     let app = serve(counting_routes(calls.clone()).layer(layer.secure(false))).await;
     (app, calls)
@@ -100,7 +94,7 @@ async fn send(
     }
     let response = request.send().await?;
     let status = response.status();
-    let cookie = set_cookie(&response).map(|line| cookie_value(&line).to_owned());
+    let cookie = set_cookie(&response).map(|cookie| cookie.value().to_owned());
     let body = response.text().await?;
     Ok(Answer {
         status,

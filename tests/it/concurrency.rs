@@ -2,12 +2,10 @@
 //! to different fields merge, changes to the same field conflict, and a
 //! cleared flow is never brought back.
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::*;
 use axum::{Router, extract::Path, routing::post};
-use common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::{sync::Notify, task::JoinSet};
@@ -21,14 +19,14 @@ fn stored(redis: &RedisServer, id: &str) -> Option<serde_json::Map<String, Value
 }
 
 /// Creates a flow with one request and returns its id.
-async fn start_flow(app: &App) -> String {
+async fn start_flow(app: &Server) -> String {
     let response = browser().post(app.url("/incr")).send().await.unwrap();
-    cookie_value(&set_cookie(&response).unwrap()).to_owned()
+    set_cookie(&response).unwrap().value().to_owned()
 }
 
 /// 16 clients each send 20 concurrent increments of one flow's counter.
 /// Returns (acknowledged, conflicts).
-async fn race_increments(app: &App, id: &str) -> (u64, u64) {
+async fn race_increments(app: &Server, id: &str) -> (u64, u64) {
     let mut requests = JoinSet::new();
     for _ in 0..16 {
         // Each client has its own connections; all carry the same flow.
@@ -56,6 +54,7 @@ async fn race_increments(app: &App, id: &str) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_clients_with_twenty_concurrent_increments_lose_nothing() {
+    let _serial = SERIAL.lock().await;
     let redis = RedisServer::start();
     let app = serve_with(PipelineStateLayer::new(redis_store(&redis.url()).await)).await;
     let id = start_flow(&app).await; // count = 1
@@ -70,6 +69,7 @@ async fn sixteen_clients_with_twenty_concurrent_increments_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_memory_store_loses_nothing_either() {
+    let _serial = SERIAL.lock().await;
     let app = serve_with(PipelineStateLayer::new(MemoryStore::new())).await;
     let id = start_flow(&app).await;
     let (ok, _) = race_increments(&app, &id).await;
@@ -152,7 +152,7 @@ impl Gate {
 
 struct Race {
     redis: RedisServer,
-    app: App,
+    app: Server,
     gate: Arc<Gate>,
     id: String,
 }

@@ -1,9 +1,8 @@
 //! Create, load, update, clear and regenerate across requests, through a
 //! real axum server, a real client and a private redis-server.
 
-mod common;
-
-use common::*;
+use crate::common::*;
+use cookie::SameSite;
 use reqwest::StatusCode;
 use tower_pipeline_state::PipelineStateLayer;
 
@@ -18,7 +17,7 @@ async fn a_flow_is_created_loaded_updated_and_cleared() {
     let first = browser.post(app.url("/incr")).send().await.unwrap();
     let cookie = set_cookie(&first).expect("creating a flow sets the cookie");
     assert_eq!(first.text().await.unwrap(), "1");
-    let id = cookie_value(&cookie).to_owned();
+    let id = cookie.value().to_owned();
     let key = format!("pipeline:{id}");
     assert_eq!(redis.keys(), std::slice::from_ref(&key));
 
@@ -41,8 +40,8 @@ async fn a_flow_is_created_loaded_updated_and_cleared() {
 
     let cleared = browser.post(app.url("/clear")).send().await.unwrap();
     let removal = set_cookie(&cleared).expect("clearing expires the cookie");
-    assert!(removal.contains("Max-Age=0"), "{removal}");
-    assert!(removal.contains("Path=/"), "{removal}");
+    assert!(removes(&removal), "{removal}");
+    assert_eq!(removal.path(), Some("/"), "{removal}");
     assert_eq!(redis.keys(), Vec::<String>::new());
 
     assert_eq!(
@@ -61,7 +60,7 @@ async fn an_expired_flow_is_seen_as_expired_and_a_write_starts_a_new_one() {
     } = Fixture::new().await;
 
     let created = browser.post(app.url("/incr")).send().await.unwrap();
-    let old_id = cookie_value(&set_cookie(&created).unwrap()).to_owned();
+    let old_id = set_cookie(&created).unwrap().value().to_owned();
     redis.del(&format!("pipeline:{old_id}"));
 
     assert_eq!(
@@ -70,8 +69,10 @@ async fn an_expired_flow_is_seen_as_expired_and_a_write_starts_a_new_one() {
     );
 
     let restarted = browser.post(app.url("/incr")).send().await.unwrap();
-    let new_id =
-        cookie_value(&set_cookie(&restarted).expect("a new flow, a new cookie")).to_owned();
+    let new_id = set_cookie(&restarted)
+        .expect("a new flow, a new cookie")
+        .value()
+        .to_owned();
     assert_ne!(new_id, old_id, "a client-supplied id is never adopted");
     assert_eq!(restarted.text().await.unwrap(), "1");
     assert_eq!(redis.keys(), [format!("pipeline:{new_id}")]);
@@ -86,10 +87,13 @@ async fn regenerate_moves_the_flow_to_a_new_id_and_deletes_the_old_key() {
     } = Fixture::new().await;
 
     let created = browser.post(app.url("/incr")).send().await.unwrap();
-    let old_id = cookie_value(&set_cookie(&created).unwrap()).to_owned();
+    let old_id = set_cookie(&created).unwrap().value().to_owned();
 
     let regenerated = browser.post(app.url("/regenerate")).send().await.unwrap();
-    let new_id = cookie_value(&set_cookie(&regenerated).expect("the new id is sent")).to_owned();
+    let new_id = set_cookie(&regenerated)
+        .expect("the new id is sent")
+        .value()
+        .to_owned();
     assert_ne!(new_id, old_id);
     assert_eq!(regenerated.text().await.unwrap(), new_id);
     assert_eq!(
@@ -113,14 +117,16 @@ async fn the_cookie_has_the_configured_attributes() {
     let app = serve(routes().layer(PipelineStateLayer::new(store.clone()))).await;
     let response = browser().post(app.url("/incr")).send().await.unwrap();
     let cookie = set_cookie(&response).unwrap();
-    for attribute in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
-        assert!(
-            cookie.contains(attribute),
-            "default cookie {cookie} lacks {attribute}"
-        );
-    }
+    assert_eq!(cookie.http_only(), Some(true), "default cookie {cookie}");
     assert_eq!(
-        cookie_value(&cookie).len(),
+        cookie.same_site(),
+        Some(SameSite::Lax),
+        "default cookie {cookie}"
+    );
+    assert_eq!(cookie.secure(), Some(true), "default cookie {cookie}");
+    assert_eq!(cookie.path(), Some("/"), "default cookie {cookie}");
+    assert_eq!(
+        cookie.value().len(),
         32,
         "a UUID v4 in simple form: {cookie}"
     );
@@ -134,17 +140,14 @@ async fn the_cookie_has_the_configured_attributes() {
         .secure(true);
     let app = serve(axum::Router::new().nest("/auth", routes()).layer(layer)).await;
     let response = browser().post(app.url("/auth/incr")).send().await.unwrap();
-    let cookie = response
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .unwrap()
-        .to_owned();
-    assert!(cookie.starts_with("sso="), "{cookie}");
-    for attribute in ["SameSite=None", "Secure", "Path=/auth", "Domain=localhost"] {
-        assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
-    }
-    assert!(!cookie.contains("HttpOnly"), "{cookie}");
+    let cookies = set_cookies(response.headers());
+    let cookie = cookies.first().expect("the response sets a cookie");
+    assert_eq!(cookie.name(), "sso", "{cookie}");
+    assert_eq!(cookie.same_site(), Some(SameSite::None), "{cookie}");
+    assert_eq!(cookie.secure(), Some(true), "{cookie}");
+    assert_eq!(cookie.path(), Some("/auth"), "{cookie}");
+    assert_eq!(cookie.domain(), Some("localhost"), "{cookie}");
+    assert_eq!(cookie.http_only(), None, "{cookie}");
 }
 
 #[tokio::test]
@@ -207,7 +210,7 @@ async fn a_server_error_writes_nothing() {
     assert_eq!(text_of(browser.get(app.url("/read"))).await, "count=1");
 
     // A new flow whose first request fails is never created.
-    let fresh = common::browser();
+    let fresh = crate::common::browser();
     let failed = fresh.post(app.url("/fail")).send().await.unwrap();
     assert_eq!(set_cookie(&failed), None);
     assert_eq!(redis.keys(), [key]);
@@ -236,7 +239,7 @@ async fn the_key_prefix_is_configurable() {
         PipelineStateLayer::new(redis_store(&redis.url()).await).key_prefix("auth:pipeline:");
     let app = serve_with(layer).await;
     let created = browser().post(app.url("/incr")).send().await.unwrap();
-    let id = cookie_value(&set_cookie(&created).unwrap()).to_owned();
+    let id = set_cookie(&created).unwrap().value().to_owned();
     assert_eq!(redis.keys(), [format!("auth:pipeline:{id}")]);
 }
 

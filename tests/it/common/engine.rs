@@ -1,5 +1,4 @@
 //! A four-step test pipeline and its server, shared by the engine's tests.
-#![allow(dead_code)]
 
 use std::sync::Arc;
 
@@ -145,7 +144,7 @@ pub fn router(pipeline: Pipeline<Body, Response>, store: RedisStore) -> Router {
         .layer(PipelineStateLayer::new(store).secure(false))
 }
 
-pub async fn app(redis: &RedisServer, options: Options) -> App {
+pub async fn app(redis: &RedisServer, options: Options) -> Server {
     serve(router(pipeline(options), redis_store(&redis.url()).await)).await
 }
 
@@ -163,14 +162,16 @@ pub async fn text(response: reqwest::Response) -> (StatusCode, String) {
 }
 
 /// Starts a flow and walks it to step three; returns the flow's Redis key.
-pub async fn to_step_three(app: &App, browser: &reqwest::Client, user: Option<&str>) -> String {
+pub async fn to_step_three(app: &Server, browser: &reqwest::Client, user: Option<&str>) -> String {
     let started = as_user(browser.get(app.url("/flow/start")), user)
         .send()
         .await
         .unwrap();
     let key = format!(
         "pipeline:{}",
-        cookie_value(&set_cookie(&started).expect("a started flow sets its cookie"))
+        set_cookie(&started)
+            .expect("a started flow sets its cookie")
+            .value()
     );
     let (status, body) = text(started).await;
     assert_eq!(status, StatusCode::OK, "{body}");

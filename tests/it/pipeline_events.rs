@@ -1,50 +1,23 @@
-//! Every outcome of the engine is a `tracing` event carrying its kind. In a
-//! test binary of its own: tracing caches per call site whether anyone
-//! listens, and tests running on other threads would race with it.
+//! Every outcome of the engine is a `tracing` event carrying its kind.
 
-mod common;
-mod engine;
+use std::collections::BTreeSet;
 
-use std::{
-    collections::BTreeSet,
-    sync::{Arc, Mutex},
-};
+use crate::common::engine::*;
+use crate::common::*;
 
-use common::*;
-use engine::*;
-
-/// Records the `outcome` field of every `tracing` event.
-struct Outcomes(Arc<Mutex<Vec<String>>>);
-
-impl tracing::Subscriber for Outcomes {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        struct Visit<'a>(&'a Mutex<Vec<String>>);
-        impl tracing::field::Visit for Visit<'_> {
-            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-                if field.name() == "outcome" {
-                    self.0.lock().unwrap().push(value.to_owned());
-                }
-            }
-            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
-        }
-        event.record(&mut Visit(&self.0));
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
+/// The `outcome` field of every captured event.
+fn outcomes(logs: &Logs) -> BTreeSet<String> {
+    logs.text()
+        .split(" outcome=")
+        .skip(1)
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(|value| value.trim_matches('"').to_owned())
+        .collect()
 }
 
 #[tokio::test]
 async fn every_outcome_is_a_tracing_event_with_its_kind() {
-    let outcomes = Arc::new(Mutex::new(Vec::new()));
-    tracing::subscriber::set_global_default(Outcomes(outcomes.clone())).unwrap();
+    let (logs, _guard) = Logs::capture();
     let redis = RedisServer::start();
     let app = app(&redis, Options::default()).await;
 
@@ -54,7 +27,7 @@ async fn every_outcome_is_a_tracing_event_with_its_kind() {
     // user_mismatch, nonce_mismatch, nonce_missing (the callback step
     // without the nonce), nonce_replayed
     let started = browser.get(app.url("/flow/start")).send().await.unwrap();
-    let key = format!("pipeline:{}", cookie_value(&set_cookie(&started).unwrap()));
+    let key = format!("pipeline:{}", set_cookie(&started).unwrap().value());
     let nonce = text(started).await.1.replace("at one nonce=", "");
     as_user(browser.get(app.url("/flow")), Some("mallory"))
         .send()
@@ -89,9 +62,9 @@ async fn every_outcome_is_a_tracing_event_with_its_kind() {
     redis.set(&key, planted.as_bytes());
     browser.get(app.url("/flow")).send().await.unwrap();
     // expired: a flow whose record is gone
-    let browser = common::browser();
+    let browser = crate::common::browser();
     let started = browser.get(app.url("/flow/start")).send().await.unwrap();
-    let key = format!("pipeline:{}", cookie_value(&set_cookie(&started).unwrap()));
+    let key = format!("pipeline:{}", set_cookie(&started).unwrap().value());
     let _: () = redis::cmd("DEL")
         .arg(&key)
         .query(&mut redis.admin())
@@ -104,7 +77,7 @@ async fn every_outcome_is_a_tracing_event_with_its_kind() {
         .await
         .unwrap();
 
-    let seen: BTreeSet<String> = outcomes.lock().unwrap().iter().cloned().collect();
+    let seen = outcomes(&logs);
     for kind in [
         "no_flow",
         "user_mismatch",

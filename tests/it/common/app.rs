@@ -1,7 +1,7 @@
 //! A small axum app over the layer, served on loopback, and a cookie-keeping
 //! HTTP client: the stack as users run it.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use axum::{
     Router,
@@ -10,6 +10,8 @@ use axum::{
     routing::{get, post},
 };
 use tower_pipeline_state::{PipelineState, PipelineStateLayer, RedisStore, Status, Store};
+
+use crate::common::{Server, listener, set_cookie};
 
 /// Routes that exercise every part of the handle.
 pub fn routes() -> Router {
@@ -79,37 +81,14 @@ async fn status(state: PipelineState) -> String {
     )
 }
 
-/// A running server.
-pub struct App {
-    pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl App {
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// Serves `router` on a free loopback port.
-pub async fn serve(router: Router) -> App {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, router).await.unwrap();
-    });
-    App { addr, task }
+pub async fn serve(router: Router) -> Server {
+    Server::axum(listener().await, router)
 }
 
 /// The test routes behind a layer over `store`, with cookies that work over
 /// plain HTTP.
-pub async fn serve_with<St: Store>(layer: PipelineStateLayer<St>) -> App {
+pub async fn serve_with<St: Store>(layer: PipelineStateLayer<St>) -> Server {
     serve(routes().layer(layer.secure(false))).await
 }
 
@@ -130,38 +109,17 @@ pub fn browser() -> reqwest::Client {
         .unwrap()
 }
 
-/// The `pipeline_id` cookie a response sets, if any (raw `Set-Cookie` text).
-pub fn set_cookie(response: &reqwest::Response) -> Option<String> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("pipeline_id="))
-        .map(str::to_owned)
-}
-
-/// The value of a `Set-Cookie` line.
-pub fn cookie_value(set_cookie: &str) -> &str {
-    set_cookie
-        .split(';')
-        .next()
-        .and_then(|pair| pair.split_once('='))
-        .map(|(_, value)| value)
-        .unwrap_or("")
-}
-
 /// The Redis key (default prefix) of the flow a response created.
 pub fn created_key(response: &reqwest::Response) -> String {
     let cookie = set_cookie(response).expect("the response sets the flow cookie");
-    format!("pipeline:{}", cookie_value(&cookie))
+    format!("pipeline:{}", cookie.value())
 }
 
 /// A private redis-server, the test routes behind a layer over it, and one
 /// browser: what most tests start from.
 pub struct Fixture {
     pub redis: crate::common::RedisServer,
-    pub app: App,
+    pub app: Server,
     pub browser: reqwest::Client,
 }
 

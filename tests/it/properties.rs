@@ -10,9 +10,11 @@ use std::{
 };
 
 use http::{HeaderValue, Request, Response, header::COOKIE};
-use proptest::prelude::*;
+use proptest::{prelude::*, test_runner::FileFailurePersistence};
 use serde_json::{Map, Value};
 use tower::{Layer, ServiceExt, service_fn};
+
+use crate::common::set_cookie_named;
 use tower_pipeline_state::{
     Key, MemoryStore, PipelineId, PipelineState, PipelineStateLayer, Status, Store,
     store::record_version,
@@ -75,13 +77,8 @@ async fn call(layer: &PipelineStateLayer<MemoryStore>, cookies: &[HeaderValue], 
         request.headers_mut().append(COOKIE, cookie.clone());
     }
     let response = layer.layer(handler).oneshot(request).await.unwrap();
-    let cookie = response
-        .headers()
-        .get_all(http::header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("pipeline_id="))
-        .map(|rest| rest.split(';').next().unwrap().to_owned());
+    let cookie =
+        set_cookie_named(response.headers(), "pipeline_id").map(|cookie| cookie.value().to_owned());
     let state = response
         .headers()
         .get("x-status")
@@ -211,8 +208,21 @@ fn stored_record() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// 256 cases, and past failures kept next to this file
+/// (`properties.proptest-regressions`). proptest's default would look in
+/// `tests/proptest-regressions/` now that `tests/it/` has a `main.rs`.
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 256,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(config())]
 
     #[test]
     fn pipeline_ids_parse_exactly_32_lowercase_hex_digits(text in prop_oneof![

@@ -1,9 +1,7 @@
-//! Redis round trips per request, exactly as DESIGN.md's table: counted on
-//! the client side (a connection wrapper that counts every request sent to
-//! Redis) and confirmed on the server side (`INFO commandstats` of a private
-//! redis-server).
-
-mod common;
+//! Redis round trips per request, exactly as the table in the README's
+//! "What it sends to Redis": counted on the client side (a connection
+//! wrapper that counts every request sent to Redis) and confirmed on the
+//! server side (`INFO commandstats` of a private redis-server).
 
 use std::{
     collections::BTreeMap,
@@ -13,7 +11,7 @@ use std::{
     },
 };
 
-use common::*;
+use crate::common::*;
 use redis::{
     Cmd, Pipeline, RedisFuture, Value,
     aio::{ConnectionLike, ConnectionManager},
@@ -51,7 +49,7 @@ impl ConnectionLike for Counting {
 
 struct Setup {
     redis: RedisServer,
-    app: App,
+    app: Server,
     trips: Arc<AtomicUsize>,
 }
 

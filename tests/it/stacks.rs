@@ -2,51 +2,31 @@
 //! hyper and warp examples' own services and server loops (included from
 //! `examples/`), a private redis-server, and a cookie-keeping HTTP client.
 
-mod common;
-
-#[path = "../examples/support/http1.rs"]
+#[path = "../../examples/support/http1.rs"]
 mod http1;
-#[path = "../examples/hyper/app.rs"]
+#[path = "../../examples/hyper/app.rs"]
 mod hyper_app;
-#[path = "../examples/warp/app.rs"]
+#[path = "../../examples/warp/app.rs"]
 mod warp_app;
 
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::common::*;
+use cookie::{Cookie, SameSite};
 use reqwest::StatusCode;
-use tokio::{net::TcpListener, task::JoinHandle};
-
-/// A server task, aborted when dropped.
-struct Server {
-    base: String,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn listener() -> (TcpListener, String) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    (listener, base)
-}
 
 async fn hyper_server(redis: &RedisServer) -> Server {
-    let (listener, base) = listener().await;
+    let listener = listener().await;
+    let addr = listener.local_addr().unwrap();
     let service = hyper_app::service(redis_store(&redis.url()).await);
-    let task = tokio::spawn(http1::serve(listener, service));
-    Server { base, task }
+    Server::spawn(addr, http1::serve(listener, service))
 }
 
 async fn warp_server(redis: &RedisServer) -> Server {
-    let (listener, base) = listener().await;
+    let listener = listener().await;
+    let addr = listener.local_addr().unwrap();
     let service = warp_app::service(redis_store(&redis.url()).await);
-    let task = tokio::spawn(http1::serve(listener, service));
-    Server { base, task }
+    Server::spawn(addr, http1::serve(listener, service))
 }
 
 /// Sends one request; answers its status, its `pipeline_id` Set-Cookie and
@@ -55,7 +35,7 @@ async fn send(
     browser: &reqwest::Client,
     method: reqwest::Method,
     url: String,
-) -> (StatusCode, Option<String>, String) {
+) -> (StatusCode, Option<Cookie<'static>>, String) {
     let response = browser.request(method, url).send().await.unwrap();
     let status = response.status();
     let cookie = set_cookie(&response);
@@ -71,7 +51,7 @@ fn calls(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
 async fn wizard_flow(server: &Server, redis: &RedisServer) {
     use reqwest::Method;
     let browser = browser();
-    let url = |path: &str| format!("{}{path}", server.base);
+    let url = |path: &str| server.url(path);
 
     // No cookie: a fresh state, and not one Redis command.
     redis.reset_stats();
@@ -87,11 +67,11 @@ async fn wizard_flow(server: &Server, redis: &RedisServer) {
     let (status, cookie, body) = send(&browser, Method::POST, url("/wizard/start")).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "step 1"));
     let cookie = cookie.expect("creating the flow sets the cookie");
-    assert!(cookie.contains("HttpOnly"), "{cookie}");
-    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
-    assert!(!cookie.contains("Secure"), "{cookie}");
+    assert_eq!(cookie.http_only(), Some(true), "{cookie}");
+    assert_eq!(cookie.same_site(), Some(SameSite::Lax), "{cookie}");
+    assert_eq!(cookie.secure(), None, "{cookie}");
     assert_eq!(redis.command_calls(), calls(&[("set", 1)]));
-    let key = format!("pipeline:{}", cookie_value(&cookie));
+    let key = format!("pipeline:{}", cookie.value());
     assert_eq!(redis.keys(), std::slice::from_ref(&key));
 
     // Read: the client sent the cookie back; one GETEX, no write, no cookie.
@@ -121,14 +101,14 @@ async fn wizard_flow(server: &Server, redis: &RedisServer) {
         (StatusCode::OK, "finished at step 2")
     );
     let removal = cookie.expect("clearing expires the cookie");
-    assert!(removal.contains("Max-Age=0"), "{removal}");
+    assert!(removes(&removal), "{removal}");
     assert_eq!(redis.keys(), Vec::<String>::new());
     let (_, cookie, body) = send(&browser, Method::GET, url("/wizard")).await;
     assert_eq!((cookie, body.as_str()), (None, "no flow"));
 
     // A flow whose record vanished (expired) is seen as such by the handler.
     let (_, cookie, _) = send(&browser, Method::POST, url("/wizard/start")).await;
-    let key = format!("pipeline:{}", cookie_value(&cookie.unwrap()));
+    let key = format!("pipeline:{}", cookie.unwrap().value());
     let _: () = redis::cmd("DEL")
         .arg(&key)
         .query(&mut redis.admin())
@@ -157,12 +137,7 @@ async fn warp_runs_a_flow() {
 async fn unknown_routes_answer_404_and_write_nothing() {
     let redis = RedisServer::start();
     for server in [hyper_server(&redis).await, warp_server(&redis).await] {
-        let (status, cookie, _) = send(
-            &browser(),
-            reqwest::Method::GET,
-            format!("{}/nope", server.base),
-        )
-        .await;
+        let (status, cookie, _) = send(&browser(), reqwest::Method::GET, server.url("/nope")).await;
         assert_eq!((status, cookie), (StatusCode::NOT_FOUND, None));
     }
     assert_eq!(redis.keys(), Vec::<String>::new());

@@ -1,0 +1,20 @@
+//! The integration tests, in one binary: one build and one link instead of
+//! one per file, and the helpers in `common` compiled once. Each module
+//! holds the tests of one subject. A test that needs a process of its own
+//! would get a binary of its own, saying why at its top; none does now
+//! (log capture works across tests: see `common/logs.rs`).
+
+mod common;
+
+mod concurrency;
+mod failures;
+mod faults;
+mod hostile;
+mod lifecycle;
+mod pipeline;
+mod pipeline_events;
+mod properties;
+mod round_trips;
+mod sso;
+mod stacks;
+mod store_contract;
