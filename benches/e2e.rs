@@ -48,7 +48,7 @@
 //! `read,change,untouched`), `E2E_CLIENTS` (default `1,16`). The goals
 //! summary is printed when every operation was measured.
 
-#[path = "../tests/common/redis_server.rs"]
+#[path = "../tests/it/common/redis_server.rs"]
 #[allow(dead_code)]
 mod redis_server;
 

@@ -1,6 +1,6 @@
 //! The hyper example's service: a plain tower service (`tower::service_fn`)
 //! wrapped by the layer, served over HTTP/1 by `examples/support/http1.rs`.
-//! `tests/stacks.rs` includes this file, so the integration test runs exactly
+//! `tests/it/stacks.rs` includes this file, so the integration test runs exactly
 //! this code.
 
 use std::convert::Infallible;

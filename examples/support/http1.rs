@@ -1,6 +1,6 @@
 //! The server loop the hyper and warp examples share: any tower service,
 //! served over HTTP/1 with keep-alive through hyper-util.
-//! `tests/stacks.rs` includes this file too.
+//! `tests/it/stacks.rs` includes this file too.
 
 use std::{convert::Infallible, error::Error};
 

@@ -1,6 +1,6 @@
 //! The warp example's service: warp filters turned into a tower service
 //! (`warp::service`), wrapped by the layer, served over HTTP/1 by
-//! `examples/support/http1.rs`. `tests/stacks.rs` includes this file, so the
+//! `examples/support/http1.rs`. `tests/it/stacks.rs` includes this file, so the
 //! integration test runs exactly this code.
 
 use std::convert::Infallible;

@@ -168,7 +168,7 @@ impl Race {
             loaded: Notify::new(),
             release: Notify::new(),
         });
-        let layer = layer(redis_store(&redis.url()).await).secure(false);
+        let layer = layer(redis_store(&redis.url()).await).cookie_secure(false);
         let app = serve(gated_routes(gate.clone()).layer(layer)).await;
         let id = start_flow(&app).await;
         Self {

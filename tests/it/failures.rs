@@ -33,7 +33,7 @@ async fn redis_down_gives_503_without_calling_the_handler_and_service_resumes_af
     let (logs, _guard) = Logs::capture();
     let mut redis = RedisServer::start();
     let calls = Arc::new(AtomicUsize::new(0));
-    let layer = PipelineStateLayer::new(redis_store(&redis.url()).await).secure(false);
+    let layer = PipelineStateLayer::new(redis_store(&redis.url()).await).cookie_secure(false);
     let app = serve(counted_routes(calls.clone()).layer(layer)).await;
     let browser = browser();
 
@@ -58,7 +58,7 @@ async fn redis_down_gives_503_without_calling_the_handler_and_service_resumes_af
     assert!(
         logged
             .iter()
-            .any(|line| line.contains("ERROR") && line.contains("redis")),
+            .any(|line| line.contains("ERROR") && line.contains("store backend")),
         "an error event says why: {logged:?}"
     );
 
@@ -114,7 +114,7 @@ async fn a_failed_write_answers_503_instead_of_the_handlers_response() {
             }
         }),
     );
-    let layer = PipelineStateLayer::new(redis_store(&redis.url()).await).secure(false);
+    let layer = PipelineStateLayer::new(redis_store(&redis.url()).await).cookie_secure(false);
     let app = serve(routes.layer(layer)).await;
     let browser = browser();
     browser.post(app.url("/incr")).send().await.unwrap();
@@ -204,7 +204,9 @@ async fn a_corrupt_record_is_expired_with_a_warning_and_replaced_on_write() {
 
     for corrupt in [
         &b"not json at all"[..],
-        br#"{"format":99,"version":1,"data":{}}"#,
+        // A format older than any release wrote (a newer one is left alone:
+        // `hostile::a_record_of_a_newer_format_is_left_alone`).
+        br#"{"format":0,"version":1,"data":{}}"#,
         br#"{"format":1,"version":1,"data":"not a map"}"#,
         b"\xff\xfe\x00",
     ] {

@@ -68,7 +68,7 @@ async fn serve_counting(
     layer: PipelineStateLayer<tower_pipeline_state::RedisStore>,
 ) -> (Server, Calls) {
     let calls = Calls::default();
-    let app = serve(counting_routes(calls.clone()).layer(layer.secure(false))).await;
+    let app = serve(counting_routes(calls.clone()).layer(layer.cookie_secure(false))).await;
     (app, calls)
 }
 
@@ -137,7 +137,7 @@ async fn a_slow_redis_answers_503_at_the_timeout_and_the_handler_is_not_called()
     let _serial = SERIAL.lock().await;
     let redis = RedisServer::start();
     let layer = PipelineStateLayer::new(redis_store(&redis.url()).await)
-        .timeout(Duration::from_millis(300));
+        .store_timeout(Duration::from_millis(300));
     let (app, calls) = serve_counting(layer).await;
     let client = client();
 
@@ -200,8 +200,8 @@ async fn a_slow_redis_answers_503_at_the_timeout_and_the_handler_is_not_called()
 async fn a_slow_redis_within_the_timeout_is_waited_for() {
     let _serial = SERIAL.lock().await;
     let redis = RedisServer::start();
-    let layer =
-        PipelineStateLayer::new(redis_store(&redis.url()).await).timeout(Duration::from_secs(5));
+    let layer = PipelineStateLayer::new(redis_store(&redis.url()).await)
+        .store_timeout(Duration::from_secs(5));
     let (app, calls) = serve_counting(layer).await;
     let client = client();
 
@@ -236,7 +236,7 @@ async fn a_write_that_times_out_answers_503_and_its_outcome_is_unknown() {
     let redis = RedisServer::start();
     // Loads are plain GETs (reads), so a write-only pause holds the write.
     let layer = PipelineStateLayer::new(redis_store(&redis.url()).await)
-        .timeout(Duration::from_millis(300))
+        .store_timeout(Duration::from_millis(300))
         .refresh_on_load(false);
     let (app, calls) = serve_counting(layer).await;
     let client = client();
@@ -402,7 +402,7 @@ async fn run_client(
     let mut n = 0u64;
     while Instant::now() < deadline {
         n += 1;
-        let read = n % 5 == 0 && log.flow.is_some();
+        let read = n.is_multiple_of(5) && log.flow.is_some();
         let (method, path) = if read {
             (reqwest::Method::GET, "/read")
         } else {

@@ -133,11 +133,11 @@ async fn the_cookie_has_the_configured_attributes() {
 
     let layer = PipelineStateLayer::new(store)
         .cookie_name("sso")
-        .path("/auth")
-        .domain("localhost")
-        .same_site(tower_pipeline_state::SameSite::None)
-        .http_only(false)
-        .secure(true);
+        .cookie_path("/auth")
+        .cookie_domain("localhost")
+        .cookie_same_site(tower_pipeline_state::SameSite::None)
+        .cookie_http_only(false)
+        .cookie_secure(true);
     let app = serve(axum::Router::new().nest("/auth", routes()).layer(layer)).await;
     let response = browser().post(app.url("/auth/incr")).send().await.unwrap();
     let cookies = set_cookies(response.headers());

@@ -226,18 +226,23 @@ async fn a_double_submitted_last_step_finishes_the_flow_once() {
         .unwrap();
     assert_eq!(text(left).await.0, StatusCode::OK);
 
-    // Both submissions load the flow, both run the finish hook; the first
-    // to clear it wins, the second must not answer as if it had finished.
+    // Both submissions load the flow and reach the finish together; the
+    // first to claim it runs the finish hook, the second must not answer as
+    // if it had finished.
     let (first, second) = tokio::join!(
         browser.post(app.url("/flow")).send(),
         browser.post(app.url("/flow")).send(),
     );
     let mut answers = [text(first.unwrap()).await, text(second.unwrap()).await];
     answers.sort_by_key(|(status, _)| *status);
-    let [(ok, finished), (conflict, _)] = answers;
+    let [(ok, finished), (refused, outcome)] = answers;
     assert_eq!(ok, StatusCode::OK);
     assert!(finished.starts_with("finished "), "{finished}");
-    assert_eq!(conflict, StatusCode::CONFLICT, "the flow finishes once");
+    assert_eq!(
+        (refused, outcome.as_str()),
+        (StatusCode::BAD_REQUEST, "outcome=concurrent"),
+        "the flow finishes once"
+    );
     assert_eq!(redis.keys(), Vec::<String>::new());
 }
 

@@ -14,7 +14,7 @@ use tower_pipeline_state::{PipelineState, PipelineStateLayer, RedisStore, Status
 use crate::common::{Server, listener, set_cookie};
 
 /// Routes that exercise every part of the handle.
-pub fn routes() -> Router {
+pub(crate) fn routes() -> Router {
     Router::new()
         .route("/noop", get(|| async { "untouched" }))
         .route("/read", get(read))
@@ -82,25 +82,25 @@ async fn status(state: PipelineState) -> String {
 }
 
 /// Serves `router` on a free loopback port.
-pub async fn serve(router: Router) -> Server {
+pub(crate) async fn serve(router: Router) -> Server {
     Server::axum(listener().await, router)
 }
 
 /// The test routes behind a layer over `store`, with cookies that work over
 /// plain HTTP.
-pub async fn serve_with<St: Store>(layer: PipelineStateLayer<St>) -> Server {
-    serve(routes().layer(layer.secure(false))).await
+pub(crate) async fn serve_with<St: Store>(layer: PipelineStateLayer<St>) -> Server {
+    serve(routes().layer(layer.cookie_secure(false))).await
 }
 
 /// A Redis store on a private server.
-pub async fn redis_store(url: &str) -> RedisStore {
+pub(crate) async fn redis_store(url: &str) -> RedisStore {
     RedisStore::connect(url)
         .await
         .expect("connect to the private redis-server")
 }
 
 /// A browser: keeps cookies, follows no redirects.
-pub fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -110,27 +110,27 @@ pub fn browser() -> reqwest::Client {
 }
 
 /// The Redis key (default prefix) of the flow a response created.
-pub fn created_key(response: &reqwest::Response) -> String {
+pub(crate) fn created_key(response: &reqwest::Response) -> String {
     let cookie = set_cookie(response).expect("the response sets the flow cookie");
     format!("pipeline:{}", cookie.value())
 }
 
 /// A private redis-server, the test routes behind a layer over it, and one
 /// browser: what most tests start from.
-pub struct Fixture {
-    pub redis: crate::common::RedisServer,
-    pub app: Server,
-    pub browser: reqwest::Client,
+pub(crate) struct Fixture {
+    pub(crate) redis: crate::common::RedisServer,
+    pub(crate) app: Server,
+    pub(crate) browser: reqwest::Client,
 }
 
 impl Fixture {
     /// With the default layer.
-    pub async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         Self::with(PipelineStateLayer::new).await
     }
 
     /// With a layer configured by `configure`.
-    pub async fn with<St: Store>(
+    pub(crate) async fn with<St: Store>(
         configure: impl FnOnce(RedisStore) -> PipelineStateLayer<St>,
     ) -> Self {
         let redis = crate::common::RedisServer::start();
@@ -144,6 +144,6 @@ impl Fixture {
 }
 
 /// Sends a request and returns the response body.
-pub async fn text_of(request: reqwest::RequestBuilder) -> String {
+pub(crate) async fn text_of(request: reqwest::RequestBuilder) -> String {
     request.send().await.unwrap().text().await.unwrap()
 }

@@ -20,14 +20,14 @@ use crate::common::*;
 
 /// How a test wants its pipeline.
 #[derive(Clone, Default)]
-pub struct Options {
+pub(crate) struct Options {
     /// Name the third step `three-b` instead of `three` (a deployment that
     /// changed the steps).
-    pub renamed: bool,
+    pub(crate) renamed: bool,
     /// Make submissions of step three wait here, so two of them overlap.
-    pub barrier: Option<Arc<Barrier>>,
+    pub(crate) barrier: Option<Arc<Barrier>>,
     /// Make submissions of step four (the last) wait here.
-    pub final_barrier: Option<Arc<Barrier>>,
+    pub(crate) final_barrier: Option<Arc<Barrier>>,
 }
 
 /// A four-step test pipeline. The user is the `x-user` header.
@@ -36,7 +36,7 @@ pub struct Options {
 /// * `two`: a callback step (needs `?state=<nonce>`): binds, advances.
 /// * `three`: renders `at three`; a POST binds its body and advances.
 /// * `four`: renders `at four`; a POST finishes.
-pub fn pipeline(options: Options) -> Pipeline<Body, Response> {
+pub(crate) fn pipeline(options: Options) -> Pipeline<Body, Response> {
     let barrier = options.barrier.clone();
     let final_barrier = options.final_barrier.clone();
     Pipeline::builder("test")
@@ -125,7 +125,7 @@ pub fn pipeline(options: Options) -> Pipeline<Body, Response> {
 
 /// `GET /flow/start?kind=<kind>` starts a flow; every method on `/flow`
 /// dispatches to its current step.
-pub fn router(pipeline: Pipeline<Body, Response>, store: RedisStore) -> Router {
+pub(crate) fn router(pipeline: Pipeline<Body, Response>, store: RedisStore) -> Router {
     let starter = pipeline.clone();
     Router::new()
         .route(
@@ -141,28 +141,35 @@ pub fn router(pipeline: Pipeline<Body, Response>, store: RedisStore) -> Router {
             }),
         )
         .route_service("/flow", pipeline)
-        .layer(PipelineStateLayer::new(store).secure(false))
+        .layer(PipelineStateLayer::new(store).cookie_secure(false))
 }
 
-pub async fn app(redis: &RedisServer, options: Options) -> Server {
+pub(crate) async fn app(redis: &RedisServer, options: Options) -> Server {
     serve(router(pipeline(options), redis_store(&redis.url()).await)).await
 }
 
 /// A request as `user` (none: anonymous).
-pub fn as_user(builder: reqwest::RequestBuilder, user: Option<&str>) -> reqwest::RequestBuilder {
+pub(crate) fn as_user(
+    builder: reqwest::RequestBuilder,
+    user: Option<&str>,
+) -> reqwest::RequestBuilder {
     match user {
         Some(user) => builder.header("x-user", user),
         None => builder,
     }
 }
 
-pub async fn text(response: reqwest::Response) -> (StatusCode, String) {
+pub(crate) async fn text(response: reqwest::Response) -> (StatusCode, String) {
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
     (status, response.text().await.unwrap())
 }
 
 /// Starts a flow and walks it to step three; returns the flow's Redis key.
-pub async fn to_step_three(app: &Server, browser: &reqwest::Client, user: Option<&str>) -> String {
+pub(crate) async fn to_step_three(
+    app: &Server,
+    browser: &reqwest::Client,
+    user: Option<&str>,
+) -> String {
     let started = as_user(browser.get(app.url("/flow/start")), user)
         .send()
         .await
@@ -189,7 +196,7 @@ pub async fn to_step_three(app: &Server, browser: &reqwest::Client, user: Option
     key
 }
 
-pub fn stored(redis: &RedisServer, key: &str) -> serde_json::Value {
+pub(crate) fn stored(redis: &RedisServer, key: &str) -> serde_json::Value {
     let raw = redis.get(key).expect("the flow's record exists");
     serde_json::from_slice::<serde_json::Value>(&raw).unwrap()["data"].clone()
 }

@@ -20,7 +20,7 @@ use tracing_subscriber::{
 };
 
 #[derive(Clone, Default)]
-pub struct Logs(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Logs(Arc<Mutex<Vec<u8>>>);
 
 thread_local! {
     /// Where events of this thread go, while a test captures.
@@ -28,7 +28,7 @@ thread_local! {
 }
 
 /// Ends this thread's capture when dropped.
-pub struct Capturing {
+pub(crate) struct Capturing {
     previous: Option<Logs>,
 }
 
@@ -80,19 +80,19 @@ fn install() {
 
 impl Logs {
     /// Starts capturing on this thread until the guard drops.
-    pub fn capture() -> (Self, Capturing) {
+    pub(crate) fn capture() -> (Self, Capturing) {
         install();
         let logs = Self::default();
         let previous = CAPTURE.with(|capture| capture.borrow_mut().replace(logs.clone()));
         (logs, Capturing { previous })
     }
 
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 
     /// The captured lines that contain every one of `parts`.
-    pub fn matching(&self, parts: &[&str]) -> Vec<String> {
+    pub(crate) fn matching(&self, parts: &[&str]) -> Vec<String> {
         self.text()
             .lines()
             .filter(|line| parts.iter().all(|part| line.contains(part)))

@@ -3,19 +3,18 @@
 //! the heavy tests. In one binary every helper here has a user, so unused
 //! ones are warned about rather than allowed.
 
-pub mod app;
-pub mod cookies;
-pub mod engine;
-pub mod logs;
+pub(crate) mod app;
+pub(crate) mod cookies;
+pub(crate) mod engine;
+pub(crate) mod logs;
 // Stays in `tests/common/`: `benches/e2e.rs` includes it from there.
-#[path = "../../common/redis_server.rs"]
-pub mod redis_server;
-pub mod serial;
-pub mod server;
+pub(crate) mod redis_server;
+pub(crate) mod serial;
+pub(crate) mod server;
 
-pub use app::*;
-pub use cookies::*;
-pub use logs::Logs;
-pub use redis_server::RedisServer;
-pub use serial::SERIAL;
-pub use server::{Server, listener};
+pub(crate) use app::*;
+pub(crate) use cookies::*;
+pub(crate) use logs::Logs;
+pub(crate) use redis_server::RedisServer;
+pub(crate) use serial::SERIAL;
+pub(crate) use server::{Server, listener};

@@ -3,4 +3,4 @@
 //! cores, and one test's load must not push another's requests past a
 //! timeout.
 
-pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub struct RedisServer {
+pub(crate) struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
@@ -26,7 +26,7 @@ fn free_port() -> u16 {
 
 impl RedisServer {
     /// Starts a server on a free port.
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         for _ in 0..5 {
             let port = free_port();
             let dir = std::env::temp_dir().join(format!("tps-redis-{}-{port}", std::process::id()));
@@ -79,16 +79,16 @@ impl RedisServer {
         false
     }
 
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
     /// Kills the server (connections drop, later connects are refused).
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -96,7 +96,7 @@ impl RedisServer {
     }
 
     /// Starts the server again on the same port, empty.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.stop();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.spawn() {
@@ -110,7 +110,7 @@ impl RedisServer {
     }
 
     /// A synchronous admin connection for inspecting and poking the server.
-    pub fn admin(&self) -> redis::Connection {
+    pub(crate) fn admin(&self) -> redis::Connection {
         redis::Client::open(self.url())
             .and_then(|client| client.get_connection())
             .expect("admin connection to the private redis-server")
@@ -118,7 +118,7 @@ impl RedisServer {
 
     /// Calls per command since the last reset, from `INFO commandstats`,
     /// leaving out the admin commands the tests send themselves.
-    pub fn command_calls(&self) -> std::collections::BTreeMap<String, u64> {
+    pub(crate) fn command_calls(&self) -> std::collections::BTreeMap<String, u64> {
         let info: String = redis::cmd("INFO")
             .arg("commandstats")
             .query(&mut self.admin())
@@ -139,7 +139,7 @@ impl RedisServer {
     }
 
     /// Zeroes the command statistics.
-    pub fn reset_stats(&self) {
+    pub(crate) fn reset_stats(&self) {
         let _: () = redis::cmd("CONFIG")
             .arg("RESETSTAT")
             .query(&mut self.admin())
@@ -147,7 +147,7 @@ impl RedisServer {
     }
 
     /// Every key on the server.
-    pub fn keys(&self) -> Vec<String> {
+    pub(crate) fn keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = redis::cmd("KEYS")
             .arg("*")
             .query(&mut self.admin())
@@ -157,7 +157,7 @@ impl RedisServer {
     }
 
     /// The TTL of a key in seconds (-2: no key, -1: no TTL).
-    pub fn ttl(&self, key: &str) -> i64 {
+    pub(crate) fn ttl(&self, key: &str) -> i64 {
         redis::cmd("TTL")
             .arg(key)
             .query(&mut self.admin())
@@ -165,7 +165,7 @@ impl RedisServer {
     }
 
     /// Sets a key's TTL behind the layer's back.
-    pub fn expire(&self, key: &str, seconds: u64) {
+    pub(crate) fn expire(&self, key: &str, seconds: u64) {
         let _: () = redis::cmd("EXPIRE")
             .arg(key)
             .arg(seconds)
@@ -174,7 +174,7 @@ impl RedisServer {
     }
 
     /// Deletes a key behind the layer's back.
-    pub fn del(&self, key: &str) {
+    pub(crate) fn del(&self, key: &str) {
         let _: () = redis::cmd("DEL")
             .arg(key)
             .query(&mut self.admin())
@@ -182,7 +182,7 @@ impl RedisServer {
     }
 
     /// The raw value of a key.
-    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+    pub(crate) fn get(&self, key: &str) -> Option<Vec<u8>> {
         redis::cmd("GET")
             .arg(key)
             .query(&mut self.admin())
@@ -190,7 +190,7 @@ impl RedisServer {
     }
 
     /// Sets a raw value with a TTL, behind the layer's back.
-    pub fn set(&self, key: &str, value: &[u8]) {
+    pub(crate) fn set(&self, key: &str, value: &[u8]) {
         let _: () = redis::cmd("SET")
             .arg(key)
             .arg(value)
