@@ -11,6 +11,8 @@ mod failures;
 mod faults;
 mod hostile;
 mod lifecycle;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod pipeline;
 mod pipeline_events;
 mod properties;
