@@ -160,3 +160,56 @@ impl fmt::Debug for LazyPipelineState {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::{StateError, load::BoxFuture};
+
+    /// Counts loads; every load finds a live record with `{"a": 1}`.
+    #[derive(Default)]
+    struct Counted(AtomicUsize);
+
+    impl Load for Counted {
+        fn load(self: Arc<Self>, id: PipelineId) -> BoxFuture<Result<PipelineState, LoadError>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            let mut data = crate::record::Data::new();
+            data.insert("a".into(), 1.into());
+            let origin = Origin::Loaded { id, version: 1 };
+            Box::pin(async move { Ok(PipelineState::from_origin(origin, data)) })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_store_is_read_once_however_often_the_state_is_asked_for() {
+        let loads = Arc::new(Counted::default());
+        let lazy = LazyPipelineState::pending(PipelineId::generate(), loads.clone());
+        assert!(!lazy.is_loaded());
+        let other = lazy.clone();
+        let (first, second) = tokio::join!(lazy.load(), other.load());
+        first.unwrap().set("a", &2).unwrap();
+        assert_eq!(
+            second.unwrap().get::<u32>("a").unwrap(),
+            Some(2),
+            "one state"
+        );
+        assert!(lazy.is_loaded());
+        assert_eq!(loads.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_handle_loaded_after_its_request_refuses_changes() {
+        let loads = Arc::new(Counted::default());
+        let lazy = LazyPipelineState::pending(PipelineId::generate(), loads.clone());
+        assert!(lazy.close().is_none(), "never asked for: nothing to write");
+        let late = lazy.load().await.unwrap();
+        assert!(matches!(late.set("a", &2), Err(StateError::Finished)));
+        assert_eq!(
+            loads.0.load(Ordering::SeqCst),
+            0,
+            "no store command after the request"
+        );
+    }
+}

@@ -11,7 +11,7 @@ use crate::common::*;
 use axum::{Router, routing::post};
 use reqwest::StatusCode;
 use tokio::sync::Notify;
-use tower_pipeline_state::{PipelineState, PipelineStateLayer};
+use tower_pipeline_state::{LoadMode, PipelineState, PipelineStateLayer};
 
 /// The test routes plus `/counted`, which counts its calls and increments.
 fn counted_routes(calls: Arc<AtomicUsize>) -> Router {
@@ -28,12 +28,21 @@ fn counted_routes(calls: Arc<AtomicUsize>) -> Router {
     )
 }
 
+/// Lazy: the extractor's rejection is the 503; eager: the layer's own.
 #[tokio::test]
 async fn redis_down_gives_503_without_calling_the_handler_and_service_resumes_after() {
+    for mode in [LoadMode::Lazy, LoadMode::Eager] {
+        redis_down_in(mode).await;
+    }
+}
+
+async fn redis_down_in(mode: LoadMode) {
     let (logs, _guard) = Logs::capture();
     let mut redis = RedisServer::start();
     let calls = Arc::new(AtomicUsize::new(0));
-    let layer = PipelineStateLayer::new(redis_store(&redis.url()).await).cookie_secure(false);
+    let layer = PipelineStateLayer::new(redis_store(&redis.url()).await)
+        .cookie_secure(false)
+        .load_mode(mode);
     let app = serve(counted_routes(calls.clone()).layer(layer)).await;
     let browser = browser();
 
