@@ -413,8 +413,8 @@ async fn send(
         .headers()
         .get(header::SET_COOKIE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|pair| HeaderValue::from_str(pair).unwrap());
+        .and_then(|v| cookie::Cookie::parse(v).ok())
+        .map(|c| HeaderValue::from_str(&format!("{}={}", c.name(), c.value())).unwrap());
     response.into_body().collect().await.unwrap();
     (status, cookie)
 }

@@ -70,7 +70,8 @@ fn overhead(c: &mut Criterion) {
             .await
             .unwrap();
         let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
-        set_cookie.split(';').next().unwrap().to_owned()
+        let cookie = cookie::Cookie::parse(set_cookie).unwrap();
+        format!("{}={}", cookie.name(), cookie.value())
     });
 
     let cases = [

@@ -1,8 +1,9 @@
 //! Arbitrary bytes stored as the live flow's record, then a request that
-//! reads the state and changes it. Invariants: no panic; the handler's
-//! answer goes out (never a conflict or a server error); a record that
-//! loads is updated in place to the next version; one that does not is
-//! replaced by a new flow and deleted.
+//! reads the state and changes it. Invariants: no panic; a record whose
+//! header names a newer format is answered 503 and left exactly as it was;
+//! otherwise the handler's answer goes out (never a conflict or a server
+//! error), a record that loads is updated in place to the next version, and
+//! one that does not is replaced by a new flow and deleted.
 #![no_main]
 
 use http::{HeaderValue, StatusCode};
@@ -13,14 +14,31 @@ use tower_pipeline_state_fuzz::{LIVE_ID, RUNTIME, TTL, live_key, request};
 fuzz_target!(|record: &[u8]| {
     RUNTIME.block_on(async {
         let store = tower_pipeline_state::MemoryStore::new();
-        assert!(store.create(&live_key(), record, TTL, None).await.unwrap());
+        assert!(store.create(&live_key(), record, TTL).await.unwrap());
         let layer = PipelineStateLayer::new(store.clone());
         let cookie = HeaderValue::from_str(&format!("pipeline_id={LIVE_ID}")).unwrap();
 
         let outcome = request(&layer, std::slice::from_ref(&cookie), true).await;
-        assert_eq!(outcome.status, StatusCode::OK, "{outcome:?}");
         let stored = store.load(&live_key(), None).await.unwrap();
-        match outcome.state {
+        let Some(state) = outcome.state else {
+            assert_eq!(
+                outcome.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{outcome:?}"
+            );
+            assert!(
+                newer_format(record),
+                "refused a record of this release's format"
+            );
+            assert_eq!(
+                stored.as_deref(),
+                Some(record),
+                "a newer record is left alone"
+            );
+            return;
+        };
+        assert_eq!(outcome.status, StatusCode::OK, "{outcome:?}");
+        match state {
             Status::Loaded => {
                 assert_eq!(outcome.cookie, None);
                 let old = record_version(record).expect("a loaded record has the header");
@@ -28,6 +46,7 @@ fuzz_target!(|record: &[u8]| {
                 assert_eq!(record_version(&stored), Some(old.wrapping_add(1)));
             }
             Status::Expired => {
+                assert!(!newer_format(record), "a newer record was replaced");
                 assert!(stored.is_none(), "the unreadable record was replaced");
                 let new = outcome.cookie.expect("a new flow");
                 assert_ne!(new, LIVE_ID);
@@ -38,3 +57,19 @@ fuzz_target!(|record: &[u8]| {
         }
     });
 });
+
+/// Whether the record's header names a format after this release's (1).
+fn newer_format(record: &[u8]) -> bool {
+    let Some(rest) = record.strip_prefix(br#"{"format":"#) else {
+        return false;
+    };
+    let end = rest
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let (digits, after) = rest.split_at(end);
+    let format = std::str::from_utf8(digits)
+        .ok()
+        .and_then(|d| d.parse::<u32>().ok());
+    after.first() == Some(&b',') && format.is_some_and(|format| format > 1)
+}
