@@ -7,6 +7,9 @@
 //! curl -c jar -b jar -X DELETE localhost:3000/ # end the flow
 //! ```
 
+#[path = "support/listen.rs"]
+mod listen;
+
 use axum::{Router, routing::get};
 use tower_pipeline_state::{PipelineState, PipelineStateLayer, RedisStore, Status};
 
@@ -47,7 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // curl over http://. Keep the default (Secure) behind HTTPS.
         .layer(PipelineStateLayer::new(store).cookie_secure(false));
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    let listener = listen::listener().await?;
     println!(
         "counter on http://{} (Redis at {url})",
         listener.local_addr()?

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run --example hyper
+//! # open the printed URL for a page with the wizard's buttons, or:
 //! curl -c jar -b jar -X POST localhost:3000/wizard/start   # step 1
 //! curl -c jar -b jar localhost:3000/wizard                 # step 1
 //! curl -c jar -b jar -X POST localhost:3000/wizard/next    # step 2
@@ -12,16 +13,17 @@
 mod app;
 #[path = "support/http1.rs"]
 mod http1;
+#[path = "support/listen.rs"]
+mod listen;
 
-use tokio::net::TcpListener;
 use tower_pipeline_state::RedisStore;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let store = RedisStore::connect(&url).await?;
-    let listener = TcpListener::bind("127.0.0.1:3000").await?;
-    println!("listening on http://{}", listener.local_addr()?);
+    let listener = listen::listener().await?;
+    println!("listening on http://{}/", listener.local_addr()?);
     http1::serve(listener, app::service(store)).await;
     Ok(())
 }

@@ -8,6 +8,8 @@
 //! `redis://127.0.0.1:6379`); without one, the demo runs on `MemoryStore`.
 //! `PORT` picks the application's port (default 3000).
 
+#[path = "support/listen.rs"]
+mod listen;
 #[path = "sso/mod.rs"]
 mod sso;
 
@@ -18,17 +20,7 @@ use tower_pipeline_state::{MemoryStore, RedisStore};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let port: u16 = std::env::var("PORT")
-        .ok()
-        .and_then(|port| port.parse().ok())
-        .unwrap_or(3000);
-    let app_listener = match TcpListener::bind(("127.0.0.1", port)).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            println!("port {port} is not free ({error}); using another");
-            TcpListener::bind("127.0.0.1:0").await?
-        }
-    };
+    let app_listener = listen::listener().await?;
     let idp_listener = TcpListener::bind("127.0.0.1:0").await?;
     let settings = sso::Settings {
         app_origin: origin(app_listener.local_addr()?),

@@ -16,6 +16,7 @@ use tower_pipeline_state::{LazyPipelineState, PipelineStateLayer, ResponseBody, 
 ///
 /// | request | does |
 /// | --- | --- |
+/// | `GET /` | an index page with the requests below as buttons |
 /// | `GET /wizard` | reads the state: `step <n>`, `no flow`, or `expired` |
 /// | `POST /wizard/start` | creates the flow at step 1 |
 /// | `POST /wizard/next` | changes it: one step further |
@@ -50,8 +51,11 @@ async fn wizard(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
             "no PipelineStateLayer".to_owned(),
         ));
     };
-    if !request.uri().path().starts_with("/wizard") {
-        return Ok(text(StatusCode::NOT_FOUND, "not found".to_owned()));
+    match request.uri().path() {
+        // The index needs no flow: no store command.
+        "/" => return Ok(html(INDEX)),
+        path if path.starts_with("/wizard") => {}
+        _ => return Ok(text(StatusCode::NOT_FOUND, "not found".to_owned())),
     }
     let state = match lazy.load().await {
         Ok(state) => state,
@@ -89,6 +93,18 @@ async fn wizard(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
         _ => text(StatusCode::NOT_FOUND, "not found".to_owned()),
     };
     Ok(response)
+}
+
+/// What the printed URL shows: the wizard's requests as buttons.
+pub(crate) const INDEX: &str = include_str!("../support/wizard.html");
+
+fn html(body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -20,6 +20,7 @@ use warp::{
 ///
 /// | request | does |
 /// | --- | --- |
+/// | `GET /` | an index page with the requests below as buttons |
 /// | `GET /wizard` | reads the state: `step <n>`, `no flow`, or `expired` |
 /// | `POST /wizard/start` | creates the flow at step 1 |
 /// | `POST /wizard/next` | changes it: one step further |
@@ -66,8 +67,14 @@ fn routes()
         .and(warp::post())
         .and(state)
         .map(finish);
-    read.or(start).or(next).or(finish)
+    let index = warp::path::end()
+        .and(warp::get())
+        .map(|| warp::reply::html(INDEX));
+    index.or(read).or(start).or(next).or(finish)
 }
+
+/// What the printed URL shows: the wizard's requests as buttons.
+pub(crate) const INDEX: &str = include_str!("../support/wizard.html");
 
 type Text = WithStatus<String>;
 

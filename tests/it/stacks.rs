@@ -6,6 +6,8 @@
 mod http1;
 #[path = "../../examples/hyper/app.rs"]
 mod hyper_app;
+#[path = "../../examples/support/listen.rs"]
+mod listen;
 #[path = "../../examples/warp/app.rs"]
 mod warp_app;
 
@@ -141,4 +143,51 @@ async fn unknown_routes_answer_404_and_write_nothing() {
         assert_eq!((status, cookie), (StatusCode::NOT_FOUND, None));
     }
     assert_eq!(redis.keys(), Vec::<String>::new());
+}
+
+/// The URL an example prints answers: an index page with the wizard's
+/// requests. It needs no flow: the hyper example (lazy) sends no Redis
+/// command for it even with a live flow's cookie; the warp example (eager)
+/// loads the flow before its filters run.
+#[tokio::test]
+async fn the_printed_url_serves_an_index_and_only_eager_mode_loads_for_it() {
+    let redis = RedisServer::start();
+    let cases = [
+        (hyper_server(&redis).await, calls(&[])),
+        (warp_server(&redis).await, calls(&[("getex", 1)])),
+    ];
+    for (server, commands) in cases {
+        let browser = browser();
+        send(&browser, reqwest::Method::POST, server.url("/wizard/start")).await;
+        redis.reset_stats();
+        let response = browser.get(server.url("/")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let kind = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(kind.starts_with("text/html"), "{kind}");
+        let page = response.text().await.unwrap();
+        for action in ["/wizard/start", "/wizard/next", "/wizard/finish"] {
+            assert!(page.contains(&format!("action=\"{action}\"")), "{page}");
+        }
+        assert_eq!(redis.command_calls(), commands, "{}", server.url("/"));
+    }
+}
+
+/// An example whose port is taken listens on another one instead of failing.
+#[tokio::test]
+async fn an_example_whose_port_is_taken_listens_on_another() {
+    let taken = listener().await;
+    let port = taken.local_addr().unwrap().port();
+    let other = listen::listener_on(port).await.unwrap();
+    assert_ne!(other.local_addr().unwrap().port(), port);
+    let free = other.local_addr().unwrap().port();
+    drop(other);
+    let same = listen::listener_on(free).await.unwrap();
+    assert_eq!(
+        same.local_addr().unwrap().port(),
+        free,
+        "a free port is kept"
+    );
 }
