@@ -1,5 +1,5 @@
-//! The layer's response body: the inner service's body, or a short plain-text
-//! message when the layer answers by itself (503, 409...).
+//! The layer's response body: the inner service's body, or the layer's own
+//! answer (503, 409...) when it answers by itself.
 
 use std::{
     pin::Pin,
@@ -7,13 +7,14 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header::CONTENT_TYPE};
+use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 
 /// The body of a response that went through
 /// [`PipelineStateLayer`](crate::PipelineStateLayer): the inner service's, or
-/// the layer's own short plain-text message.
+/// the layer's own answer (a short plain-text message, or the page the
+/// application's error hook made).
 #[pin_project]
 #[derive(Debug)]
 pub struct ResponseBody<B> {
@@ -35,22 +36,17 @@ impl<B> ResponseBody<B> {
         }
     }
 
-    fn message(text: &'static str) -> Self {
+    fn bytes(bytes: Bytes) -> Self {
         Self {
-            kind: Kind::Message(Some(Bytes::from_static(text.as_bytes()))),
+            kind: Kind::Message(Some(bytes)),
         }
     }
 }
 
-/// A response of the layer's own, with a short plain-text body.
-pub(crate) fn message<B>(status: StatusCode, text: &'static str) -> Response<ResponseBody<B>> {
-    let mut response = Response::new(ResponseBody::message(text));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+/// A response of the layer's own (its plain text, or the application's
+/// page from the error hook).
+pub(crate) fn answer<B>(response: Response<Bytes>) -> Response<ResponseBody<B>> {
+    response.map(ResponseBody::bytes)
 }
 
 impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {

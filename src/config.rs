@@ -2,9 +2,14 @@
 
 use std::{sync::Arc, time::Duration};
 
-use http::StatusCode;
+use bytes::Bytes;
+use http::{Response, StatusCode};
 
-use crate::{cookies::CookieConfig, id::PipelineId};
+use crate::{
+    answer::{ErrorHook, LayerErrorKind, render},
+    cookies::CookieConfig,
+    id::PipelineId,
+};
 
 /// When the layer reads a flow's record from the store; set with
 /// [`PipelineStateLayer::load_mode`](crate::PipelineStateLayer::load_mode).
@@ -37,6 +42,7 @@ pub(crate) struct Config {
     pub(crate) load_mode: LoadMode,
     pub(crate) max_record_size: usize,
     pub(crate) cookie: CookieConfig,
+    pub(crate) error_hook: Option<ErrorHook>,
 }
 
 impl Default for Config {
@@ -51,11 +57,17 @@ impl Default for Config {
             load_mode: LoadMode::Lazy,
             max_record_size: 64 * 1024,
             cookie: CookieConfig::default(),
+            error_hook: None,
         }
     }
 }
 
 impl Config {
+    /// The layer's own answer of `kind`, through the application's hook.
+    pub(crate) fn answer(&self, kind: LayerErrorKind) -> Response<Bytes> {
+        render(self.error_hook.as_ref(), kind, self.conflict_status)
+    }
+
     /// The Redis key of flow `id`. Built by hand rather than with `format!`:
     /// it runs on every load and every write, and the formatting machinery
     /// cost several times the copy itself (measured with callgrind in

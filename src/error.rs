@@ -34,8 +34,10 @@ pub enum StateError {
 }
 
 /// The flow's state could not be loaded (the cause is logged). Answer `503
-/// Service Unavailable`; with the `axum` feature this error is an
-/// `IntoResponse` that does, with the same text as the layer's own 503.
+/// Service Unavailable`:
+/// [`LazyPipelineState::error_response`](crate::LazyPipelineState::error_response)
+/// gives the layer's own answer (through the application's error hook), and
+/// the axum extractor answers with it by itself.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {

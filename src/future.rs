@@ -9,14 +9,15 @@ use std::{
     task::{Context, Poll, ready},
 };
 
-use http::{Request, Response, StatusCode, header::SET_COOKIE};
+use http::{Request, Response, header::SET_COOKIE};
 use pin_project::pin_project;
 use tower_service::Service;
 
 use crate::{
     ResponseBody,
-    body::message,
-    config::{LoadMode, Shared},
+    answer::LayerErrorKind,
+    body::answer,
+    config::{Config, LoadMode, Shared},
     cookies::Incoming,
     error::LoadError,
     flush::{Flushed, write},
@@ -146,10 +147,8 @@ where
                     let (inner, request) = pending.take().expect("polled after completion");
                     let Ok(state) = loaded else {
                         // Logged by the load; the handler is not called.
-                        return Poll::Ready(Ok(message(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "pipeline state store unavailable\n",
-                        )));
+                        let refused = this.shared.config.answer(LayerErrorKind::Unavailable);
+                        return Poll::Ready(Ok(answer(refused)));
                     };
                     let lazy = LazyPipelineState::ready(state);
                     let future = enter(this.shared, this.lazy, lazy, inner, request);
@@ -177,11 +176,7 @@ where
                 StepProj::Flush { flush, response } => {
                     let flushed = ready!(flush.as_mut().poll(cx));
                     let response = response.take().expect("polled after completion");
-                    return Poll::Ready(Ok(respond(
-                        response,
-                        flushed,
-                        this.shared.config.conflict_status,
-                    )));
+                    return Poll::Ready(Ok(respond(response, flushed, &this.shared.config)));
                 }
             }
         }
@@ -210,29 +205,21 @@ where
 fn respond<B>(
     response: Response<B>,
     flushed: Flushed,
-    conflict: StatusCode,
+    config: &Config,
 ) -> Response<ResponseBody<B>> {
-    match flushed {
+    let kind = match flushed {
         Flushed::Saved(cookie) => {
             let mut response = response.map(ResponseBody::inner);
             if let Some(cookie) = cookie {
                 response.headers_mut().append(SET_COOKIE, cookie);
             }
-            response
+            return response;
         }
-        Flushed::Conflict => message(
-            conflict,
-            "the flow was changed by a concurrent request; nothing was saved, try again\n",
-        ),
-        Flushed::TooLarge => message(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "pipeline state too large; nothing was saved\n",
-        ),
+        Flushed::Conflict => LayerErrorKind::Conflict,
+        Flushed::TooLarge => LayerErrorKind::TooLarge,
         // A write that timed out or lost its connection may still have been
         // carried out by Redis: "not confirmed", not "not written".
-        Flushed::Failed => message(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "pipeline state store unavailable; the changes may not have been saved\n",
-        ),
-    }
+        Flushed::Failed => LayerErrorKind::NotConfirmed,
+    };
+    answer(config.answer(kind))
 }

@@ -2,12 +2,14 @@
 
 use std::{sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use cookie::{Key, SameSite};
-use http::StatusCode;
+use http::{Response, StatusCode};
 use tower_layer::Layer;
 
 use crate::{
-    PipelineStateService,
+    LayerError, PipelineStateService,
+    answer::ErrorHook,
     config::{Config, LoadMode, Shared},
     cookies::{Protection, assert_cookie_text},
 };
@@ -308,6 +310,36 @@ impl<St> PipelineStateLayer<St> {
     /// ```
     pub fn private(mut self, key: Key, previous: impl IntoIterator<Item = Key>) -> Self {
         self.config.cookie.protection = Protection::Private(keys(key, previous));
+        self
+    }
+
+    /// Renders the layer's own answers (the store unavailable, a write not
+    /// confirmed, a conflict, a state too large) as the application's own
+    /// pages (default: a short plain-text message). The hook gets the
+    /// [`LayerError`](crate::LayerError); keep its
+    /// [`status`](crate::LayerError::status), since a `2xx` would say the
+    /// changes were saved. It renders the axum extractor's `503` too, and
+    /// [`LazyPipelineState::error_response`](crate::LazyPipelineState::error_response)
+    /// gives it to hyper and tower code.
+    ///
+    /// ```
+    /// use http::{Response, header::CONTENT_TYPE};
+    /// use tower_pipeline_state::{LayerError, MemoryStore, PipelineStateLayer};
+    ///
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).on_error(|error: &LayerError| {
+    ///     Response::builder()
+    ///         .status(error.status())
+    ///         .header(CONTENT_TYPE, "text/html; charset=utf-8")
+    ///         .body(format!("<h1>Sorry</h1><p>{error}</p>"))
+    ///         .unwrap()
+    /// });
+    /// ```
+    pub fn on_error<F, T>(mut self, render: F) -> Self
+    where
+        F: Fn(&LayerError) -> Response<T> + Send + Sync + 'static,
+        T: Into<Bytes>,
+    {
+        self.config.error_hook = Some(ErrorHook::new(render));
         self
     }
 

@@ -4,10 +4,12 @@
 
 use std::{fmt, sync::Arc};
 
-use http::Extensions;
+use bytes::Bytes;
+use http::{Extensions, Response};
 use tokio::sync::OnceCell;
 
 use crate::{
+    LayerError, LayerErrorKind,
     config::LoadMode,
     error::LoadError,
     id::PipelineId,
@@ -78,8 +80,8 @@ impl LazyPipelineState {
     ///
     /// # Errors
     /// [`LoadError`] when the store failed or did not answer in time, or the
-    /// record was written by a newer release. Answer the request with `503`
-    /// ([`LoadError`] is an axum `IntoResponse` that does); the next call
+    /// record was written by a newer release. Answer the request with
+    /// [`error_response`](Self::error_response) (a `503`); the next call
     /// tries the store again.
     ///
     /// ```
@@ -103,6 +105,36 @@ impl LazyPipelineState {
             })
             .await
             .cloned()
+    }
+
+    /// The answer for a failed [`load`](Self::load): the layer's `503`,
+    /// through the application's error hook
+    /// ([`PipelineStateLayer::on_error`](crate::PipelineStateLayer::on_error))
+    /// when it has one.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use tower_pipeline_state::{LazyPipelineState, PipelineState};
+    ///
+    /// let lazy = LazyPipelineState::from(PipelineState::detached());
+    /// let state = match lazy.load().await {
+    ///     Ok(state) => state,
+    ///     Err(error) => {
+    ///         let page = lazy.error_response(&error);
+    ///         assert_eq!(page.status(), 503);
+    ///         return;
+    ///     }
+    /// };
+    /// # drop(state);
+    /// # });
+    /// ```
+    pub fn error_response(&self, error: &LoadError) -> Response<Bytes> {
+        let _ = error; // one answer for every load failure, whatever its cause
+        match &self.0.source {
+            Some((_, load)) => load.answer(LayerErrorKind::Unavailable),
+            // A state that was there from the start never fails to load.
+            None => LayerError::unavailable().plain_response(),
+        }
     }
 
     /// Whether the state is there (loaded, or never needed a load): when
@@ -179,6 +211,10 @@ mod tests {
             data.insert("a".into(), 1.into());
             let origin = Origin::Loaded { id, version: 1 };
             Box::pin(async move { Ok(PipelineState::from_origin(origin, data)) })
+        }
+
+        fn answer(&self, _: LayerErrorKind) -> Response<Bytes> {
+            unreachable!("these loads never fail")
         }
     }
 

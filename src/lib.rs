@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod answer;
 mod body;
 mod config;
 mod cookies;
@@ -58,6 +59,7 @@ mod service;
 mod state;
 pub mod store;
 
+pub use answer::{LayerError, LayerErrorKind};
 pub use body::ResponseBody;
 pub use config::LoadMode;
 pub use cookie::{Key, SameSite};

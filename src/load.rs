@@ -4,7 +4,11 @@
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
+use bytes::Bytes;
+use http::Response;
+
 use crate::{
+    answer::LayerErrorKind,
     config::Shared,
     error::LoadError,
     id::PipelineId,
@@ -25,6 +29,9 @@ pub(crate) trait Load: Send + Sync + 'static {
     /// Reads flow `id`'s record (refreshing its TTL when configured) and
     /// turns it into the handler's state. A failure is logged here.
     fn load(self: Arc<Self>, id: PipelineId) -> BoxFuture<Result<PipelineState, LoadError>>;
+
+    /// The layer's own answer of `kind`, through the application's hook.
+    fn answer(&self, kind: LayerErrorKind) -> Response<Bytes>;
 }
 
 impl<St: Store> Load for Shared<St> {
@@ -50,6 +57,10 @@ impl<St: Store> Load for Shared<St> {
                 }
             }
         })
+    }
+
+    fn answer(&self, kind: LayerErrorKind) -> Response<Bytes> {
+        self.config.answer(kind)
     }
 }
 

@@ -59,8 +59,9 @@ async fn wizard(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
     }
     let state = match lazy.load().await {
         Ok(state) => state,
-        // The store is down or slow: the same answer the layer gives.
-        Err(error) => return Ok(text(StatusCode::SERVICE_UNAVAILABLE, error.to_string())),
+        // The store is down or slow: the layer's own 503 (or the page its
+        // error hook renders).
+        Err(error) => return Ok(lazy.error_response(&error).map(Full::new)),
     };
     let step: Option<u32> = match state.get("step") {
         Ok(step) => step,

@@ -7,6 +7,7 @@
 mod common;
 
 mod concurrency;
+mod error_pages;
 mod failures;
 mod faults;
 mod hostile;
