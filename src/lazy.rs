@@ -28,23 +28,20 @@ use crate::{
 /// once. hyper, warp and plain tower code take it from the extensions:
 ///
 /// ```
-/// use http::{Request, Response, StatusCode};
+/// use bytes::Bytes;
+/// use http::{Request, Response};
 /// use tower_pipeline_state::LazyPipelineState;
 ///
-/// async fn handler(request: Request<String>) -> Response<String> {
+/// async fn handler(request: Request<String>) -> Response<Bytes> {
 ///     let lazy = request.extensions().get::<LazyPipelineState>().expect("the layer is installed");
 ///     let state = match lazy.load().await {
 ///         Ok(state) => state,
-///         // The store is down: the layer's own answer would be 503 too.
-///         Err(error) => {
-///             let mut response = Response::new(error.to_string());
-///             *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-///             return response;
-///         }
+///         // The store is down: the layer's 503 (or its error hook's page).
+///         Err(error) => return lazy.error_response(&error),
 ///     };
 ///     let visits: u64 = state.get("visits").unwrap().unwrap_or(0) + 1;
 ///     state.set("visits", &visits).unwrap();
-///     Response::new(format!("visit {visits}"))
+///     Response::new(Bytes::from(format!("visit {visits}")))
 /// }
 /// ```
 #[derive(Clone)]
