@@ -18,3 +18,4 @@ mod round_trips;
 mod sso;
 mod stacks;
 mod store_contract;
+mod versioned;
