@@ -15,6 +15,7 @@ mod pipeline;
 mod pipeline_events;
 mod properties;
 mod round_trips;
+mod secured;
 mod sso;
 mod stacks;
 mod store_contract;
