@@ -13,6 +13,7 @@ mod hostile;
 mod lifecycle;
 mod pipeline;
 mod pipeline_events;
+mod planted;
 mod properties;
 mod round_trips;
 mod secured;
