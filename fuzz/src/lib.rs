@@ -105,6 +105,6 @@ pub async fn request(
 pub async fn store_with_live_flow() -> MemoryStore {
     let store = MemoryStore::new();
     let record = br#"{"format":1,"version":1,"data":{"step":1}}"#;
-    assert!(store.create(&live_key(), record, TTL, None).await.unwrap());
+    assert!(store.create(&live_key(), record, TTL).await.unwrap());
     store
 }
