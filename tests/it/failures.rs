@@ -214,7 +214,7 @@ async fn a_corrupt_record_is_expired_with_a_warning_and_replaced_on_write() {
     for corrupt in [
         &b"not json at all"[..],
         // A format older than any release wrote (a newer one is left alone:
-        // `hostile::a_record_of_a_newer_format_is_left_alone`).
+        // `planted::a_record_of_a_newer_format_is_left_alone`).
         br#"{"format":0,"version":1,"data":{}}"#,
         br#"{"format":1,"version":1,"data":"not a map"}"#,
         b"\xff\xfe\x00",

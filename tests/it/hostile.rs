@@ -656,6 +656,41 @@ async fn a_replayed_cookie_of_a_cleared_flow_finds_nothing_and_revives_nothing()
 }
 
 #[tokio::test]
+async fn cookies_that_are_not_text_do_not_hide_the_flow_on_the_wire() {
+    let redis = RedisServer::start();
+    let key = Key::generate();
+    let plain = serve_hostile(PipelineStateLayer::new(redis_store(&redis.url()).await)).await;
+    let signed =
+        serve_hostile(PipelineStateLayer::new(redis_store(&redis.url()).await).signed(key, []))
+            .await;
+    for app in [&plain, &signed] {
+        let cookie = send(app, Method::POST, "/incr", None).await.cookie.unwrap();
+        // `pref=café` in Latin-1 before the id and raw high bytes after it,
+        // in the header that carries the id and in another `Cookie` header,
+        // sent as bytes over HTTP/1.1.
+        let mut carrying = b"pref=caf\xe9; pipeline_id=".to_vec();
+        carrying.extend_from_slice(cookie.as_bytes());
+        carrying.extend_from_slice(b"; junk=\xff\xfe\x80");
+        let response = reqwest::Client::new()
+            .get(app.url("/read"))
+            .header(
+                "cookie",
+                http::HeaderValue::from_bytes(b"lang=\xc3\xa9\xa0").unwrap(),
+            )
+            .header("cookie", http::HeaderValue::from_bytes(&carrying).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.text().await.unwrap(),
+            "count=1",
+            "the flow is found next to cookies that are not text"
+        );
+    }
+}
+
+#[tokio::test]
 async fn guessed_ids_find_nothing_and_signed_probes_never_reach_redis() {
     let redis = RedisServer::start();
     let store = redis_store(&redis.url()).await;

@@ -193,6 +193,23 @@ fn cookie_headers() -> impl Strategy<Value = Vec<HeaderValue>> {
     prop::collection::vec(one, 0..3)
 }
 
+/// Bytes a header value may hold (`HeaderValue::from_bytes` takes tab,
+/// visible ASCII, space and 0x80-0xFF), half of them not ASCII, with the
+/// cookie separators mixed in.
+fn header_bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+    let byte = prop_oneof![
+        2 => 0x80u8..=0xff,
+        2 => 0x20u8..0x7f,
+        1 => prop::sample::select(&b";=\t \""[..]),
+    ];
+    prop::collection::vec(byte, 0..max)
+        // Another cookie of our name would compete with the live one; these
+        // are the other cookies around it.
+        .prop_filter("names our cookie", |bytes| {
+            !bytes.windows(11).any(|window| window == b"pipeline_id")
+        })
+}
+
 /// A stored record: any bytes, any JSON, or a near-valid record (other
 /// formats, versions at the edges, other spacing and member order, data of
 /// another shape).
@@ -327,6 +344,41 @@ proptest! {
                 let text = format!("{before}; pipeline_id={value}; {after}");
                 let answer = call(&layer, &[header(&text)], Op::Look).await;
                 prop_assert_eq!(answer.state.as_str(), "loaded", "{} {:?}", mode, text);
+            }
+            Ok(())
+        })?;
+    }
+
+    #[test]
+    fn a_live_id_is_found_among_any_other_cookie_bytes(
+        before in header_bytes(120),
+        after in header_bytes(120),
+        others in prop::collection::vec(header_bytes(60), 0..3),
+        at in 0..3usize,
+    ) {
+        let store = MemoryStore::new();
+        runtime().block_on(async {
+            for (mode, layer) in layers(&store) {
+                let created = call(&layer, &[], Op::Touch).await;
+                let value = created.cookie.unwrap();
+                let mut ours = before.clone();
+                ours.extend_from_slice(b"; pipeline_id=");
+                ours.extend_from_slice(value.as_bytes());
+                ours.extend_from_slice(b"; ");
+                ours.extend_from_slice(&after);
+                // Every byte was drawn from what a header value may hold.
+                let ours = HeaderValue::from_bytes(&ours).expect("a header value");
+                // Other `Cookie` headers of the same request, before and
+                // after the one that carries the id.
+                let mut headers: Vec<HeaderValue> = others
+                    .iter()
+                    .map(|bytes| HeaderValue::from_bytes(bytes).expect("a header value"))
+                    .collect();
+                headers.insert(at.min(headers.len()), ours);
+                let answer = call(&layer, &headers, Op::Look).await;
+                prop_assert_eq!(answer.status, http::StatusCode::OK);
+                prop_assert_eq!(answer.state.as_str(), "loaded", "{} {:?}", mode, headers);
+                prop_assert_eq!(answer.cookie, None);
             }
             Ok(())
         })?;

@@ -1,6 +1,9 @@
 //! A four-step test pipeline and its server, shared by the engine's tests.
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
 
 use axum::{
     Router,
@@ -28,6 +31,8 @@ pub(crate) struct Options {
     pub(crate) barrier: Option<Arc<Barrier>>,
     /// Make submissions of step four (the last) wait here.
     pub(crate) final_barrier: Option<Arc<Barrier>>,
+    /// Counts the runs of the finish hook.
+    pub(crate) finishes: Option<Arc<AtomicUsize>>,
 }
 
 /// A four-step test pipeline. The user is the `x-user` header.
@@ -39,6 +44,7 @@ pub(crate) struct Options {
 pub(crate) fn pipeline(options: Options) -> Pipeline<Body, Response> {
     let barrier = options.barrier.clone();
     let final_barrier = options.final_barrier.clone();
+    let finishes = options.finishes.clone();
     Pipeline::builder("test")
         .flow_kind("login")
         .flow_kind("link")
@@ -104,14 +110,19 @@ pub(crate) fn pipeline(options: Options) -> Pipeline<Body, Response> {
                 }
             },
         )
-        .on_finish(|_request, finished| async move {
-            Ok(format!(
-                "finished kind={} user={} data={}",
-                finished.kind,
-                finished.user.as_deref().unwrap_or("-"),
-                serde_json::Value::Object(finished.data)
-            )
-            .into_response())
+        .on_finish(move |_request, finished| {
+            if let Some(finishes) = &finishes {
+                finishes.fetch_add(1, Ordering::SeqCst);
+            }
+            async move {
+                Ok(format!(
+                    "finished kind={} user={} data={}",
+                    finished.kind,
+                    finished.user.as_deref().unwrap_or("-"),
+                    serde_json::Value::Object(finished.data)
+                )
+                .into_response())
+            }
         })
         .on_error(|failure| {
             (
