@@ -85,11 +85,7 @@ impl CookieConfig {
                     return Incoming::Rejected;
                 }
                 seen += 1;
-                // Our values are ASCII; anything else is not ours.
-                let id = std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|value| self.verify(value));
-                if let Some(id) = id {
+                if let Some(id) = self.verify(value) {
                     return Incoming::Id(id);
                 }
             }
@@ -101,26 +97,30 @@ impl CookieConfig {
         }
     }
 
-    fn verify(&self, value: &str) -> Option<PipelineId> {
+    fn verify(&self, value: &[u8]) -> Option<PipelineId> {
         // Length first: no HMAC or decryption over an arbitrarily long value.
         if value.len() > self.max_len {
             return None;
         }
+        let (keys, private) = match &self.protection {
+            // A bare id is read where it lies: no owned copy, no UTF-8 check.
+            Protection::Plain => return PipelineId::parse_ascii(value),
+            Protection::Signed(keys) => (keys, false),
+            Protection::Private(keys) => (keys, true),
+        };
+        // Our values are ASCII; anything else is not ours.
+        let cookie = Cookie::new(
+            self.name.clone(),
+            std::str::from_utf8(value).ok()?.to_owned(),
+        );
         let jar = CookieJar::new();
-        let opened = match &self.protection {
-            // A bare id is read where it lies: no owned copy of the cookie.
-            Protection::Plain => return PipelineId::parse(value),
-            Protection::Signed(keys) => {
-                let cookie = Cookie::new(self.name.clone(), value.to_owned());
-                keys.iter()
-                    .find_map(|key| jar.signed(key).verify(cookie.clone()))
+        let opened = keys.iter().find_map(|key| {
+            if private {
+                jar.private(key).decrypt(cookie.clone())
+            } else {
+                jar.signed(key).verify(cookie.clone())
             }
-            Protection::Private(keys) => {
-                let cookie = Cookie::new(self.name.clone(), value.to_owned());
-                keys.iter()
-                    .find_map(|key| jar.private(key).decrypt(cookie.clone()))
-            }
-        }?;
+        })?;
         PipelineId::parse(opened.value())
     }
 
@@ -180,10 +180,15 @@ impl CookieConfig {
 /// the full parser builds a whole `Cookie` per pair and cost more than the
 /// rest of reading the id (measured with callgrind in `benches/overhead.rs`).
 fn pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    header.split(|byte| *byte == b';').filter_map(|pair| {
-        let equals = pair.iter().position(|byte| *byte == b'=')?;
-        let (name, value) = (&pair[..equals], &pair[equals + 1..]);
-        Some((name.trim_ascii(), value.trim_ascii()))
+    // `memchr` finds the separators a word at a time: a byte-by-byte split
+    // cost a third more than the whole rest of reading the id (callgrind).
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b';', header).chain(std::iter::once(header.len()));
+    ends.filter_map(move |end| {
+        let pair = &header[start..end];
+        start = end + 1;
+        let equals = memchr::memchr(b'=', pair)?;
+        Some((pair[..equals].trim_ascii(), pair[equals + 1..].trim_ascii()))
     })
 }
 

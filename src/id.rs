@@ -25,7 +25,11 @@ impl PipelineId {
 
     /// Parses the text form; see [`FromStr`](#impl-FromStr-for-PipelineId).
     pub(crate) fn parse(text: &str) -> Option<Self> {
-        let bytes = text.as_bytes();
+        Self::parse_ascii(text.as_bytes())
+    }
+
+    /// [`parse`](Self::parse) over bytes, as they come in a header.
+    pub(crate) fn parse_ascii(bytes: &[u8]) -> Option<Self> {
         if bytes.len() != Self::LEN || !bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         {
             return None;

@@ -86,7 +86,7 @@ pub(crate) fn format_of(raw: &[u8]) -> Option<u32> {
     if digits.is_empty() || !rest.starts_with(b",") {
         return None;
     }
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    u32::try_from(number(digits)?).ok()
 }
 
 /// Reads a record's version without decoding it, exactly as the Redis
@@ -100,7 +100,15 @@ pub fn version_of(raw: &[u8]) -> Option<u64> {
     if digits.is_empty() || !rest.starts_with(b",") {
         return None;
     }
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    number(digits)
+}
+
+/// The value of ASCII digits; `None` past `u64::MAX`. Read in place: both
+/// header reads run on every load.
+fn number(digits: &[u8]) -> Option<u64> {
+    digits.iter().try_fold(0u64, |value, digit| {
+        value.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+    })
 }
 
 fn skip_digits(bytes: &[u8]) -> (&[u8], &[u8]) {
