@@ -838,3 +838,153 @@ async fn the_provider_checks_the_client_and_the_pkce_verifier() {
         "a code is used once"
     );
 }
+
+#[tokio::test]
+async fn an_id_token_signed_with_a_key_the_provider_does_not_publish_is_refused() {
+    // The provider publishes another key than the one it signs with (a
+    // forged or mixed-up token): the signature check against the JWKS
+    // refuses it, and the person reads that they were not signed in.
+    let (logs, _capturing) = Logs::capture();
+    let redis = RedisServer::start();
+    let idp_listener = listener().await;
+    let app_listener = listener().await;
+    let settings = example::Settings {
+        app_origin: format!("http://{}", app_listener.local_addr().unwrap()),
+        provider: example::Provider {
+            issuer: format!(
+                "http://localhost:{}",
+                idp_listener.local_addr().unwrap().port()
+            ),
+            client_id: example::idp::CLIENT_ID.to_owned(),
+            client_secret: Some(example::idp::CLIENT_SECRET.to_owned()),
+            display_name: "the demo identity provider".to_owned(),
+        },
+        response_mode: example::ResponseMode::Query,
+        ttl: Duration::from_secs(600),
+        key: Key::generate(),
+    };
+    // Another instance of the provider, with a key of its own: its JWKS is
+    // what the signing one publishes.
+    let impostor = example::idp::router(settings.provider.issuer.clone(), settings.redirect_uri());
+    let idp = example::idp::router(settings.provider.issuer.clone(), settings.redirect_uri())
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let impostor = impostor.clone();
+                async move {
+                    if request.uri().path() == "/jwks" {
+                        tower::ServiceExt::oneshot(impostor, request).await.unwrap()
+                    } else {
+                        next.run(request).await
+                    }
+                }
+            },
+        ));
+    let _idp = Server::axum(idp_listener, idp);
+    let app = Server::axum(
+        app_listener,
+        example::app::router(redis_store(&redis.url()).await, settings.clone()),
+    );
+    let browser = browser();
+
+    let started = browser.post(app.url("/sso/start")).send().await.unwrap();
+    let callback = sign_in_at_provider(&browser, &location(&started), "alice", "wonderland").await;
+    let path = callback
+        .strip_prefix(&settings.app_origin)
+        .unwrap()
+        .to_owned();
+    let (status, body) = page(browser.get(app.url(&path)).send().await.unwrap()).await;
+    assert_eq!(status, pages::NOT_VERIFIED.status);
+    assert!(shows(&body, &pages::NOT_VERIFIED), "{body}");
+    assert_eq!(redis.keys(), Vec::<String>::new(), "the flow ended");
+    let log = logs.text();
+    assert_eq!(
+        logs.matching(&["sign-in with the provider failed: ID token invalid"])
+            .len(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        logs.matching(&["app: GET /sso/callback -> 502 identity_not_verified"])
+            .len(),
+        1,
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn the_layers_own_answer_is_the_apps_page() {
+    // Redis goes away while the callback step talks to the provider: the
+    // step's changes cannot be written, and the layer answers "not
+    // confirmed" (503) through the app's on_error hook, as a page of the
+    // app's, with the layer's status.
+    let (logs, _capturing) = Logs::capture();
+    let mut redis = RedisServer::start();
+    let idp_listener = listener().await;
+    let app_listener = listener().await;
+    let settings = example::Settings {
+        app_origin: format!("http://{}", app_listener.local_addr().unwrap()),
+        provider: example::Provider {
+            issuer: format!(
+                "http://localhost:{}",
+                idp_listener.local_addr().unwrap().port()
+            ),
+            client_id: example::idp::CLIENT_ID.to_owned(),
+            client_secret: Some(example::idp::CLIENT_SECRET.to_owned()),
+            display_name: "the demo identity provider".to_owned(),
+        },
+        response_mode: example::ResponseMode::Query,
+        ttl: Duration::from_secs(600),
+        key: Key::generate(),
+    };
+    // The token endpoint says when a request arrived, and answers when
+    // the test lets it.
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let gate = release.clone();
+    let idp = example::idp::router(settings.provider.issuer.clone(), settings.redirect_uri())
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let (arrived_tx, gate) = (arrived_tx.clone(), gate.clone());
+                async move {
+                    if request.uri().path() == "/token" {
+                        let released = gate.notified();
+                        arrived_tx.send(()).unwrap();
+                        released.await;
+                    }
+                    next.run(request).await
+                }
+            },
+        ));
+    let _idp = Server::axum(idp_listener, idp);
+    let app = Server::axum(
+        app_listener,
+        example::app::router(redis_store(&redis.url()).await, settings.clone()),
+    );
+    let browser = browser();
+
+    let started = browser.post(app.url("/sso/start")).send().await.unwrap();
+    let callback = sign_in_at_provider(&browser, &location(&started), "alice", "wonderland").await;
+    let url = app.url(callback.strip_prefix(&settings.app_origin).unwrap());
+    let pending = tokio::spawn({
+        let browser = browser.clone();
+        async move { browser.get(url).send().await.unwrap() }
+    });
+    arrived.recv().await.unwrap();
+    redis.stop();
+    release.notify_one();
+    let response = pending.await.unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/html; charset=utf-8"
+    );
+    let (status, body) = page(response).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(shows(&body, &pages::NOT_SAVED), "{body}");
+    let log = logs.text();
+    assert_eq!(
+        logs.matching(&["app: GET /sso/callback -> 503 store_not_confirmed"])
+            .len(),
+        1,
+        "{log}"
+    );
+}
