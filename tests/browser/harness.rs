@@ -27,7 +27,13 @@ const PAGE_WAIT: Duration = Duration::from_secs(30);
 /// test fails with the install instruction.
 pub(crate) fn tool(variable: &str, name: &str) -> PathBuf {
     if let Ok(path) = std::env::var(variable) {
-        return PathBuf::from(path);
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "{variable}={}: no such program; {INSTALL}",
+            path.display()
+        );
+        return path;
     }
     std::env::var_os("PATH")
         .and_then(|paths| {
