@@ -1,198 +1,462 @@
-//! The application: a start page, and a sign-in pipeline of three steps on
-//! one route, `/sso`:
+//! The application: a start page, a sign-in pipeline of three steps, its
+//! own pages for every outcome, and one log line per request.
 //!
-//! 1. `authorize`: makes a PKCE verifier, binds it, and sends the browser to
-//!    the provider with the flow's nonce as `state` and the S256 challenge.
-//! 2. `callback` (a callback step: the engine has checked and consumed the
-//!    nonce before it runs): exchanges the code for the user's identity,
-//!    server to server, with the verifier; binds the identity.
-//! 3. `confirm`: asks "continue as …?"; continuing finishes the flow.
+//! 1. `authorize` (`POST /sso/start`): makes a PKCE verifier and an OIDC
+//!    nonce, binds them, and sends the browser to the provider with the
+//!    flow's nonce as `state`.
+//! 2. `callback` (`/sso/callback`, a GET or, with `form_post`, a cross-site
+//!    POST; a callback step: the engine has checked and consumed `state`
+//!    before it runs): exchanges the code server to server and verifies the
+//!    ID token; binds the identity; redirects to `/sso`.
+//! 3. `confirm` (`/sso`): asks "continue as …?"; Continue finishes the flow,
+//!    Cancel ends it.
 //!
-//! The finish hook answers "signed in as <user>"; a real application would
-//! start its login session there.
+//! The finish hook starts the login session (a private cookie) and
+//! redirects to the start page, a GET: refresh and Back stay harmless.
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{
     Form, Router,
     body::Body,
-    extract::{FromRequest, Query, Request},
-    http::{Method, StatusCode},
+    extract::{FromRequest, Query, Request, State},
+    http::{
+        HeaderValue, Method, Response as HttpResponse,
+        header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, SET_COOKIE},
+    },
+    middleware::{self, Next},
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
 };
+use cookie::{Cookie, CookieJar, SameSite};
 use serde::Deserialize;
 use tower_pipeline_state::{
-    PipelineStateLayer, Store,
+    Key, LayerError, LayerErrorKind, PipelineStateLayer, Store,
     pipeline::{Failure, Finished, Flow, FlowError, Pipeline},
 };
 
 use super::{
-    Settings,
+    ResponseMode, Settings,
     html::{escape, page},
-    idp::{CLIENT_ID, Identity, TokenResponse},
+    oidc::{self, AuthorizationRequest, Identity, OidcError},
+    pages::{self, Message},
     pkce,
 };
 
-/// The pipeline's route: the start form posts to `/sso/start`, everything
-/// else of the flow (the provider's callback included) goes here.
+/// The confirmation step's route (and where the other steps lead).
 pub(crate) const FLOW_PATH: &str = "/sso";
+/// The provider's way back: the registered redirect URI's path.
+pub(crate) const CALLBACK_PATH: &str = "/sso/callback";
+/// The login session's cookie, set when a sign-in finishes.
+pub(crate) const SESSION_COOKIE: &str = "demo_session";
+/// The request log's `tracing` target.
+pub(crate) const LOG_TARGET: &str = "demo";
 
 type Step = Result<Response, FlowError>;
 type SsoFlow = Flow<Body, Response>;
 
-/// What the steps share.
+/// What a response was, for the request log: set by every page, read by
+/// [`log_requests`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Outcome(pub(crate) &'static str);
+
+fn with_outcome(mut response: Response, outcome: &'static str) -> Response {
+    response.extensions_mut().insert(Outcome(outcome));
+    response
+}
+
+/// What the routes share.
+#[derive(Debug)]
 struct Context {
     settings: Settings,
-    /// For the server-to-server code exchange.
-    http: reqwest::Client,
+    client: oidc::Client,
+    pipeline: Pipeline<Body, Response>,
+}
+
+/// Why a step ended the flow, carried in [`FlowError::Failed`] as a stable
+/// code; the page for it comes from [`pages`], the detail went to the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Problem {
+    Cancelled,
+    MissingAnswer,
+    ProviderDeclined,
+    Oidc(OidcProblem),
+    Internal,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OidcProblem {
+    Unreachable,
+    Misconfigured,
+    CodeRefused,
+    NotVerified,
+}
+
+impl Problem {
+    const ALL: [Self; 8] = [
+        Self::Cancelled,
+        Self::MissingAnswer,
+        Self::ProviderDeclined,
+        Self::Oidc(OidcProblem::Unreachable),
+        Self::Oidc(OidcProblem::Misconfigured),
+        Self::Oidc(OidcProblem::CodeRefused),
+        Self::Oidc(OidcProblem::NotVerified),
+        Self::Internal,
+    ];
+
+    /// The stable code: the outcome of its page.
+    fn code(self) -> &'static str {
+        match self {
+            Self::Cancelled => "cancelled",
+            _ => self.message().outcome,
+        }
+    }
+
+    fn message(self) -> Message {
+        match self {
+            // Not shown: a cancel goes back to the start page.
+            Self::Cancelled => pages::NO_SIGN_IN,
+            Self::MissingAnswer => pages::MISSING_ANSWER,
+            Self::ProviderDeclined => pages::PROVIDER_DECLINED,
+            Self::Oidc(OidcProblem::Unreachable) => pages::PROVIDER_UNREACHABLE,
+            Self::Oidc(OidcProblem::Misconfigured) => pages::MISCONFIGURED,
+            Self::Oidc(OidcProblem::CodeRefused) => pages::CODE_REFUSED,
+            Self::Oidc(OidcProblem::NotVerified) => pages::NOT_VERIFIED,
+            Self::Internal => pages::INTERNAL,
+        }
+    }
+
+    fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|problem| problem.code() == code)
+    }
+
+    /// Ends the flow with this problem.
+    fn fail(self) -> FlowError {
+        FlowError::failed(self.code())
+    }
+}
+
+/// The client error, logged with its detail, as the problem it is.
+fn oidc_problem(error: OidcError) -> FlowError {
+    tracing::warn!(target: LOG_TARGET, "sign-in with the provider failed: {error}");
+    Problem::Oidc(match error {
+        OidcError::Unreachable(_) => OidcProblem::Unreachable,
+        OidcError::Misconfigured(_) => OidcProblem::Misconfigured,
+        OidcError::CodeRefused(_) => OidcProblem::CodeRefused,
+        OidcError::TokenInvalid(_) => OidcProblem::NotVerified,
+    })
+    .fail()
 }
 
 /// The application's routes over `store`.
 pub(crate) fn router<St: Store>(store: St, settings: Settings) -> Router {
     let ttl = settings.ttl;
-    let pipeline = pipeline(settings);
-    let starter = pipeline.clone();
-    Router::new()
-        .route("/", get(start_page))
-        .route(
-            "/sso/start",
-            post(move |request: Request| async move { starter.start(request, "login").await }),
-        )
-        .route_service(FLOW_PATH, pipeline)
-        .layer(
-            PipelineStateLayer::new(store)
-                .key_prefix("auth:pipeline:")
-                .ttl(ttl)
-                // The demo is served over plain HTTP on loopback, and a
-                // browser does not send a `Secure` cookie over `http://`
-                // (some make an exception for `localhost`; not all, and not
-                // for every loopback address). In production, behind TLS,
-                // keep the default: `Secure` on.
-                .cookie_secure(false),
-        )
-}
-
-/// The sign-in pipeline.
-pub(crate) fn pipeline(settings: Settings) -> Pipeline<Body, Response> {
-    let context = Arc::new(Context {
-        settings,
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("an HTTP client"),
+    let key = settings.key.clone();
+    let response_mode = settings.response_mode;
+    let context = Arc::new_cyclic(|weak: &std::sync::Weak<Context>| {
+        let (authorize_context, callback_context) = (weak.clone(), weak.clone());
+        let pipeline = Pipeline::builder("sso")
+            .flow_kind("login")
+            .step("authorize", move |request, flow| {
+                authorize(authorize_context.upgrade(), request, flow)
+            })
+            .callback("callback", move |request, flow| {
+                callback(callback_context.upgrade(), request, flow)
+            })
+            .step("confirm", confirm)
+            .on_finish(move |request, finished| finish(key.clone(), request, finished))
+            .on_error(move |failure| error_page(failure, ttl))
+            .build();
+        Context {
+            client: oidc::Client::new(settings.provider.clone()),
+            settings,
+            pipeline,
+        }
     });
-    let (authorize_context, callback_context) = (context.clone(), context);
-    Pipeline::builder("sso")
-        .flow_kind("login")
-        .step("authorize", move |request, flow| {
-            authorize(authorize_context.clone(), request, flow)
+    let layer = PipelineStateLayer::new(store)
+        .key_prefix("auth:pipeline:")
+        .ttl(ttl)
+        .signed(context.settings.key.clone(), [])
+        .on_error(move |error: &LayerError| layer_error_page(error, ttl));
+    let layer = match response_mode {
+        // The demo is served over plain HTTP on loopback. With redirects
+        // back (`query`), the callback is a top-level GET, which carries a
+        // `SameSite=Lax` cookie; `Secure` is off so that every browser and
+        // HTTP client sends it over `http://`. In production, behind TLS,
+        // keep the default: `Secure` on.
+        ResponseMode::Query => layer.cookie_secure(false),
+        // With `form_post` the provider's page posts the code back: a
+        // cross-site POST, on which browsers send only `SameSite=None`
+        // cookies, and those must be `Secure`. (Chromium and Firefox treat
+        // http://127.0.0.1 and http://localhost as secure contexts, so it
+        // works in the demo too.) The trade-off: the flow cookie now goes
+        // with every cross-site request to this site, so it no longer
+        // helps against cross-site request forgery; the flow's own checks
+        // (`state` compared and consumed, PKCE, the ID token's nonce) are
+        // what protect the callback.
+        ResponseMode::FormPost => layer
+            .cookie_same_site(cookie::SameSite::None)
+            .cookie_secure(true),
+    };
+    Router::new()
+        .route("/", get(home))
+        .route("/sso/start", post(start))
+        .route(FLOW_PATH, get(flow).post(flow))
+        .route(CALLBACK_PATH, get(flow).post(form_post_callback))
+        .route("/signout", post(sign_out))
+        .fallback(move || async move { message_page(&pages::NOT_FOUND, ttl) })
+        .method_not_allowed_fallback(move || async move {
+            message_page(&pages::METHOD_NOT_ALLOWED, ttl)
         })
-        .callback("callback", move |request, flow| {
-            callback(callback_context.clone(), request, flow)
-        })
-        .step("confirm", confirm)
-        .on_finish(finish)
-        .on_error(error_page)
-        .build()
+        .layer(layer)
+        .with_state(context)
+        .layer(middleware::from_fn_with_state("app", log_requests))
 }
 
-async fn start_page() -> impl IntoResponse {
-    page(
-        "Demo app",
-        "<h1>Demo app</h1>\
-         <p>Sign in through the demo identity provider. The flow's state (step, \
-         nonce, PKCE verifier, identity) lives in Redis, never in the browser: \
-         the browser holds only a random id.</p>\
-         <form method=\"post\" action=\"/sso/start\"><button>Sign in with Demo IdP</button></form>",
-    )
+/// Logs every request, one line: method, path (never the query: it carries
+/// codes), status and outcome. Pages are never cached: Back asks again.
+pub(crate) async fn log_requests(
+    State(site): State<&'static str>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let mut response = next.run(request).await;
+    let status = response.status();
+    let outcome = response.extensions().get::<Outcome>().map_or(
+        if status.is_success() || status.is_redirection() {
+            "ok"
+        } else {
+            "error"
+        },
+        |outcome| outcome.0,
+    );
+    response
+        .headers_mut()
+        .entry(CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    tracing::info!(
+        target: LOG_TARGET,
+        "{site}: {method} {path} -> {} {outcome}",
+        status.as_u16()
+    );
+    response
+}
+
+/// The login session the request carries, if any.
+fn session(request_cookies: Option<&HeaderValue>, key: &Key) -> Option<Identity> {
+    let mut jar = CookieJar::new();
+    let header = request_cookies?.to_str().ok()?;
+    for cookie in Cookie::split_parse(header).flatten() {
+        jar.add_original(cookie.into_owned());
+    }
+    let cookie = jar.private(key).get(SESSION_COOKIE)?;
+    serde_json::from_str(cookie.value()).ok()
+}
+
+#[derive(Deserialize)]
+struct HomeQuery {
+    notice: Option<String>,
+}
+
+async fn home(
+    State(context): State<Arc<Context>>,
+    Query(query): Query<HomeQuery>,
+    request: Request,
+) -> Response {
+    let notice = query
+        .notice
+        .as_deref()
+        .and_then(pages::notice)
+        .map(|text| format!("<p class=\"notice\">{}</p>", escape(text)))
+        .unwrap_or_default();
+    let provider = &context.settings.provider.display_name;
+    let body = match session(request.headers().get(COOKIE), &context.settings.key) {
+        Some(identity) => {
+            let email = identity
+                .email
+                .as_deref()
+                .map(|email| format!(" ({})", escape(email)))
+                .unwrap_or_default();
+            format!(
+                "{notice}<h1>Signed in as {name}</h1>\
+                 <p>{provider} says you are <strong>{name}</strong>{email}, \
+                 login <code>{login}</code>.</p>\
+                 <p class=\"muted\">A real application would now show your account. \
+                 Refresh or go Back as you like: this page is a plain GET.</p>\
+                 <form method=\"post\" action=\"/signout\"><button>Sign out</button></form>\
+                 <form method=\"post\" action=\"/sso/start\">\
+                 <button class=\"secondary\">Sign in again</button></form>",
+                name = escape(identity.display_name()),
+                login = escape(identity.login()),
+                provider = escape(provider),
+            )
+        }
+        None => format!(
+            "{notice}<h1>Welcome</h1>\
+             <p>This demo signs you in with {provider} (OpenID Connect, \
+             authorization code with PKCE). While you sign in, the flow's state \
+             (its step, nonce, PKCE verifier and the identity found so far) \
+             lives on the server, in Redis; your browser holds only a signed \
+             random id.</p>\
+             <form method=\"post\" action=\"/sso/start\"><button>Sign in with {provider}</button></form>",
+            provider = escape(provider),
+        ),
+    };
+    with_outcome(page("Demo app", &body).into_response(), "home")
+}
+
+async fn start(State(context): State<Arc<Context>>, request: Request) -> Response {
+    context.pipeline.start(request, "login").await
+}
+
+/// Every request of the flow after its start (the confirmation page, the
+/// GET callback). When the flow is gone but the person is signed in (Back
+/// or refresh after signing in), the start page says so instead.
+async fn flow(State(context): State<Arc<Context>>, request: Request) -> Response {
+    let signed_in = session(request.headers().get(COOKIE), &context.settings.key).is_some();
+    let response = context.pipeline.dispatch(request).await;
+    let outcome = response
+        .extensions()
+        .get::<Outcome>()
+        .map(|outcome| outcome.0);
+    let stale = [
+        pages::NO_SIGN_IN.outcome,
+        pages::EXPIRED.outcome,
+        pages::ALREADY_USED.outcome,
+        pages::ANSWERED_ELSEWHERE.outcome,
+    ];
+    if signed_in && outcome.is_some_and(|outcome| stale.contains(&outcome)) {
+        let mut redirect = with_outcome(
+            Redirect::to("/?notice=already_signed_in").into_response(),
+            "already_signed_in",
+        );
+        // Keep the expired flow cookie's removal.
+        for cookie in response.headers().get_all(SET_COOKIE) {
+            redirect.headers_mut().append(SET_COOKIE, cookie.clone());
+        }
+        return redirect;
+    }
+    response
+}
+
+/// The `form_post` callback: the provider's page posted `code`, `state`
+/// (and `iss`) as a form. The engine reads `state` from the query string,
+/// so the form's fields become the query of the request handed to the
+/// pipeline; the rest of the request (its cookies, and the layer's handle
+/// in its extensions) stays as it came.
+async fn form_post_callback(State(context): State<Arc<Context>>, request: Request) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(bytes) => bytes,
+        Err(_) => return message_page(&pages::MISSING_ANSWER, context.settings.ttl),
+    };
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form_urlencoded::parse(&bytes))
+        .finish();
+    parts.uri = match format!("{CALLBACK_PATH}?{query}").parse() {
+        Ok(uri) => uri,
+        Err(_) => return message_page(&pages::MISSING_ANSWER, context.settings.ttl),
+    };
+    parts.method = Method::GET;
+    parts.headers.remove(CONTENT_TYPE);
+    flow(State(context), Request::from_parts(parts, Body::empty())).await
+}
+
+async fn sign_out() -> Response {
+    let removal = Cookie::build((SESSION_COOKIE, ""))
+        .path("/")
+        .max_age(cookie::time::Duration::ZERO)
+        .build();
+    let mut response = Redirect::to("/?notice=signed_out").into_response();
+    if let Ok(value) = HeaderValue::from_str(&removal.to_string()) {
+        response.headers_mut().append(SET_COOKIE, value);
+    }
+    with_outcome(response, "signed_out")
 }
 
 /// Step 1: off to the provider.
-async fn authorize(context: Arc<Context>, _request: Request, flow: SsoFlow) -> Step {
+async fn authorize(context: Option<Arc<Context>>, _request: Request, flow: SsoFlow) -> Step {
+    let context = context.ok_or_else(|| Problem::Internal.fail())?;
     let verifier = pkce::verifier();
+    let nonce = pkce::random_token();
     flow.bind("pkce_verifier", &verifier)?;
+    flow.bind("oidc_nonce", &nonce)?;
     let settings = &context.settings;
-    let query = form_urlencoded::Serializer::new(String::new())
-        .append_pair("response_type", "code")
-        .append_pair("client_id", CLIENT_ID)
-        .append_pair("redirect_uri", &settings.redirect_uri())
-        .append_pair("state", flow.nonce()?.as_str())
-        .append_pair("code_challenge", &pkce::challenge(&verifier))
-        .append_pair("code_challenge_method", "S256")
-        .finish();
-    // The provider's redirect back enters the next step.
+    let url = context
+        .client
+        .authorization_url(&AuthorizationRequest {
+            redirect_uri: &settings.redirect_uri(),
+            state: flow.nonce()?.as_str(),
+            nonce: &nonce,
+            code_challenge: &pkce::challenge(&verifier),
+            response_mode: settings.response_mode,
+        })
+        .await
+        .map_err(oidc_problem)?;
+    // The provider's answer enters the next step.
     flow.advance()?;
-    Ok(Redirect::to(&format!("{}/authorize?{query}", settings.idp_origin)).into_response())
+    Ok(with_outcome(
+        Redirect::to(&url).into_response(),
+        "to_provider",
+    ))
 }
 
 #[derive(Deserialize)]
 struct Callback {
     code: Option<String>,
     error: Option<String>,
+    error_description: Option<String>,
+    iss: Option<String>,
 }
 
 /// Step 2: the provider sent the browser back (with the right `state`, or
 /// the engine would not have run this step).
-async fn callback(context: Arc<Context>, request: Request, flow: SsoFlow) -> Step {
-    let Query(callback) =
-        Query::<Callback>::try_from_uri(request.uri()).map_err(FlowError::failed)?;
+async fn callback(context: Option<Arc<Context>>, request: Request, flow: SsoFlow) -> Step {
+    let context = context.ok_or_else(|| Problem::Internal.fail())?;
+    let Query(callback) = Query::<Callback>::try_from_uri(request.uri())
+        .map_err(|_| Problem::MissingAnswer.fail())?;
+    context
+        .client
+        .check_callback_issuer(callback.iss.as_deref())
+        .map_err(oidc_problem)?;
     if let Some(error) = callback.error {
-        return Err(FlowError::failed(format!(
-            "the identity provider refused the sign-in ({error})"
-        )));
+        tracing::info!(
+            target: LOG_TARGET,
+            "the provider answered {error}: {}",
+            callback.error_description.as_deref().unwrap_or("")
+        );
+        return Err(if error == "access_denied" {
+            Problem::Cancelled
+        } else {
+            Problem::ProviderDeclined
+        }
+        .fail());
     }
-    let code = callback
-        .code
-        .ok_or_else(|| FlowError::failed("the identity provider sent no code"))?;
+    let code = callback.code.ok_or_else(|| Problem::MissingAnswer.fail())?;
     let verifier: String = flow
         .fetch("pkce_verifier")?
-        .ok_or_else(|| FlowError::failed("the flow lost its PKCE verifier"))?;
-    let identity = exchange(&context, &code, &verifier).await?;
-    flow.bind("identity", &identity)?;
-    // The verifier has done its job; keep no more secrets than needed.
-    flow.unbind("pkce_verifier")?;
-    flow.advance()?;
-    // Back to the flow's clean URL: a reload does not resend the callback.
-    Ok(Redirect::to(FLOW_PATH).into_response())
-}
-
-/// The code for the user's identity, server to server.
-async fn exchange(context: &Context, code: &str, verifier: &str) -> Result<Identity, FlowError> {
-    let settings = &context.settings;
-    let form = form_urlencoded::Serializer::new(String::new())
-        .append_pair("grant_type", "authorization_code")
-        .append_pair("code", code)
-        .append_pair("redirect_uri", &settings.redirect_uri())
-        .append_pair("client_id", CLIENT_ID)
-        .append_pair("code_verifier", verifier)
-        .finish();
-    let response = context
-        .http
-        .post(format!("{}/token", settings.idp_origin))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form)
-        .send()
+        .ok_or_else(|| Problem::Internal.fail())?;
+    let nonce: String = flow
+        .fetch("oidc_nonce")?
+        .ok_or_else(|| Problem::Internal.fail())?;
+    let identity = context
+        .client
+        .sign_in(&code, &verifier, &nonce, &context.settings.redirect_uri())
         .await
-        .map_err(|error| {
-            FlowError::failed(format!("the identity provider is unreachable: {error}"))
-        })?;
-    let status = response.status();
-    let body = response.bytes().await.map_err(|error| {
-        FlowError::failed(format!("the identity provider's answer broke off: {error}"))
-    })?;
-    if !status.is_success() {
-        return Err(FlowError::failed(format!(
-            "the identity provider did not accept the code: {}",
-            String::from_utf8_lossy(&body)
-        )));
-    }
-    let token: TokenResponse = serde_json::from_slice(&body).map_err(|error| {
-        FlowError::failed(format!(
-            "the identity provider's answer does not decode: {error}"
-        ))
-    })?;
-    Ok(token.user)
+        .map_err(oidc_problem)?;
+    flow.bind("identity", &identity)?;
+    // The verifier and the nonce have done their job; keep no more secrets
+    // than needed.
+    flow.unbind("pkce_verifier")?;
+    flow.unbind("oidc_nonce")?;
+    flow.advance()?;
+    // To the flow's clean URL: a reload does not resend the callback.
+    Ok(with_outcome(
+        Redirect::to(FLOW_PATH).into_response(),
+        "verified",
+    ))
 }
 
 #[derive(Deserialize)]
@@ -204,55 +468,138 @@ struct Decision {
 async fn confirm(request: Request, flow: SsoFlow) -> Step {
     let identity: Identity = flow
         .fetch("identity")?
-        .ok_or_else(|| FlowError::failed("the flow has no identity"))?;
+        .ok_or_else(|| Problem::Internal.fail())?;
     if request.method() != Method::POST {
+        let email = identity
+            .email
+            .as_deref()
+            .map(|email| format!(" ({})", escape(email)))
+            .unwrap_or_default();
         let body = format!(
             "<h1>Continue?</h1>\
-             <p>The identity provider says you are <strong>{name}</strong> ({email}).</p>\
+             <p>The identity provider says you are <strong>{name}</strong>{email}.</p>\
              <form method=\"post\" action=\"{FLOW_PATH}\">\
-             <button name=\"action\" value=\"continue\">Continue as {login}</button> \
-             <button name=\"action\" value=\"cancel\">Cancel</button></form>",
-            name = escape(&identity.name),
-            email = escape(&identity.email),
-            login = escape(&identity.login),
+             <button name=\"action\" value=\"continue\">Continue as {name}</button>\
+             <button class=\"secondary\" name=\"action\" value=\"cancel\">Cancel</button></form>",
+            name = escape(identity.display_name()),
         );
-        return Ok(page("Continue?", &body).into_response());
+        return Ok(with_outcome(
+            page("Continue?", &body).into_response(),
+            "asked_to_confirm",
+        ));
     }
     let Form(decision) = Form::<Decision>::from_request(request, &())
         .await
-        .map_err(FlowError::failed)?;
+        .map_err(|_| Problem::Internal.fail())?;
     match decision.action.as_str() {
         "continue" => flow.next().await,
-        _ => Err(FlowError::failed("sign-in cancelled")),
+        _ => Err(Problem::Cancelled.fail()),
     }
 }
 
-/// The flow is done: the identity is the user's. (A real application would
-/// start its login session here.)
-async fn finish(_request: Request, finished: Finished) -> Step {
+/// The flow is done: the login session starts (a private cookie a real
+/// application would replace with its own session), and the browser goes to
+/// the start page with a GET.
+async fn finish(key: Key, _request: Request, finished: Finished) -> Step {
     let identity: Identity = finished
         .fetch("identity")?
-        .ok_or_else(|| FlowError::failed("the flow has no identity"))?;
-    let body = format!(
-        "<h1>signed in as {login}</h1><p>Welcome, {name}.</p><p><a href=\"/\">Start page</a></p>",
-        login = escape(&identity.login),
-        name = escape(&identity.name),
+        .ok_or_else(|| Problem::Internal.fail())?;
+    let value = serde_json::to_string(&identity).map_err(|_| Problem::Internal.fail())?;
+    let mut jar = CookieJar::new();
+    jar.private_mut(&key).add(
+        Cookie::build((SESSION_COOKIE, value))
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .build(),
     );
-    Ok(page("Signed in", &body).into_response())
+    let mut response = Redirect::to("/").into_response();
+    for cookie in jar.delta() {
+        if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
+            response.headers_mut().append(SET_COOKIE, value);
+        }
+    }
+    tracing::info!(
+        target: LOG_TARGET,
+        "signed in: {} at {}",
+        identity.subject,
+        identity.issuer
+    );
+    Ok(with_outcome(response, "signed_in"))
 }
 
-/// Every failure: a page that says what happened, with the outcome's kind.
-fn error_page(failure: Failure) -> Response {
-    let status = match &failure.error {
-        FlowError::UserMismatch => StatusCode::FORBIDDEN,
-        FlowError::State(_) | FlowError::MissingLayer => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
+/// The page for a failed request of the flow.
+fn error_page(failure: Failure, ttl: Duration) -> Response {
+    let message = match &failure.error {
+        FlowError::Failed(code) => match Problem::from_code(code) {
+            Some(Problem::Cancelled) => {
+                return with_outcome(
+                    Redirect::to("/?notice=cancelled").into_response(),
+                    "cancelled",
+                );
+            }
+            Some(problem) => problem.message(),
+            None => pages::INTERNAL,
+        },
+        FlowError::NoFlow => pages::NO_SIGN_IN,
+        FlowError::Expired => pages::EXPIRED,
+        FlowError::NonceMismatch => pages::REPLACED,
+        FlowError::NonceReplayed => pages::ALREADY_USED,
+        FlowError::NonceMissing => pages::MISSING_ANSWER,
+        FlowError::Unavailable(_) => pages::UNAVAILABLE,
+        FlowError::Concurrent => pages::ANSWERED_ELSEWHERE,
+        FlowError::SignatureChanged => pages::STEPS_CHANGED,
+        _ => pages::INTERNAL,
+    };
+    message_page(&message, ttl)
+}
+
+/// The page for one of the layer's own answers, with the layer's status.
+fn layer_error_page(error: &LayerError, ttl: Duration) -> HttpResponse<String> {
+    let message = match error.kind() {
+        LayerErrorKind::Unavailable => pages::UNAVAILABLE,
+        LayerErrorKind::NotConfirmed => pages::NOT_SAVED,
+        LayerErrorKind::Conflict => pages::ANSWERED_ELSEWHERE,
+        _ => pages::INTERNAL,
+    };
+    let mut response = HttpResponse::new(render(&message, ttl));
+    *response.status_mut() = error.status();
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response.extensions_mut().insert(Outcome(message.outcome));
+    response
+}
+
+/// A message as a response.
+fn message_page(message: &Message, ttl: Duration) -> Response {
+    let mut response = (message.status, page_html(message, ttl)).into_response();
+    response.extensions_mut().insert(Outcome(message.outcome));
+    response
+}
+
+fn page_html(message: &Message, ttl: Duration) -> axum::response::Html<String> {
+    axum::response::Html(render(message, ttl))
+}
+
+/// The HTML of a message's page.
+fn render(message: &Message, ttl: Duration) -> String {
+    let next = match message.next {
+        pages::Next::StartAgain => {
+            "<form method=\"post\" action=\"/sso/start\"><button>Sign in again</button> \
+             <a href=\"/\">Start page</a></form>"
+        }
+        pages::Next::TryAgain => {
+            "<p><a class=\"button\" href=\"\">Try again</a> \
+             <a href=\"/\">Start page</a></p>"
+        }
+        pages::Next::Home => "<p><a class=\"button\" href=\"/\">Start page</a></p>",
     };
     let body = format!(
-        "<h1>Sign-in did not go through</h1><p>{message}</p>\
-         <p>Outcome: <code>{kind}</code></p><p><a href=\"/\">Start again</a></p>",
-        message = escape(&failure.error.to_string()),
-        kind = failure.error.kind(),
+        "<h1>{title}</h1><p class=\"problem\">{text}</p>{next}",
+        title = escape(message.title),
+        text = escape(&message.text(ttl)),
     );
-    (status, page("Sign-in failed", &body)).into_response()
+    page(message.title, &body).0
 }

@@ -1,32 +1,96 @@
-//! The SSO demo, in parts the example's `main` and the tests both use: a
-//! small OAuth 2.0 identity provider (`idp`), the application with its
-//! sign-in pipeline (`app`), PKCE helpers (`pkce`) and page rendering
-//! (`html`).
+//! The SSO demo, in parts the example's `main` and the tests both use: an
+//! OpenID Connect client (`oidc`) that signs in against any provider, a
+//! small built-in OpenID provider (`idp`), the application with its sign-in
+//! pipeline (`app`), the words of its pages (`pages`), PKCE helpers (`pkce`)
+//! and page rendering (`html`).
 
 pub(crate) mod app;
 pub(crate) mod html;
 pub(crate) mod idp;
+pub(crate) mod oidc;
+pub(crate) mod pages;
 pub(crate) mod pkce;
 
 use std::time::Duration;
 
-/// Where things are: both servers' public origins, and the flow TTL.
+use tower_pipeline_state::Key;
+
+/// How the provider sends the browser back with the code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ResponseMode {
+    /// A redirect with the code in the query string (a same-site GET as far
+    /// as cookies go: the flow cookie stays `SameSite=Lax`).
+    Query,
+    /// An auto-submitted form: a cross-site POST. The flow cookie must be
+    /// `SameSite=None; Secure` for the browser to send it (see `app.rs`).
+    FormPost,
+}
+
+impl ResponseMode {
+    /// `query` or `form_post`, as OpenID Connect spells it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Query => "query",
+            Self::FormPost => "form_post",
+        }
+    }
+
+    /// Reads `query` or `form_post`.
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        match text {
+            "query" => Some(Self::Query),
+            "form_post" => Some(Self::FormPost),
+            _ => None,
+        }
+    }
+}
+
+/// The OpenID provider the application signs in with.
 #[derive(Clone, Debug)]
+pub(crate) struct Provider {
+    /// The issuer: discovery is at `<issuer>/.well-known/openid-configuration`,
+    /// and ID tokens must carry exactly this `iss`.
+    pub(crate) issuer: String,
+    /// The application's client id at the provider (the ID token's `aud`).
+    pub(crate) client_id: String,
+    /// The client secret, for a confidential client; `None` for a public one.
+    pub(crate) client_secret: Option<String>,
+    /// A name to show on the start page.
+    pub(crate) display_name: String,
+}
+
+/// Where things are and how the demo behaves. Every app server of one
+/// deployment gets the same settings (the same `key` above all).
+#[derive(Clone)]
 pub(crate) struct Settings {
     /// The application's public origin, as browsers reach it (behind a load
     /// balancer, every instance has the same one), e.g.
     /// `http://127.0.0.1:3000`.
     pub(crate) app_origin: String,
-    /// The identity provider's origin, e.g. `http://127.0.0.1:3001`.
-    pub(crate) idp_origin: String,
+    /// The provider.
+    pub(crate) provider: Provider,
+    /// `query` (default) or `form_post`.
+    pub(crate) response_mode: ResponseMode,
     /// How long an abandoned sign-in lives.
     pub(crate) ttl: Duration,
+    /// Signs the flow cookie and the login session cookie.
+    pub(crate) key: Key,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("app_origin", &self.app_origin)
+            .field("provider", &self.provider.issuer)
+            .field("response_mode", &self.response_mode)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Settings {
-    /// The application's callback URL, registered with the provider: the
-    /// pipeline's one route.
+    /// The application's callback URL, registered with the provider.
     pub(crate) fn redirect_uri(&self) -> String {
-        format!("{}{}", self.app_origin, app::FLOW_PATH)
+        format!("{}{}", self.app_origin, app::CALLBACK_PATH)
     }
 }

@@ -1,0 +1,340 @@
+//! The demo with its built-in provider, every path a person can take.
+
+use std::time::Duration;
+
+use cookie::SameSite;
+
+use crate::{
+    deploy::{Demo, Options},
+    example::{ResponseMode, app::SESSION_COOKIE, pages},
+    harness::{Browser, run},
+};
+
+const FLOW_COOKIE: &str = "pipeline_id";
+
+/// From the start page to the provider's sign-in form.
+async fn start(browser: &Browser, demo: &Demo) {
+    browser.open(&demo.url("/")).await;
+    browser.expect_heading("Welcome").await;
+    browser
+        .click("Sign in with the demo identity provider")
+        .await;
+    browser.expect_heading("Sign in to continue").await;
+    let at = browser.url().await;
+    assert!(
+        at.starts_with(&format!("{}/authorize?", demo.settings.provider.issuer)),
+        "on the provider's site (localhost), not the app's: {at}"
+    );
+}
+
+/// Signs in at the provider's form.
+async fn sign_in_at_provider(browser: &Browser, user: &str, password: &str) {
+    browser.fill("input[name=username]", user).await;
+    browser.fill("input[name=password]", password).await;
+    browser.click("Sign in").await;
+}
+
+/// From the confirmation to the signed-in start page.
+async fn confirm(browser: &Browser, demo: &Demo, name: &str) {
+    browser.expect_heading("Continue?").await;
+    browser.click(&format!("Continue as {name}")).await;
+    browser
+        .expect_heading(&format!("Signed in as {name}"))
+        .await;
+    assert_eq!(browser.url().await, demo.url("/"), "a plain GET page");
+}
+
+/// Waits for the page of `message` and checks it speaks plainly.
+async fn expect_page(browser: &Browser, message: &pages::Message) {
+    browser.expect_heading(message.title).await;
+    let text = browser.text().await;
+    for code in ["nonce", "no_flow", "Outcome", "invalid_grant", "{"] {
+        assert!(!text.contains(code), "{code:?} on a person's page:\n{text}");
+    }
+}
+
+/// The callback URL the provider sends the browser to, found by signing in
+/// at the (stateless) built-in provider with a plain HTTP client.
+async fn callback_url(authorize: &str, user: &str, password: &str) -> String {
+    let (endpoint, query) = authorize.split_once('?').unwrap();
+    let mut body = query.to_owned();
+    body.push_str(&format!(
+        "&username={user}&password={password}&action=sign_in"
+    ));
+    let response = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(endpoint)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    response.headers()["location"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_person_signs_in_and_back_and_refresh_stay_signed_in() {
+    run(
+        "a_person_signs_in_and_back_and_refresh_stay_signed_in",
+        |browser| async move {
+            let demo = Demo::builtin(Options::default()).await;
+            start(&browser, &demo).await;
+            browser.screenshot("sign-in").await;
+            sign_in_at_provider(&browser, "alice", "looking-glass").await;
+            browser.expect_heading("Sign in to continue").await;
+            assert!(browser.text().await.contains("Wrong user or password."));
+            sign_in_at_provider(&browser, "alice", "wonderland").await;
+            confirm(&browser, &demo, "Alice Liddell").await;
+            assert!(browser.text().await.contains("alice@example.com"));
+            let session = browser
+                .client
+                .get_named_cookie(SESSION_COOKIE)
+                .await
+                .unwrap();
+            assert_eq!(session.http_only(), Some(true));
+            assert!(demo.redis.keys().is_empty(), "the finished flow is cleared");
+
+            browser.client.refresh().await.unwrap();
+            browser.expect_heading("Signed in as Alice Liddell").await;
+            // Back: the confirmation page's address, whose flow has ended.
+            browser.client.back().await.unwrap();
+            browser.expect_heading("Signed in as Alice Liddell").await;
+            assert!(browser.text().await.contains("You are already signed in."));
+            browser.client.refresh().await.unwrap();
+            browser.expect_heading("Signed in as Alice Liddell").await;
+
+            browser.click("Sign out").await;
+            browser.expect_heading("Welcome").await;
+            assert!(browser.text().await.contains("You are signed out."));
+
+            // Pages of its own for wrong addresses and methods.
+            browser.open(&demo.url("/nowhere")).await;
+            expect_page(&browser, &pages::NOT_FOUND).await;
+            browser.open(&demo.url("/sso/start")).await;
+            expect_page(&browser, &pages::METHOD_NOT_ALLOWED).await;
+            browser.click("Start page").await;
+            browser.expect_heading("Welcome").await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn cancelling_is_not_a_failure() {
+    run("cancelling_is_not_a_failure", |browser| async move {
+        let demo = Demo::builtin(Options::default()).await;
+        // At the provider.
+        start(&browser, &demo).await;
+        browser.click("Cancel").await;
+        browser.expect_heading("Welcome").await;
+        assert!(browser.text().await.contains("You cancelled the sign-in."));
+        // At the app's confirmation.
+        start(&browser, &demo).await;
+        sign_in_at_provider(&browser, "bob", "builder").await;
+        browser.expect_heading("Continue?").await;
+        browser.click("Cancel").await;
+        browser.expect_heading("Welcome").await;
+        assert!(browser.text().await.contains("You cancelled the sign-in."));
+        assert!(demo.redis.keys().is_empty(), "the flow ended");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_replayed_callback_says_the_link_was_used() {
+    run(
+        "a_replayed_callback_says_the_link_was_used",
+        |browser| async move {
+            let demo = Demo::builtin(Options::default()).await;
+            start(&browser, &demo).await;
+            let callback = callback_url(&browser.url().await, "alice", "wonderland").await;
+            browser.open(&callback).await;
+            browser.expect_heading("Continue?").await;
+            browser.open(&callback).await;
+            expect_page(&browser, &pages::ALREADY_USED).await;
+            // The flow is still there: the confirmation goes on.
+            browser.open(&demo.url("/sso")).await;
+            confirm(&browser, &demo, "Alice Liddell").await;
+            // Signed in, the old link only says so.
+            browser.open(&callback).await;
+            browser.expect_heading("Signed in as Alice Liddell").await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_tampered_flow_cookie_finds_no_sign_in() {
+    run(
+        "a_tampered_flow_cookie_finds_no_sign_in",
+        |browser| async move {
+            let demo = Demo::builtin(Options::default()).await;
+            start(&browser, &demo).await;
+            sign_in_at_provider(&browser, "bob", "builder").await;
+            browser.expect_heading("Continue?").await;
+            let cookie = browser.client.get_named_cookie(FLOW_COOKIE).await.unwrap();
+            let mut value = cookie.value().to_owned();
+            // Another id under the same signature.
+            let last = value.pop().unwrap();
+            value.push(if last == '0' { '1' } else { '0' });
+            let mut forged = cookie.clone();
+            forged.set_value(value);
+            browser.client.delete_cookie(FLOW_COOKIE).await.unwrap();
+            browser.client.add_cookie(forged).await.unwrap();
+            browser.click("Continue as Bob the Builder").await;
+            expect_page(&browser, &pages::NO_SIGN_IN).await;
+            assert_eq!(demo.redis.keys().len(), 1, "the real flow is untouched");
+            // Starting again works.
+            browser.click("Sign in again").await;
+            browser.expect_heading("Sign in to continue").await;
+            sign_in_at_provider(&browser, "bob", "builder").await;
+            confirm(&browser, &demo, "Bob the Builder").await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_sign_in_left_too_long_says_it_expired() {
+    run(
+        "a_sign_in_left_too_long_says_it_expired",
+        |browser| async move {
+            let demo = Demo::builtin(Options {
+                ttl: Duration::from_secs(2),
+                ..Options::default()
+            })
+            .await;
+            start(&browser, &demo).await;
+            // The person walks away from the provider's form.
+            tokio::time::sleep(Duration::from_millis(3500)).await;
+            sign_in_at_provider(&browser, "alice", "wonderland").await;
+            expect_page(&browser, &pages::EXPIRED).await;
+            assert!(browser.text().await.contains("waits 2 seconds"));
+            browser.screenshot("expired").await;
+            browser.click("Sign in again").await;
+            browser.expect_heading("Sign in to continue").await;
+            sign_in_at_provider(&browser, "alice", "wonderland").await;
+            confirm(&browser, &demo, "Alice Liddell").await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn redis_stopped_mid_flow_is_said_plainly_and_the_next_attempt_works() {
+    run(
+        "redis_stopped_mid_flow_is_said_plainly_and_the_next_attempt_works",
+        |browser| async move {
+            let mut demo = Demo::builtin(Options::default()).await;
+            start(&browser, &demo).await;
+            demo.redis.stop();
+            sign_in_at_provider(&browser, "alice", "wonderland").await;
+            expect_page(&browser, &pages::UNAVAILABLE).await;
+            browser.screenshot("store-unavailable").await;
+            demo.redis.restart();
+            // The restarted server is empty: the flow is gone, and the page
+            // says so; a new sign-in goes through. The first try after the
+            // restart may still be answered "unavailable", once: redis-rs's
+            // ConnectionManager keeps the reconnect that failed while Redis
+            // was down until a command fails on it and starts a new one
+            // (the library's RedisStore does not retry that command).
+            let mut unavailable_after_restart = 0;
+            loop {
+                browser.click("Try again").await;
+                browser
+                    .client
+                    .wait()
+                    .at_most(Duration::from_secs(30))
+                    .for_element(fantoccini::Locator::XPath(&format!(
+                        "//h1[.='{}' or .='{}']",
+                        pages::EXPIRED.title,
+                        pages::UNAVAILABLE.title
+                    )))
+                    .await
+                    .unwrap();
+                if browser.text().await.contains(pages::EXPIRED.title) {
+                    break;
+                }
+                unavailable_after_restart += 1;
+                assert!(
+                    unavailable_after_restart <= 1,
+                    "still unavailable after Redis came back"
+                );
+            }
+            expect_page(&browser, &pages::EXPIRED).await;
+            browser.click("Sign in again").await;
+            browser.expect_heading("Sign in to continue").await;
+            sign_in_at_provider(&browser, "alice", "wonderland").await;
+            confirm(&browser, &demo, "Alice Liddell").await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn two_tabs_the_first_is_told_it_was_replaced_and_the_second_signs_in() {
+    run(
+        "two_tabs_the_first_is_told_it_was_replaced_and_the_second_signs_in",
+        |browser| async move {
+            let demo = Demo::builtin(Options::default()).await;
+            let tab_a = browser.client.window().await.unwrap();
+            start(&browser, &demo).await;
+            let tab_b = browser.client.new_window(true).await.unwrap().handle;
+            browser
+                .client
+                .switch_to_window(tab_b.clone())
+                .await
+                .unwrap();
+            start(&browser, &demo).await;
+
+            // One sign-in per browser: B's replaced A's.
+            browser.client.switch_to_window(tab_a).await.unwrap();
+            sign_in_at_provider(&browser, "alice", "wonderland").await;
+            expect_page(&browser, &pages::REPLACED).await;
+            assert!(
+                browser
+                    .text()
+                    .await
+                    .contains("Another tab started a new sign-in; this one was replaced.")
+            );
+            browser.screenshot("replaced").await;
+
+            browser.client.switch_to_window(tab_b).await.unwrap();
+            sign_in_at_provider(&browser, "bob", "builder").await;
+            confirm(&browser, &demo, "Bob the Builder").await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_form_post_callback_comes_back_across_sites() {
+    run(
+        "a_form_post_callback_comes_back_across_sites",
+        |browser| async move {
+            let demo = Demo::builtin(Options {
+                response_mode: ResponseMode::FormPost,
+                ..Options::default()
+            })
+            .await;
+            start(&browser, &demo).await;
+            assert!(browser.url().await.contains("response_mode=form_post"));
+            let cookie = browser.client.get_all_cookies().await.unwrap();
+            assert!(
+                cookie.is_empty(),
+                "the provider's site (localhost) sees none of the app's cookies: {cookie:?}"
+            );
+            // The provider's page posts the code back to 127.0.0.1: a
+            // cross-site POST, which carries only SameSite=None cookies.
+            sign_in_at_provider(&browser, "bob", "builder").await;
+            browser.expect_heading("Continue?").await;
+            let flow = browser.client.get_named_cookie(FLOW_COOKIE).await.unwrap();
+            assert_eq!(flow.same_site(), Some(SameSite::None), "{flow}");
+            assert_eq!(flow.secure(), Some(true), "{flow}");
+            confirm(&browser, &demo, "Bob the Builder").await;
+        },
+    )
+    .await;
+}

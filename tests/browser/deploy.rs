@@ -1,0 +1,198 @@
+//! What a test signs in against: the demo's app with a private
+//! redis-server, and its built-in provider or `oidc-provider`, all on free
+//! loopback ports and stopped with the test.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use tokio::{net::TcpListener, task::JoinHandle};
+use tower_pipeline_state::{Key, RedisStore};
+
+use crate::{
+    example::{self, ResponseMode, Settings},
+    harness::{INSTALL, free_port, tool},
+    redis_server::RedisServer,
+};
+
+/// A server task, aborted when dropped.
+struct Serving(JoinHandle<()>);
+
+impl Serving {
+    fn start(listener: TcpListener, router: axum::Router) -> Self {
+        Self(tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        }))
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How the demo is set up for a test.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Options {
+    pub(crate) ttl: Duration,
+    pub(crate) response_mode: ResponseMode,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(600),
+            response_mode: ResponseMode::Query,
+        }
+    }
+}
+
+/// The demo, served: the app on `127.0.0.1`, its flows in a private
+/// redis-server.
+pub(crate) struct Demo {
+    pub(crate) settings: Settings,
+    pub(crate) redis: RedisServer,
+    _app: Serving,
+    _idp: Option<Serving>,
+}
+
+impl Demo {
+    /// With the built-in provider, on `localhost`.
+    pub(crate) async fn builtin(options: Options) -> Self {
+        let idp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!(
+            "http://localhost:{}",
+            idp_listener.local_addr().unwrap().port()
+        );
+        let provider = example::Provider {
+            issuer,
+            client_id: example::idp::CLIENT_ID.to_owned(),
+            client_secret: Some(example::idp::CLIENT_SECRET.to_owned()),
+            display_name: "the demo identity provider".to_owned(),
+        };
+        let app_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut demo = Self::serve(app_listener, provider, options).await;
+        let idp = example::idp::router(
+            demo.settings.provider.issuer.clone(),
+            demo.settings.redirect_uri(),
+        );
+        demo._idp = Some(Serving::start(idp_listener, idp));
+        demo
+    }
+
+    /// With `oidc-provider`, which must be started with this app's
+    /// redirect URI: the app's listener is made first.
+    pub(crate) async fn with_oidc_provider(options: Options) -> (Self, OidcProvider) {
+        let app_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let redirect_uri = format!(
+            "http://{}{}",
+            app_listener.local_addr().unwrap(),
+            example::app::CALLBACK_PATH
+        );
+        let op = OidcProvider::start(&redirect_uri);
+        let provider = example::Provider {
+            issuer: op.issuer.clone(),
+            client_id: OidcProvider::CLIENT_ID.to_owned(),
+            client_secret: Some(OidcProvider::CLIENT_SECRET.to_owned()),
+            display_name: "oidc-provider".to_owned(),
+        };
+        (Self::serve(app_listener, provider, options).await, op)
+    }
+
+    async fn serve(listener: TcpListener, provider: example::Provider, options: Options) -> Self {
+        let redis = RedisServer::start();
+        let settings = Settings {
+            app_origin: format!("http://{}", listener.local_addr().unwrap()),
+            provider,
+            response_mode: options.response_mode,
+            ttl: options.ttl,
+            key: Key::generate(),
+        };
+        let store = RedisStore::connect(&redis.url())
+            .await
+            .expect("connect to the private redis-server");
+        let app = example::app::router(store, settings.clone());
+        Self {
+            settings,
+            redis,
+            _app: Serving::start(listener, app),
+            _idp: None,
+        }
+    }
+
+    /// `path` on the app.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.settings.app_origin)
+    }
+}
+
+/// `oidc-provider` in a node process, killed when dropped.
+pub(crate) struct OidcProvider {
+    pub(crate) issuer: String,
+    child: Child,
+}
+
+impl OidcProvider {
+    pub(crate) const CLIENT_ID: &str = "pipeline-demo";
+    pub(crate) const CLIENT_SECRET: &str = "a-test-secret-for-oidc-provider";
+
+    fn start(redirect_uri: &str) -> Self {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/oidc");
+        assert!(
+            dir.join("node_modules/oidc-provider").is_dir(),
+            "oidc-provider is not installed in {}: {INSTALL}",
+            dir.display()
+        );
+        let node = tool("NODE", "node");
+        let port = free_port();
+        let mut child = Command::new(&node)
+            .arg("provider.js")
+            .current_dir(&dir)
+            .env("PORT", port.to_string())
+            .env("CLIENT_ID", Self::CLIENT_ID)
+            .env("CLIENT_SECRET", Self::CLIENT_SECRET)
+            .env("REDIRECT_URI", redirect_uri)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot run {node:?}: {error}; {INSTALL}"));
+        // It prints one line when it accepts connections (or exits). Its
+        // output is read to the end (a closed pipe would end it), the rest
+        // into target/oidc-provider.log for a failing test to show.
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        stdout
+            .read_line(&mut line)
+            .expect("read oidc-provider's output");
+        let log_path = crate::harness::target_dir().join(format!("oidc-provider-{port}.log"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        std::thread::spawn(move || {
+            let mut log = std::fs::File::create(log_path).ok();
+            for line in stdout.lines().chain(BufReader::new(stderr).lines()) {
+                if let (Some(log), Ok(line)) = (log.as_mut(), line) {
+                    let _ = writeln!(log, "{line}");
+                }
+            }
+        });
+        let mut provider = Self {
+            issuer: format!("http://localhost:{port}"),
+            child,
+        };
+        if !line.starts_with("listening") {
+            let status = provider.child.try_wait();
+            panic!("oidc-provider did not start ({status:?}): {line:?}");
+        }
+        provider
+    }
+}
+
+impl Drop for OidcProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
