@@ -1,8 +1,9 @@
 //! The integration tests, in one binary: one build and one link instead of
 //! one per file, and the helpers in `common` compiled once. Each module
 //! holds the tests of one subject. A test that needs a process of its own
-//! would get a binary of its own, saying why at its top; none does now
-//! (log capture works across tests: see `common/logs.rs`).
+//! gets a binary of its own, saying why at its top: only the browser suite
+//! (`tests/browser/`) does. Log capture works across tests here: see
+//! `common/logs.rs`.
 
 mod common;
 
