@@ -353,7 +353,7 @@ async fn app(stack: Stack, redis_url: &str) -> Router {
                 .build(manager)
                 .await
                 .unwrap();
-            pipeline_state_app(RedisStore::from_pool(pool))
+            pipeline_state_app(RedisStore::from_pool(pool).await.unwrap())
         }
         Stack::Limit => {
             let client = redis::Client::open(redis_url).unwrap();

@@ -37,6 +37,11 @@ pub(crate) struct Config {
     pub(crate) load_mode: LoadMode,
     pub(crate) max_record_size: usize,
     pub(crate) cookie: CookieConfig,
+    /// Replicas that must acknowledge each write, and how long to wait for
+    /// them; the `WAIT` itself is sent by the store (`RedisStore`), on the
+    /// connection that wrote. Kept here to check it against
+    /// `store_timeout` when the layer is built.
+    pub(crate) durability: Option<(u32, Duration)>,
 }
 
 impl Default for Config {
@@ -51,6 +56,7 @@ impl Default for Config {
             load_mode: LoadMode::Lazy,
             max_record_size: 64 * 1024,
             cookie: CookieConfig::default(),
+            durability: None,
         }
     }
 }

@@ -68,7 +68,7 @@ async fn bb8_pool() -> Subject<RedisStore<Bb8Pool>> {
         .await
         .unwrap();
     Subject {
-        store: RedisStore::from_pool(pool),
+        store: RedisStore::from_pool(pool).await.unwrap(),
         records: keys_of(redis),
     }
 }

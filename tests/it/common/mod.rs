@@ -4,6 +4,8 @@
 //! ones are warned about rather than allowed.
 
 pub(crate) mod app;
+#[cfg(feature = "cluster")]
+pub(crate) mod cluster;
 pub(crate) mod cookies;
 pub(crate) mod engine;
 pub(crate) mod logs;
@@ -13,6 +15,8 @@ pub(crate) mod serial;
 pub(crate) mod server;
 
 pub(crate) use app::*;
+#[cfg(feature = "cluster")]
+pub(crate) use cluster::RedisCluster;
 pub(crate) use cookies::*;
 pub(crate) use logs::Logs;
 pub(crate) use redis_server::RedisServer;
