@@ -112,10 +112,20 @@ impl Durability {
 /// In every case a write whose outcome is unknown (the connection dropped
 /// while it was in flight) answers 503 and is not sent again.
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RedisStore<C = ConnectionManager> {
     connection: C,
     durability: Option<Durability>,
+}
+
+/// Whatever the connection (redis-rs's cluster connection has no `Debug`).
+impl<C> std::fmt::Debug for RedisStore<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("connection", &std::any::type_name::<C>())
+            .field("durability", &self.durability)
+            .finish()
+    }
 }
 
 impl RedisStore<ConnectionManager> {

@@ -6,6 +6,8 @@
 
 mod common;
 
+#[cfg(feature = "cluster")]
+mod cluster;
 mod concurrency;
 mod failures;
 mod faults;

@@ -9,6 +9,7 @@ pub(crate) mod cluster;
 pub(crate) mod cookies;
 pub(crate) mod engine;
 pub(crate) mod logs;
+pub(crate) mod race;
 // Stays in `tests/common/`: `benches/e2e.rs` includes it from there.
 pub(crate) mod redis_server;
 pub(crate) mod serial;
