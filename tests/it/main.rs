@@ -9,6 +9,7 @@ mod common;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod concurrency;
+mod durability;
 mod failures;
 mod faults;
 mod healing;
