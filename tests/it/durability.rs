@@ -14,7 +14,8 @@ use crate::common::*;
 /// A primary and one replica of it, in sync.
 fn primary_and_replica() -> (RedisServer, RedisServer) {
     let primary = RedisServer::start();
-    let replica = RedisServer::start_configured(&[&format!("replicaof 127.0.0.1 {}", primary.port())]);
+    let replica =
+        RedisServer::start_configured(&[&format!("replicaof 127.0.0.1 {}", primary.port())]);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let info: String = redis::cmd("INFO")
@@ -24,7 +25,10 @@ fn primary_and_replica() -> (RedisServer, RedisServer) {
         if info.contains("master_link_status:up") {
             break;
         }
-        assert!(Instant::now() < deadline, "the replica did not sync: {info}");
+        assert!(
+            Instant::now() < deadline,
+            "the replica did not sync: {info}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     (primary, replica)
@@ -53,12 +57,20 @@ async fn with_a_live_replica_every_acknowledged_write_is_on_the_replica() {
     let regenerated = browser.post(app.url("/regenerate")).send().await.unwrap();
     assert_eq!(regenerated.status(), StatusCode::OK);
     let new_key = created_key(&regenerated);
-    assert_eq!(replica.get(&key), None, "the old key's delete is replicated");
+    assert_eq!(
+        replica.get(&key),
+        None,
+        "the old key's delete is replicated"
+    );
     assert_eq!(replica.get(&new_key), primary.get(&new_key), "regenerated");
 
     let cleared = browser.post(app.url("/clear")).send().await.unwrap();
     assert_eq!(cleared.status(), StatusCode::OK);
-    assert_eq!(replica.keys(), Vec::<String>::new(), "cleared on the replica too");
+    assert_eq!(
+        replica.keys(),
+        Vec::<String>::new(),
+        "cleared on the replica too"
+    );
 }
 
 #[tokio::test]
@@ -74,7 +86,11 @@ async fn with_the_replica_stopped_writes_answer_503_and_reads_still_work() {
 
     replica.stop();
     let update = browser.post(app.url("/incr")).send().await.unwrap();
-    assert_eq!(update.status(), StatusCode::SERVICE_UNAVAILABLE, "never 2xx");
+    assert_eq!(
+        update.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "never 2xx"
+    );
     assert_eq!(
         update.text().await.unwrap(),
         "pipeline state store unavailable; the changes may not have been saved\n"
@@ -86,12 +102,19 @@ async fn with_the_replica_stopped_writes_answer_503_and_reads_still_work() {
     let fresh = crate::common::browser();
     let create = fresh.post(app.url("/incr")).send().await.unwrap();
     assert_eq!(create.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(set_cookie(&create), None, "no cookie for an unconfirmed flow");
+    assert_eq!(
+        set_cookie(&create),
+        None,
+        "no cookie for an unconfirmed flow"
+    );
     let clear = browser.post(app.url("/clear")).send().await.unwrap();
     assert_eq!(clear.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         !logs
-            .matching(&["write not confirmed", "0 of 1 replicas acknowledged it within 300ms"])
+            .matching(&[
+                "write not confirmed",
+                "0 of 1 replicas acknowledged it within 300ms"
+            ])
             .is_empty(),
         "the log says why: {}",
         logs.text()

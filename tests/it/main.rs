@@ -23,3 +23,5 @@ mod round_trips;
 mod sso;
 mod stacks;
 mod store_contract;
+#[cfg(feature = "tls")]
+mod tls;
