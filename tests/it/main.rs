@@ -25,3 +25,5 @@ mod stacks;
 mod store_contract;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "cluster")]
+mod topology_faults;

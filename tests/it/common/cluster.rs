@@ -240,6 +240,17 @@ impl RedisCluster {
         command.query(&mut self.node(port).admin())
     }
 
+    /// Starts a killed node again on its port, with its `nodes.conf`: it
+    /// rejoins the cluster (a killed master comes back as a replica of the
+    /// node that took over).
+    pub(crate) fn restart(&mut self, port: u16) {
+        self.nodes
+            .iter_mut()
+            .find(|node| node.port() == port)
+            .expect("a node of this cluster")
+            .restart();
+    }
+
     /// Kills a node (SIGKILL).
     pub(crate) fn kill(&mut self, port: u16) {
         self.nodes

@@ -58,3 +58,44 @@ pub(crate) async fn race_increments(
     );
     tally
 }
+
+/// `clients` clients each send increments of flow `id`, one after another,
+/// until `until`; client `n` to app server `n % apps.len()`. Every answer
+/// must be 200, 409 or 503 (checked by the caller from the tally).
+pub(crate) async fn hammer(
+    apps: &[&Server],
+    id: &str,
+    clients: usize,
+    until: std::time::Instant,
+) -> Tally {
+    let mut loops = JoinSet::new();
+    for n in 0..clients {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let url = apps[n % apps.len()].url("/incr");
+        let cookie = format!("pipeline_id={id}");
+        loops.spawn(async move {
+            let mut statuses = BTreeMap::<u16, u64>::new();
+            while std::time::Instant::now() < until {
+                let status = client
+                    .post(&url)
+                    .header("cookie", &cookie)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                *statuses.entry(status.as_u16()).or_default() += 1;
+            }
+            statuses
+        });
+    }
+    let mut tally = Tally::default();
+    while let Some(statuses) = loops.join_next().await {
+        for (status, count) in statuses.unwrap() {
+            *tally.statuses.entry(status).or_default() += count;
+        }
+    }
+    tally
+}
