@@ -340,9 +340,8 @@ impl<C: crate::store::RedisConnection + Clone> PipelineStateLayer<crate::RedisSt
     /// Without it, Redis replicates asynchronously: a write acknowledged by
     /// the primary and not yet copied when the primary dies is lost when a
     /// replica takes over. With `durability(1, ...)`, every `2xx` write is
-    /// on at least one replica. `WAIT` is not a consensus: a replica that
-    /// has the write can still lose a failover election to one that has not
-    /// (rare; see Redis's `WAIT` documentation).
+    /// on at least one replica. `WAIT` is not consensus: see Redis's
+    /// documentation of `WAIT` for the rare failovers it does not cover.
     ///
     /// `timeout` must be shorter than
     /// [`store_timeout`](Self::store_timeout) (which bounds the write and

@@ -80,8 +80,8 @@ impl Durability {
     /// `WAIT`'s timeout in whole milliseconds, at least 1 (0 would block
     /// forever).
     fn millis(self) -> u64 {
-        let millis =
-            self.timeout.as_millis() + u128::from(self.timeout.subsec_nanos() % 1_000_000 > 0);
+        let millis = self.timeout.as_millis()
+            + u128::from(!self.timeout.subsec_nanos().is_multiple_of(1_000_000));
         u64::try_from(millis).unwrap_or(u64::MAX).max(1)
     }
 }

@@ -173,3 +173,62 @@ async fn durability_works_over_a_bb8_pool_too() {
     let key = created_key(&created);
     assert_eq!(replica.get(&key), primary.get(&key));
 }
+
+/// What an asynchronous replica loses at a failover, and what `durability`
+/// does about it. The replica is cut off from the primary (pointed at a
+/// port where nothing listens, as a network partition would), so it misses
+/// the next writes; the primary dies; the replica is promoted (`REPLICAOF
+/// NO ONE`, what Sentinel or a cluster failover does). The write the primary
+/// acknowledged with 2xx is gone. The same write under `durability(1, ...)`
+/// answered 503.
+#[tokio::test]
+async fn without_durability_a_failover_loses_an_acknowledged_write_that_durability_refuses() {
+    let _serial = SERIAL.lock().await;
+    let (mut primary, replica) = primary_and_replica();
+    let plain = serve_with(PipelineStateLayer::new(redis_store(&primary.url()).await)).await;
+    let durable =
+        serve_with(PipelineStateLayer::new(redis_store(&primary.url()).await).durability(1, WAIT))
+            .await;
+    let browser = browser();
+    let created = browser.post(plain.url("/incr")).send().await.unwrap();
+    let key = created_key(&created);
+    // Both servers see count=1 on the replica (a durable write to sync).
+    assert_eq!(text_of(browser.post(durable.url("/incr"))).await, "2");
+
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(nowhere)
+        .query(&mut replica.admin())
+        .unwrap();
+    let durable_write = browser.post(durable.url("/incr")).send().await.unwrap();
+    assert_eq!(
+        durable_write.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not confirmed: no replica has it"
+    );
+    let plain_write = browser.post(plain.url("/incr")).send().await.unwrap();
+    assert_eq!(
+        plain_write.status(),
+        StatusCode::OK,
+        "acknowledged by the primary alone"
+    );
+    assert_eq!(plain_write.text().await.unwrap(), "4");
+
+    primary.stop();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut replica.admin())
+        .unwrap();
+    let raw = replica.get(&key).expect("the flow survived the failover");
+    let record: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(
+        record["data"]["count"], 2,
+        "the acknowledged 4 (and the unconfirmed 3) are lost; the durable 2 is not"
+    );
+}

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::common::RedisServer;
+use super::RedisServer;
 
 pub(crate) struct RedisCluster {
     pub(crate) nodes: Vec<RedisServer>,
@@ -229,15 +229,6 @@ impl RedisCluster {
     /// Deletes `key` behind the layer's back.
     pub(crate) fn del(&self, key: &str) {
         self.node(self.master_of(key)).del(key);
-    }
-
-    /// Sends a command to one node.
-    pub(crate) fn command(&self, port: u16, args: &[&str]) -> redis::RedisResult<redis::Value> {
-        let mut command = redis::cmd(args[0]);
-        for arg in &args[1..] {
-            command.arg(*arg);
-        }
-        command.query(&mut self.node(port).admin())
     }
 
     /// Starts a killed node again on its port, with its `nodes.conf`: it

@@ -106,11 +106,6 @@ impl RedisServer {
         self.port
     }
 
-    /// The scratch directory (certificates, cluster state) of this server.
-    pub(crate) fn dir(&self) -> &std::path::Path {
-        &self.dir
-    }
-
     pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
