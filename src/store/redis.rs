@@ -419,7 +419,11 @@ impl<C: RedisConnection> Store for RedisStore<C> {
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let command = cmd("DEL").arg(key).take();
-        let (reply, acknowledged) = with_retries!(self, idempotent = true, |connection| {
+        // A second `DEL` after a first that landed deletes nothing, but with
+        // durability its `WAIT` would then run on a connection that wrote
+        // nothing and confirm at once: sent once only.
+        let idempotent = self.durability.is_none();
+        let (reply, acknowledged) = with_retries!(self, idempotent = idempotent, |connection| {
             self.send(&mut connection, &command).await
         })?;
         self.confirm(matches!(reply, Value::Int(n) if n > 0), acknowledged)

@@ -34,8 +34,19 @@ fn id_of(response: &reqwest::Response) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flow_lives_its_whole_life_on_a_cluster() {
     let _serial = SERIAL.lock().await;
-    let cluster = RedisCluster::start();
-    let app = serve_with(PipelineStateLayer::new(cluster_store(&cluster).await)).await;
+    lifecycle(&RedisCluster::start()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_lives_its_whole_life_on_a_cluster_with_replicas() {
+    let _serial = SERIAL.lock().await;
+    lifecycle(&RedisCluster::start_with(1, &[])).await;
+}
+
+/// Create, read, change, regenerate 20 times in a row, write after expiry,
+/// clear.
+async fn lifecycle(cluster: &RedisCluster) {
+    let app = serve_with(PipelineStateLayer::new(cluster_store(cluster).await)).await;
     let browser = browser();
 
     // Create, read, change.
