@@ -184,6 +184,47 @@ async fn a_killed_master_with_durability_loses_no_acknowledged_increment() {
     serves_again(&setup.cluster, [&setup.apps[0], &setup.apps[1]], &setup.id).await;
 }
 
+/// Without durability a killed master may take acknowledged increments
+/// with it (Redis replicates asynchronously; `durability.rs` shows it
+/// deterministically), so only the answers and the recovery are checked:
+/// the replica takes over and the same apps serve again, the old master
+/// still dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_master_under_load_fails_over_and_the_same_apps_serve_again() {
+    let _serial = SERIAL.lock().await;
+    let mut setup = setup(1, None).await;
+    let master = setup.cluster.master_of(&setup.key);
+    let replica = setup.cluster.masters()[&master][0];
+    let until = Instant::now() + LOAD;
+    let Setup {
+        cluster, apps, id, ..
+    } = &mut setup;
+    let servers = [&apps[0], &apps[1]];
+    let (tally, ()) = tokio::join!(hammer(&servers, id, 16, until), async {
+        tokio::time::sleep(LOAD / 3).await;
+        cluster.kill(master);
+    });
+    setup.cluster.wait_until_settled();
+    assert_eq!(
+        setup.cluster.master_of(&setup.key),
+        replica,
+        "the replica took over"
+    );
+    println!("master killed: answers by status {:?}", tally.statuses);
+    assert!(
+        tally.statuses.keys().all(|s| [200, 409, 503].contains(s)),
+        "{:?}",
+        tally.statuses
+    );
+    let acknowledged = tally.count(StatusCode::OK);
+    let stored = stored_count(&setup.cluster, &setup.id).expect("the flow survived");
+    println!(
+        "master killed: {acknowledged} increments acknowledged, {} stored after the failover",
+        stored.saturating_sub(1)
+    );
+    serves_again(&setup.cluster, [&setup.apps[0], &setup.apps[1]], &setup.id).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_moved_to_another_master_under_load_loses_no_acknowledged_increment() {
     let _serial = SERIAL.lock().await;
