@@ -9,15 +9,19 @@
 //! run them; a load is sent again once after a dropped connection; a write
 //! whose outcome is unknown answers 503.
 
+use std::collections::BTreeSet;
+
 use redis::{
-    IntoConnectionInfo,
+    IntoConnectionInfo, Value,
     cluster::{ClusterClient, ClusterClientBuilder},
     cluster_async::ClusterConnection,
+    cluster_routing::{RoutingInfo, SingleNodeRoutingInfo},
+    cmd,
 };
 
 use super::{
     RedisStore, StoreError,
-    redis::{CONNECTION_TIMEOUT, check_server},
+    redis::{CONNECTION_TIMEOUT, MINIMUM_VERSION, has_getex, probe, version_in},
 };
 
 #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
@@ -27,12 +31,12 @@ impl RedisStore<ClusterConnection> {
     /// as [`connect`](RedisStore::connect): connection attempts give up
     /// after 1 s, no response timeout of redis-rs's own (the layer's
     /// [`store_timeout`](crate::PipelineStateLayer::store_timeout)
-    /// governs), and the server must offer `GETEX` (Redis 6.2 or later; the
-    /// node the check reaches speaks for the cluster).
+    /// governs), and every master must offer `GETEX` (Redis 6.2 or later).
     ///
     /// # Errors
     /// When no node can be reached or the slots cannot be read, or a master
-    /// without `GETEX` answers ([`StoreError::ServerTooOld`]).
+    /// lacks `GETEX` ([`StoreError::ServerTooOld`], naming the version and
+    /// the address of each master that lacks it).
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), tower_pipeline_state::StoreError> {
@@ -76,7 +80,66 @@ impl RedisStore<ClusterConnection> {
             .retries(0)
             .build()?;
         let mut connection = client.get_async_connection().await?;
-        check_server(&mut connection).await?;
+        check_masters(&mut connection).await?;
         Ok(Self::new(connection))
     }
+}
+
+/// Refuses a cluster any of whose masters lacks `GETEX` (during a rolling
+/// upgrade, say): each master, found in `CLUSTER SLOTS`, is asked on its
+/// own.
+async fn check_masters(connection: &mut ClusterConnection) -> Result<(), StoreError> {
+    let slots: Value = cmd("CLUSTER").arg("SLOTS").query_async(connection).await?;
+    let mut too_old = Vec::new();
+    for (host, port) in masters(&slots)? {
+        let node = || {
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                host: host.clone(),
+                port,
+            })
+        };
+        if has_getex(connection.route_command(probe(), node()).await)? {
+            continue;
+        }
+        let info = connection
+            .route_command(cmd("INFO").arg("server").take(), node())
+            .await;
+        too_old.push(format!("{} at {host}:{port}", version_in(info)));
+    }
+    if too_old.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::ServerTooOld {
+            found: too_old.join(", "),
+            needed: MINIMUM_VERSION,
+        })
+    }
+}
+
+/// The address of every master in a `CLUSTER SLOTS` answer: per slot
+/// range, `[start, end, [host, port, id, ...], replicas...]`.
+fn masters(slots: &Value) -> Result<BTreeSet<(String, u16)>, StoreError> {
+    let unexpected = || StoreError::Protocol(format!("CLUSTER SLOTS answered {slots:?}"));
+    let Value::Array(ranges) = slots else {
+        return Err(unexpected());
+    };
+    let mut masters = BTreeSet::new();
+    for range in ranges {
+        let Value::Array(range) = range else {
+            return Err(unexpected());
+        };
+        let Some(Value::Array(master)) = range.get(2) else {
+            return Err(unexpected());
+        };
+        let host = match master.first() {
+            Some(Value::BulkString(host)) => String::from_utf8_lossy(host).into_owned(),
+            Some(Value::SimpleString(host)) => host.clone(),
+            _ => return Err(unexpected()),
+        };
+        let Some(Value::Int(port)) = master.get(1) else {
+            return Err(unexpected());
+        };
+        masters.insert((host, u16::try_from(*port).map_err(|_| unexpected())?));
+    }
+    Ok(masters)
 }

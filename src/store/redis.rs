@@ -239,15 +239,27 @@ pub(super) const MINIMUM_VERSION: &str = "6.2";
 /// a server that has it and "unknown command" by one that has not; neither
 /// touches a key, so an ACL limited to the layer's prefix allows it.
 pub(super) async fn check_server(connection: &mut impl ConnectionLike) -> Result<(), StoreError> {
-    match cmd("GETEX").query_async::<Value>(connection).await {
-        Err(error) if unknown_command(&error) => {
-            let found = server_version(connection).await;
-            Err(StoreError::ServerTooOld {
-                found,
-                needed: MINIMUM_VERSION,
-            })
-        }
-        Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::ResponseError) => Ok(()),
+    if has_getex(probe().query_async(connection).await)? {
+        return Ok(());
+    }
+    let info = cmd("INFO").arg("server").query_async(connection).await;
+    Err(StoreError::ServerTooOld {
+        found: version_in(info),
+        needed: MINIMUM_VERSION,
+    })
+}
+
+/// The command that tells whether a server has `GETEX`.
+pub(super) fn probe() -> redis::Cmd {
+    cmd("GETEX")
+}
+
+/// Whether the answer to [`probe`] says the server has `GETEX`.
+pub(super) fn has_getex(answer: RedisResult<Value>) -> Result<bool, StoreError> {
+    // A command routed to one cluster node answers its error as a value.
+    match answer.and_then(Value::extract_error) {
+        Err(error) if unknown_command(&error) => Ok(false),
+        Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::ResponseError) => Ok(true),
         Err(error) => Err(error.into()),
         Ok(other) => Err(StoreError::Protocol(format!(
             "GETEX without a key answered {other:?}"
@@ -262,12 +274,9 @@ fn unknown_command(error: &RedisError) -> bool {
         || error.to_string().contains("unknown command")
 }
 
-/// The `redis_version` of `INFO server`, or why it is not known.
-async fn server_version(connection: &mut impl ConnectionLike) -> String {
-    let info = cmd("INFO")
-        .arg("server")
-        .query_async::<Value>(connection)
-        .await;
+/// The `redis_version` in an answer to `INFO server`, or why it is not
+/// known.
+pub(super) fn version_in(info: RedisResult<Value>) -> String {
     let text = match info {
         Ok(Value::BulkString(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
         Ok(Value::VerbatimString { text, .. }) => text,

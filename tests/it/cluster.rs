@@ -167,3 +167,20 @@ async fn a_cluster_without_getex_is_refused_when_connecting() {
     );
     assert_eq!(error.kind(), "server_too_old");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_with_one_master_without_getex_is_refused_and_the_master_named() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = RedisCluster::start();
+    let old = *cluster.masters().keys().nth(1).unwrap();
+    cluster.restart_with(old, r#"rename-command GETEX """#);
+    cluster.wait_until_settled();
+    let error = RedisStore::connect_cluster(cluster.urls())
+        .await
+        .expect_err("a cluster with a master without GETEX is refused");
+    let StoreError::ServerTooOld { found, .. } = &error else {
+        panic!("{error:?}");
+    };
+    assert!(found.ends_with(&format!(" at 127.0.0.1:{old}")), "{found}");
+    assert!(!found.contains(','), "only that master: {found}");
+}

@@ -242,6 +242,16 @@ impl RedisCluster {
             .restart();
     }
 
+    /// Restarts a node with one more configuration line; it rejoins the
+    /// cluster with its slots.
+    pub(crate) fn restart_with(&mut self, port: u16, line: &str) {
+        self.nodes
+            .iter_mut()
+            .find(|node| node.port() == port)
+            .expect("a node of this cluster")
+            .restart_with(line);
+    }
+
     /// Kills a node (SIGKILL).
     pub(crate) fn kill(&mut self, port: u16) {
         self.nodes

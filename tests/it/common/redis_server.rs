@@ -123,6 +123,13 @@ impl RedisServer {
         }
     }
 
+    /// Starts the server again on the same port, empty, with one more
+    /// configuration line.
+    pub(crate) fn restart_with(&mut self, line: &str) {
+        self.config.push(line.to_owned());
+        self.restart();
+    }
+
     /// Starts the server again on the same port, empty.
     pub(crate) fn restart(&mut self) {
         self.stop();
