@@ -4,13 +4,14 @@
 //! flow's state in Redis behind axum.
 //!
 //! ```text
-//! cargo bench --bench e2e
+//! cargo bench --bench e2e --features bb8,cluster
 //! ```
 //!
 //! | stack | what it is |
 //! | --- | --- |
 //! | `pipeline-state (ConnectionManager)` | this crate, `RedisStore::connect` (one multiplexed connection) |
 //! | `pipeline-state (bb8 pool)` | this crate, `RedisStore::from_pool` (bb8, 16 connections, no `PING` on checkout) |
+//! | `pipeline-state (cluster)` | this crate, `RedisStore::connect_cluster` on a private 3-master Redis Cluster (one connection per master) |
 //! | `limit (hand-written)` | no middleware: handlers send the same commands themselves |
 //! | `tower-sessions` | tower-sessions 0.14 + tower-sessions-redis-store 0.16 (fred pool of 6, as its docs show) |
 //!
@@ -45,9 +46,19 @@
 //! Settings (environment): `E2E_ROUNDS` (default 5), `E2E_SECONDS`
 //! (measured seconds per round, default 1), `E2E_WARMUP` (seconds of
 //! warm-up per round, default 0.25), `E2E_OPS` (default
-//! `read,change,untouched`), `E2E_CLIENTS` (default `1,16`). The goals
-//! summary is printed when every operation was measured.
+//! `read,change,untouched`), `E2E_CLIENTS` (default `1,16`), `E2E_STACKS`
+//! (default `connection-manager,bb8,cluster,limit,tower-sessions`). The
+//! goals summary is printed when every operation and the four single-node
+//! stacks were measured; the cluster's ratio to the single-node
+//! `ConnectionManager` when both were.
+//!
+//! The cluster row runs the same workload against 3 redis-servers (the
+//! single-node rows against 1) on the same cores; its "CPU (redis)" is the
+//! three servers' together.
 
+#[path = "../tests/it/common/cluster.rs"]
+#[allow(dead_code)]
+mod cluster;
 #[path = "../tests/it/common/redis_server.rs"]
 #[allow(dead_code)]
 mod redis_server;
@@ -87,13 +98,15 @@ const CONCURRENCY: [usize; 2] = [1, 16];
 enum Stack {
     ConnectionManager,
     Bb8,
+    Cluster,
     Limit,
     TowerSessions,
 }
 
-const STACKS: [Stack; 4] = [
+const STACKS: [Stack; 5] = [
     Stack::ConnectionManager,
     Stack::Bb8,
+    Stack::Cluster,
     Stack::Limit,
     Stack::TowerSessions,
 ];
@@ -103,9 +116,25 @@ impl Stack {
         match self {
             Stack::ConnectionManager => "pipeline-state (ConnectionManager)",
             Stack::Bb8 => "pipeline-state (bb8 pool)",
+            Stack::Cluster => "pipeline-state (cluster)",
             Stack::Limit => "limit (hand-written)",
             Stack::TowerSessions => "tower-sessions",
         }
+    }
+
+    /// Its name in `E2E_STACKS`.
+    fn key(self) -> &'static str {
+        match self {
+            Stack::ConnectionManager => "connection-manager",
+            Stack::Bb8 => "bb8",
+            Stack::Cluster => "cluster",
+            Stack::Limit => "limit",
+            Stack::TowerSessions => "tower-sessions",
+        }
+    }
+
+    fn parse(key: &str) -> Option<Self> {
+        STACKS.into_iter().find(|stack| stack.key() == key)
     }
 }
 
@@ -337,8 +366,13 @@ fn tower_sessions_app(pool: tower_sessions_redis_store::fred::prelude::Pool) -> 
         .layer(layer)
 }
 
-async fn app(stack: Stack, redis_url: &str) -> Router {
+async fn app(stack: Stack, redis_url: &str, cluster_urls: &[String]) -> Router {
     match stack {
+        Stack::Cluster => pipeline_state_app(
+            RedisStore::connect_cluster(cluster_urls.to_vec())
+                .await
+                .unwrap(),
+        ),
         Stack::ConnectionManager => {
             pipeline_state_app(RedisStore::connect(redis_url).await.unwrap())
         }
@@ -353,7 +387,7 @@ async fn app(stack: Stack, redis_url: &str) -> Router {
                 .build(manager)
                 .await
                 .unwrap();
-            pipeline_state_app(RedisStore::from_pool(pool))
+            pipeline_state_app(RedisStore::from_pool(pool).await.unwrap())
         }
         Stack::Limit => {
             let client = redis::Client::open(redis_url).unwrap();
@@ -495,14 +529,27 @@ fn cpu_time(pid: &str) -> Duration {
     Duration::from_nanos(nanos)
 }
 
-fn cpu_times(redis_pid: &str) -> (Duration, Duration) {
-    (cpu_time("self"), cpu_time(redis_pid))
+fn cpu_times(redis_pids: &[String]) -> (Duration, Duration) {
+    (
+        cpu_time("self"),
+        redis_pids.iter().map(|pid| cpu_time(pid)).sum(),
+    )
+}
+
+/// The process id of the redis-server at `admin`.
+fn process_id(admin: &mut redis::Connection) -> String {
+    let info: String = redis::cmd("INFO").arg("server").query(admin).unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("process_id:"))
+        .expect("INFO server names the process id")
+        .trim()
+        .to_owned()
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn measure(
     client: &HttpClient,
-    redis_pid: &str,
+    redis_pids: &[String],
     addr: SocketAddr,
     stack: Stack,
     op: Op,
@@ -547,7 +594,7 @@ async fn measure(
         .collect();
 
     tokio::time::sleep_until(from.into()).await;
-    let cpu_before = cpu_times(redis_pid);
+    let cpu_before = cpu_times(redis_pids);
     let mut latencies = Histogram::<u64>::new(3).unwrap();
     let (mut errors, mut last) = (0, from);
     for task in tasks {
@@ -556,7 +603,7 @@ async fn measure(
         errors += task_errors;
         last = last.max(task_last);
     }
-    let cpu_after = cpu_times(redis_pid);
+    let cpu_after = cpu_times(redis_pids);
     Round {
         per_second: latencies.len() as f64 / (last - from).as_secs_f64(),
         latencies,
@@ -602,7 +649,7 @@ fn find(cells: &[Cell], stack: Stack, op: Op, clients: usize) -> &Cell {
         .expect("every cell was measured")
 }
 
-fn report(cells: &[Cell], ops: &[Op], concurrency: &[usize]) {
+fn report(cells: &[Cell], ops: &[Op], concurrency: &[usize], stacks: &[Stack]) {
     println!();
     println!(
         "| operation | clients | stack | req/s | p50 µs | p99 µs | × limit | CPU µs/req (process) | CPU µs/req (redis) |"
@@ -610,7 +657,7 @@ fn report(cells: &[Cell], ops: &[Op], concurrency: &[usize]) {
     println!("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for &op in ops {
         for &clients in concurrency {
-            for stack in STACKS {
+            for &stack in stacks {
                 let cell = find(cells, stack, op, clients);
                 println!(
                     "| {} | {} | {} | {:.0} | {} | {} | {:.2} | {:.1} | {:.1} |",
@@ -620,7 +667,11 @@ fn report(cells: &[Cell], ops: &[Op], concurrency: &[usize]) {
                     cell.per_second,
                     micros(cell.p50),
                     micros(cell.p99),
-                    ratio(cells, stack, Stack::Limit, op, clients),
+                    if stacks.contains(&Stack::Limit) {
+                        ratio(cells, stack, Stack::Limit, op, clients)
+                    } else {
+                        f64::NAN
+                    },
                     cell.cpu.0.as_secs_f64() * 1e6,
                     cell.cpu.1.as_secs_f64() * 1e6,
                 );
@@ -628,8 +679,27 @@ fn report(cells: &[Cell], ops: &[Op], concurrency: &[usize]) {
         }
     }
 
-    if ops.len() == OPS.len() {
+    let single_node = [
+        Stack::ConnectionManager,
+        Stack::Bb8,
+        Stack::Limit,
+        Stack::TowerSessions,
+    ];
+    if ops.len() == OPS.len() && single_node.iter().all(|stack| stacks.contains(stack)) {
         goals(cells, concurrency);
+    }
+    if stacks.contains(&Stack::Cluster) && stacks.contains(&Stack::ConnectionManager) {
+        println!();
+        println!("Cluster (3 masters) × single-node ConnectionManager, median over rounds:");
+        for &op in ops {
+            for &clients in concurrency {
+                println!(
+                    "  {:<9} {clients:>2} clients: {:.2}",
+                    op.name(),
+                    ratio(cells, Stack::Cluster, Stack::ConnectionManager, op, clients)
+                );
+            }
+        }
     }
 
     let errors: u64 = cells.iter().map(|c| c.errors).sum();
@@ -712,27 +782,34 @@ async fn run() {
         .max(1);
     let ops = env_list("E2E_OPS", &OPS, Op::parse);
     let concurrency = env_list("E2E_CLIENTS", &CONCURRENCY, |n| n.parse().ok());
+    let stacks = env_list("E2E_STACKS", &STACKS, Stack::parse);
     let redis = RedisServer::start();
-    let info: String = redis::cmd("INFO")
-        .arg("server")
-        .query(&mut redis.admin())
-        .unwrap();
-    let redis_pid = info
-        .lines()
-        .find_map(|line| line.strip_prefix("process_id:"))
-        .expect("INFO server names the process id")
-        .trim()
-        .to_owned();
+    let redis_pids = vec![process_id(&mut redis.admin())];
+    let cluster = stacks
+        .contains(&Stack::Cluster)
+        .then(cluster::RedisCluster::start);
+    let (cluster_urls, cluster_pids) = match &cluster {
+        Some(cluster) => (
+            cluster.urls(),
+            cluster
+                .nodes
+                .iter()
+                .map(|node| process_id(&mut node.admin()))
+                .collect(),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
     eprintln!(
         "private redis-server on port {}; {} cells × {rounds} rounds of {:?} warm-up + {:?}",
         redis.port(),
-        STACKS.len() * ops.len() * concurrency.len(),
+        stacks.len() * ops.len() * concurrency.len(),
         timing.warmup,
         timing.seconds
     );
     let mut servers = Vec::new();
-    for stack in STACKS {
-        servers.push((stack, serve(app(stack, &redis.url()).await).await));
+    for &stack in &stacks {
+        let router = app(stack, &redis.url(), &cluster_urls).await;
+        servers.push((stack, serve(router).await));
     }
     let client = client();
     let mut measured: Vec<((Stack, Op, usize), Vec<Round>)> = Vec::new();
@@ -742,8 +819,12 @@ async fn run() {
                 // A rotating order, so no stack always follows the same one.
                 for i in 0..servers.len() {
                     let (stack, addr) = servers[(i + round) % servers.len()];
-                    let result =
-                        measure(&client, &redis_pid, addr, stack, op, clients, timing).await;
+                    let pids = if stack == Stack::Cluster {
+                        &cluster_pids
+                    } else {
+                        &redis_pids
+                    };
+                    let result = measure(&client, pids, addr, stack, op, clients, timing).await;
                     eprintln!(
                         "round {round}  {:<9} {:>2} clients  {:<34} {:>8.0} req/s  p50 {:>5} µs  p99 {:>5} µs",
                         op.name(),
@@ -770,8 +851,9 @@ async fn run() {
         .iter()
         .map(|&((stack, op, clients), ref rounds)| Cell::new(stack, op, clients, rounds))
         .collect();
-    report(&cells, &ops, &concurrency);
+    report(&cells, &ops, &concurrency, &stacks);
     drop(redis);
+    drop(cluster);
 }
 
 fn main() {

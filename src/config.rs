@@ -43,6 +43,11 @@ pub(crate) struct Config {
     pub(crate) max_record_size: usize,
     pub(crate) cookie: CookieConfig,
     pub(crate) error_hook: Option<ErrorHook>,
+    /// Replicas that must acknowledge each write, and how long to wait for
+    /// them; the `WAIT` itself is sent by the store (`RedisStore`), on the
+    /// connection that wrote. Kept here to check it against
+    /// `store_timeout` when the layer is built.
+    pub(crate) durability: Option<(u32, Duration)>,
 }
 
 impl Default for Config {
@@ -58,6 +63,7 @@ impl Default for Config {
             max_record_size: 64 * 1024,
             cookie: CookieConfig::default(),
             error_hook: None,
+            durability: None,
         }
     }
 }

@@ -1,12 +1,27 @@
 //! [`Bb8Pool`]: `RedisStore` over a bb8-redis pool the application already
 //! owns (feature `bb8`).
+//!
+//! bb8-redis hands out `MultiplexedConnection`s, which never reconnect, and
+//! its manager never reports one broken: a connection the server closed
+//! would go back to the pool and fail every operation it serves until bb8
+//! retires it (30 minutes by default). So a pooled connection whose command
+//! fails with a connection error (I/O, or a reply that does not parse) is
+//! replaced, in place, by a fresh one from the pool's own manager before it
+//! goes back: the pool heals without a `PING` before every checkout.
 
-use std::fmt;
+use std::{fmt, time::Duration};
 
 use bb8_redis::RedisConnectionManager;
-use redis::{Cmd, RedisFuture, Value, aio::ConnectionLike};
+use redis::{Cmd, RedisFuture, RedisResult, Value, aio::ConnectionLike};
 
-use super::{RedisConnection, RedisStore, StoreError};
+use super::{RedisConnection, RedisStore, StoreError, redis::check_server};
+
+/// A response timeout long enough never to fire: bb8-redis builds its
+/// connections with redis-rs's default of 500 ms, which would cut every
+/// operation short of a longer
+/// [`store_timeout`](crate::PipelineStateLayer::store_timeout). The layer's
+/// timeout bounds every operation instead.
+const NO_RESPONSE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A bb8 pool of Redis connections, for applications that already own one.
 /// Each operation holds one pooled connection for its round trip.
@@ -14,21 +29,53 @@ use super::{RedisConnection, RedisStore, StoreError};
 #[derive(Clone, Debug)]
 pub struct Bb8Pool(pub bb8::Pool<RedisConnectionManager>);
 
-/// A connection checked out of a [`Bb8Pool`] for one operation.
+/// A connection checked out of a [`Bb8Pool`] for one operation. One whose
+/// command fails with a connection error is replaced by a fresh connection
+/// before it goes back to the pool.
 #[cfg_attr(docsrs, doc(cfg(feature = "bb8")))]
-pub struct PooledConnection(bb8::PooledConnection<'static, RedisConnectionManager>);
+pub struct PooledConnection {
+    connection: bb8::PooledConnection<'static, RedisConnectionManager>,
+    pool: bb8::Pool<RedisConnectionManager>,
+}
 
 impl fmt::Debug for PooledConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PooledConnection")
-            .field("db", &self.0.get_db())
+            .field("db", &self.connection.get_db())
             .finish_non_exhaustive()
+    }
+}
+
+impl PooledConnection {
+    /// After a command: if it failed with a connection error, swaps the
+    /// (dead) connection for a fresh one. When none can be made (Redis is
+    /// down), the dead one stays; its next command fails at once, without
+    /// reaching Redis, and tries again.
+    async fn heal<T>(&mut self, result: &RedisResult<T>) {
+        let Err(error) = result else { return };
+        if !(error.is_unrecoverable_error() || error.is_io_error()) {
+            return;
+        }
+        match self.pool.dedicated_connection().await {
+            Ok(mut fresh) => {
+                fresh.set_response_timeout(NO_RESPONSE_TIMEOUT);
+                *self.connection = fresh;
+                tracing::debug!(%error, "replaced a broken pooled redis connection");
+            }
+            Err(reconnect) => {
+                tracing::debug!(%error, %reconnect, "a pooled redis connection is broken and could not be replaced yet");
+            }
+        }
     }
 }
 
 impl ConnectionLike for PooledConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        self.0.req_packed_command(cmd)
+        Box::pin(async move {
+            let result = self.connection.req_packed_command(cmd).await;
+            self.heal(&result).await;
+            result
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -37,11 +84,18 @@ impl ConnectionLike for PooledConnection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        self.0.req_packed_commands(pipeline, offset, count)
+        Box::pin(async move {
+            let result = self
+                .connection
+                .req_packed_commands(pipeline, offset, count)
+                .await;
+            self.heal(&result).await;
+            result
+        })
     }
 
     fn get_db(&self) -> i64 {
-        self.0.get_db()
+        self.connection.get_db()
     }
 }
 
@@ -50,7 +104,14 @@ impl RedisConnection for Bb8Pool {
 
     async fn connection(&self) -> Result<PooledConnection, StoreError> {
         match self.0.get_owned().await {
-            Ok(connection) => Ok(PooledConnection(connection)),
+            Ok(mut connection) => {
+                // A field of the handle: no round trip.
+                connection.set_response_timeout(NO_RESPONSE_TIMEOUT);
+                Ok(PooledConnection {
+                    connection,
+                    pool: self.0.clone(),
+                })
+            }
             Err(bb8::RunError::User(error)) => Err(error.into()),
             Err(bb8::RunError::TimedOut) => Err(StoreError::PoolTimeout),
         }
@@ -59,12 +120,23 @@ impl RedisConnection for Bb8Pool {
 
 #[cfg_attr(docsrs, doc(cfg(feature = "bb8")))]
 impl RedisStore<Bb8Pool> {
-    /// Uses a bb8 pool the application already owns.
+    /// Uses a bb8 pool the application already owns, after checking that
+    /// its server offers `GETEX` (Redis 6.2 or later).
     ///
-    /// bb8 checks each connection with a `PING` when it is handed out unless
-    /// told not to: that doubles the round trips of every operation. Turn it
-    /// off (`test_on_check_out(false)`); a broken connection still fails its
-    /// command, which the layer answers with 503.
+    /// Build the pool without a `PING` before every checkout
+    /// (`test_on_check_out(false)`): that would double the round trips of
+    /// every operation, and the store does not need it. A connection whose
+    /// command fails with a connection error is replaced by a fresh one
+    /// before it goes back to the pool, so after Redis restarts or kills
+    /// connections each broken connection fails at most one write (a load is
+    /// sent again on the fresh connection). redis-rs's 500 ms response
+    /// timeout, which bb8-redis sets on every connection, is lifted on each
+    /// checkout: the layer's
+    /// [`store_timeout`](crate::PipelineStateLayer::store_timeout) governs.
+    ///
+    /// # Errors
+    /// When no connection can be had, or the server lacks `GETEX`
+    /// ([`StoreError::ServerTooOld`]).
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -77,10 +149,12 @@ impl RedisStore<Bb8Pool> {
     ///     .test_on_check_out(false)
     ///     .build(manager)
     ///     .await?;
-    /// let store = RedisStore::from_pool(pool);
+    /// let store = RedisStore::from_pool(pool).await?;
     /// # Ok(()) }
     /// ```
-    pub fn from_pool(pool: bb8::Pool<RedisConnectionManager>) -> Self {
-        Self::new(Bb8Pool(pool))
+    pub async fn from_pool(pool: bb8::Pool<RedisConnectionManager>) -> Result<Self, StoreError> {
+        let pool = Bb8Pool(pool);
+        check_server(&mut pool.connection().await?).await?;
+        Ok(Self::new(pool))
     }
 }

@@ -22,6 +22,34 @@ pub enum StoreError {
     /// The store answered something this crate does not expect.
     #[error("unexpected reply from the store: {0}")]
     Protocol(String),
+    /// The server lacks a command the layer needs: Redis older than 6.2
+    /// has no `GETEX` (or it was renamed away). Returned when connecting,
+    /// so the application refuses to start rather than answer 503 later.
+    #[error(
+        "the Redis server does not offer GETEX (version found: {found}); this crate needs Redis {needed} or later, with GETEX available"
+    )]
+    ServerTooOld {
+        /// The `redis_version` the server reported (several, comma
+        /// separated, for a cluster of mixed versions).
+        found: String,
+        /// The oldest version that works.
+        needed: &'static str,
+    },
+    /// A write was applied on the primary, but fewer replicas than the
+    /// layer's [`durability`](crate::PipelineStateLayer::durability) asks
+    /// for acknowledged it in time: not confirmed, it could be lost at a
+    /// failover.
+    #[error(
+        "write not confirmed: {acknowledged} of {required} replicas acknowledged it within {timeout:?}"
+    )]
+    NotReplicated {
+        /// Replicas that acknowledged the write.
+        acknowledged: u32,
+        /// Replicas asked for.
+        required: u32,
+        /// How long the write waited for them.
+        timeout: Duration,
+    },
 }
 
 impl StoreError {
@@ -39,7 +67,8 @@ impl StoreError {
     }
 
     /// A stable name of the kind of failure, for logs and metrics labels:
-    /// `backend`, `timeout`, `pool_timeout` or `protocol`.
+    /// `backend`, `timeout`, `pool_timeout`, `protocol`, `server_too_old` or
+    /// `not_replicated`.
     ///
     /// ```
     /// use std::time::Duration;
@@ -53,6 +82,8 @@ impl StoreError {
             Self::Timeout(_) => "timeout",
             Self::PoolTimeout => "pool_timeout",
             Self::Protocol(_) => "protocol",
+            Self::ServerTooOld { .. } => "server_too_old",
+            Self::NotReplicated { .. } => "not_replicated",
         }
     }
 }

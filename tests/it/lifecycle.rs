@@ -315,7 +315,11 @@ async fn every_kind_of_redis_connection_serves_a_flow() {
         .unwrap();
     run_flow(
         &redis,
-        PipelineStateLayer::new(tower_pipeline_state::RedisStore::from_pool(pool)),
+        PipelineStateLayer::new(
+            tower_pipeline_state::RedisStore::from_pool(pool)
+                .await
+                .unwrap(),
+        ),
     )
     .await;
 }

@@ -7,14 +7,19 @@
 
 mod common;
 
+#[cfg(feature = "cluster")]
+mod cluster;
 mod concurrency;
+mod durability;
 mod error_pages;
 mod failures;
 mod faults;
+mod healing;
 mod hostile;
 mod lifecycle;
 #[cfg(feature = "metrics")]
 mod metrics;
+mod old_servers;
 mod pipeline;
 mod pipeline_events;
 mod planted;
@@ -24,4 +29,8 @@ mod secured;
 mod sso;
 mod stacks;
 mod store_contract;
+#[cfg(feature = "tls")]
+mod tls;
+#[cfg(feature = "cluster")]
+mod topology_faults;
 mod versioned;

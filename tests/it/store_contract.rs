@@ -1,7 +1,8 @@
 //! The `Store` contract: what the layer relies on from a store, each part
 //! written once as a function over any `Store` and run on `MemoryStore`, on
-//! `RedisStore` over a `ConnectionManager`, and on `RedisStore` over a bb8
-//! pool, the Redis ones against a private redis-server. `MemoryStore`
+//! `RedisStore` over a `ConnectionManager`, on `RedisStore` over a bb8
+//! pool, and (feature `cluster`) on `RedisStore` over a cluster connection,
+//! the Redis ones against a private redis-server or cluster. `MemoryStore`
 //! promises Redis's semantics; this is where the promise is checked.
 
 use std::time::Duration;
@@ -68,8 +69,21 @@ async fn bb8_pool() -> Subject<RedisStore<Bb8Pool>> {
         .await
         .unwrap();
     Subject {
-        store: RedisStore::from_pool(pool),
+        store: RedisStore::from_pool(pool).await.unwrap(),
         records: keys_of(redis),
+    }
+}
+
+/// A 3-master cluster: the contract's keys land in different slots.
+#[cfg(feature = "cluster")]
+async fn cluster() -> Subject<RedisStore<redis::cluster_async::ClusterConnection>> {
+    let cluster = crate::common::RedisCluster::start();
+    let store = RedisStore::connect_cluster(cluster.urls())
+        .await
+        .expect("connect to the private cluster");
+    Subject {
+        store,
+        records: Box::new(move || cluster.keys().len()),
     }
 }
 
@@ -312,6 +326,8 @@ macro_rules! on_every_store {
         on_store!(memory: $($contract),+);
         on_store!(connection_manager: $($contract),+);
         on_store!(bb8_pool: $($contract),+);
+        #[cfg(feature = "cluster")]
+        on_store!(cluster: $($contract),+);
     };
 }
 

@@ -4,15 +4,20 @@
 //! ones are warned about rather than allowed.
 
 pub(crate) mod app;
+#[cfg(feature = "cluster")]
+pub(crate) mod cluster;
 pub(crate) mod cookies;
 pub(crate) mod engine;
 pub(crate) mod logs;
+pub(crate) mod race;
 // Stays in `tests/common/`: `benches/e2e.rs` includes it from there.
 pub(crate) mod redis_server;
 pub(crate) mod serial;
 pub(crate) mod server;
 
 pub(crate) use app::*;
+#[cfg(feature = "cluster")]
+pub(crate) use cluster::RedisCluster;
 pub(crate) use cookies::*;
 pub(crate) use logs::Logs;
 pub(crate) use redis_server::RedisServer;

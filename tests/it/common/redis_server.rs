@@ -15,6 +15,9 @@ pub(crate) struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// Configuration lines of its own (a cluster node, a replica, TLS, a
+    /// renamed command), written to `<dir>/redis.conf`.
+    config: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -27,14 +30,29 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// Starts a server on a free port.
     pub(crate) fn start() -> Self {
+        Self::start_configured(&[])
+    }
+
+    /// Starts a server on a free port with configuration lines of its own
+    /// (`{dir}` in a line stands for the server's scratch directory,
+    /// `{port}` for its port).
+    pub(crate) fn start_configured(config: &[&str]) -> Self {
         for _ in 0..5 {
             let port = free_port();
             let dir = std::env::temp_dir().join(format!("tps-redis-{}-{port}", std::process::id()));
             std::fs::create_dir_all(&dir).expect("create a scratch dir for redis-server");
+            let config = config
+                .iter()
+                .map(|line| {
+                    line.replace("{dir}", &dir.display().to_string())
+                        .replace("{port}", &port.to_string())
+                })
+                .collect();
             let mut server = Self {
                 port,
                 dir,
                 child: None,
+                config,
             };
             if server.spawn() {
                 return server;
@@ -45,7 +63,12 @@ impl RedisServer {
 
     /// Spawns the process on `self.port` and waits until it answers PING.
     fn spawn(&mut self) -> bool {
+        let config = self.dir.join("redis.conf");
+        let mut text = self.config.join("\n");
+        text.push('\n');
+        std::fs::write(&config, text).expect("write redis.conf");
         let child = Command::new("redis-server")
+            .arg(&config)
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--protected-mode", "no", "--enable-debug-command", "yes"])
@@ -87,12 +110,24 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Whether the process runs (not stopped by the test).
+    pub(crate) fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// Kills the server (connections drop, later connects are refused).
     pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Starts the server again on the same port, empty, with one more
+    /// configuration line.
+    pub(crate) fn restart_with(&mut self, line: &str) {
+        self.config.push(line.to_owned());
+        self.restart();
     }
 
     /// Starts the server again on the same port, empty.
