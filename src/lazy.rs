@@ -45,30 +45,44 @@ use crate::{
 /// }
 /// ```
 #[derive(Clone)]
-pub struct LazyPipelineState(Arc<Slot>);
+pub struct LazyPipelineState(Kind);
+
+#[derive(Clone)]
+enum Kind {
+    /// There from the start (no id, or loaded eagerly): nothing to load,
+    /// and no allocation beyond the state's own.
+    Ready(PipelineState),
+    /// To load on first use.
+    Pending(Arc<Slot>),
+}
 
 struct Slot {
     state: OnceCell<PipelineState>,
-    /// The id to load and how; `None` when the state was there from the
-    /// start.
-    source: Option<(PipelineId, Arc<dyn Load>)>,
+    id: PipelineId,
+    load: Arc<dyn Load>,
 }
 
 impl LazyPipelineState {
     /// A state that is already there (no id, or loaded eagerly).
     pub(crate) fn ready(state: PipelineState) -> Self {
-        Self(Arc::new(Slot {
-            state: OnceCell::new_with(Some(state)),
-            source: None,
-        }))
+        Self(Kind::Ready(state))
     }
 
     /// A state to load from the store on first use.
     pub(crate) fn pending(id: PipelineId, load: Arc<dyn Load>) -> Self {
-        Self(Arc::new(Slot {
+        Self(Kind::Pending(Arc::new(Slot {
             state: OnceCell::new(),
-            source: Some((id, load)),
-        }))
+            id,
+            load,
+        })))
+    }
+
+    /// The state, if it is there.
+    fn get(&self) -> Option<&PipelineState> {
+        match &self.0 {
+            Kind::Ready(state) => Some(state),
+            Kind::Pending(slot) => slot.state.get(),
+        }
     }
 
     /// The flow's state, read from the store the first time it is asked for
@@ -91,15 +105,12 @@ impl LazyPipelineState {
     /// # });
     /// ```
     pub async fn load(&self) -> Result<PipelineState, LoadError> {
-        let slot = &*self.0;
+        let slot = match &self.0 {
+            Kind::Ready(state) => return Ok(state.clone()),
+            Kind::Pending(slot) => slot,
+        };
         slot.state
-            .get_or_try_init(|| async {
-                let (id, load) = slot
-                    .source
-                    .clone()
-                    .expect("a slot without a source starts filled");
-                load.load(id).await
-            })
+            .get_or_try_init(|| slot.load.clone().load(slot.id))
             .await
             .cloned()
     }
@@ -127,10 +138,10 @@ impl LazyPipelineState {
     /// ```
     pub fn error_response(&self, error: &LoadError) -> Response<Bytes> {
         let _ = error; // one answer for every load failure, whatever its cause
-        match &self.0.source {
-            Some((_, load)) => load.answer(LayerErrorKind::Unavailable),
+        match &self.0 {
+            Kind::Pending(slot) => slot.load.answer(LayerErrorKind::Unavailable),
             // A state that was there from the start never fails to load.
-            None => LayerError::unavailable().plain_response(),
+            Kind::Ready(_) => LayerError::unavailable().plain_response(),
         }
     }
 
@@ -143,13 +154,13 @@ impl LazyPipelineState {
     /// assert!(LazyPipelineState::from(PipelineState::detached()).is_loaded());
     /// ```
     pub fn is_loaded(&self) -> bool {
-        self.0.state.initialized()
+        self.get().is_some()
     }
 
     /// Puts the handle in the request's extensions, and in eager mode the
     /// loaded state too: the one place the layer touches the extensions.
     pub(crate) fn insert_into(&self, extensions: &mut Extensions, mode: LoadMode) {
-        if let (LoadMode::Eager, Some(state)) = (mode, self.0.state.get()) {
+        if let (LoadMode::Eager, Some(state)) = (mode, self.get()) {
             extensions.insert(state.clone());
         }
         extensions.insert(self.clone());
@@ -159,7 +170,11 @@ impl LazyPipelineState {
     /// loaded. A handle kept past its request and loaded later gets a
     /// finished state, which refuses changes that would never be written.
     pub(crate) fn close(&self) -> Option<PipelineState> {
-        if let Some(state) = self.0.state.get() {
+        let slot = match &self.0 {
+            Kind::Ready(state) => return Some(state.clone()),
+            Kind::Pending(slot) => slot,
+        };
+        if let Some(state) = slot.state.get() {
             return Some(state.clone());
         }
         let closed =
@@ -168,7 +183,7 @@ impl LazyPipelineState {
         // Fails only when a load is in flight right now (a task the handler
         // spawned); that state is never written: handles must not outlive
         // their request.
-        let _ = self.0.state.set(closed);
+        let _ = slot.state.set(closed);
         None
     }
 }
@@ -184,8 +199,14 @@ impl From<PipelineState> for LazyPipelineState {
 impl fmt::Debug for LazyPipelineState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LazyPipelineState")
-            .field("id", &self.0.source.as_ref().map(|(id, _)| id))
-            .field("state", &self.0.state.get())
+            .field(
+                "id",
+                &match &self.0 {
+                    Kind::Ready(_) => None,
+                    Kind::Pending(slot) => Some(slot.id),
+                },
+            )
+            .field("state", &self.get())
             .finish()
     }
 }
