@@ -27,9 +27,9 @@ use super::{Store, StoreError, UpdateOutcome};
 /// record's fixed header (see `record.rs`) without decoding the record.
 const COMPARE_AND_SET: &str = include_str!("compare_and_set.lua");
 
-/// `redis::Script` sends `EVALSHA` and, after a `NOSCRIPT` (Redis restarted
-/// or flushed its script cache, or a replica took over), loads the script
-/// and retries.
+/// The script's SHA1 for `EVALSHA`, and its text for `SCRIPT LOAD` after a
+/// `NOSCRIPT` (Redis restarted or flushed its script cache, or a replica
+/// took over).
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(COMPARE_AND_SET));
 
 /// How long one connection attempt may take (`connect`, `connect_cluster`
@@ -449,42 +449,26 @@ impl<C: RedisConnection> RedisStore<C> {
         version: u64,
         replacement: Option<(&[u8], Duration)>,
     ) -> Result<UpdateOutcome, StoreError> {
-        let mut invocation = SCRIPT.key(key);
-        invocation.arg(version);
+        // `EVALSHA` by hand rather than `Script::invoke_async`, so that
+        // `WAIT` can ride in the same pipeline when durability is on; a
+        // `NOSCRIPT` (nothing ran: Redis restarted or flushed its scripts)
+        // loads the script and sends the command again.
+        let mut command = cmd("EVALSHA");
+        command.arg(SCRIPT.get_hash()).arg(1).arg(key).arg(version);
         if let Some((record, ttl)) = replacement {
-            invocation.arg(record).arg(seconds(ttl));
+            command.arg(record).arg(seconds(ttl));
         }
-        let (reply, acknowledged) = match self.durability {
-            None => with_retries!(self, idempotent = false, |connection| {
-                invocation
-                    .invoke_async::<Value>(&mut connection)
-                    .await
-                    .map(|reply| (reply, None))
-            })?,
-            Some(_) => {
-                // `EVALSHA` by hand, so that `WAIT` rides in the same
-                // pipeline; a `NOSCRIPT` (nothing ran) loads the script and
-                // sends the pipeline again.
-                let mut command = cmd("EVALSHA");
-                command.arg(SCRIPT.get_hash()).arg(1).arg(key).arg(version);
-                if let Some((record, ttl)) = replacement {
-                    command.arg(record).arg(seconds(ttl));
-                }
-                with_retries!(self, idempotent = false, |connection| {
-                    match self.send(&mut connection, &command).await {
-                        Err(error)
-                            if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) =>
-                        {
-                            match SCRIPT.load_async(&mut connection).await {
-                                Ok(_) => self.send(&mut connection, &command).await,
-                                Err(error) => Err(error),
-                            }
-                        }
-                        result => result,
+        let (reply, acknowledged) = with_retries!(self, idempotent = false, |connection| {
+            match self.send(&mut connection, &command).await {
+                Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    match SCRIPT.load_async(&mut connection).await {
+                        Ok(_) => self.send(&mut connection, &command).await,
+                        Err(error) => Err(error),
                     }
-                })?
+                }
+                result => result,
             }
-        };
+        })?;
         let outcome = match reply {
             Value::Int(1) => UpdateOutcome::Written,
             Value::Int(0) => UpdateOutcome::Missing,
