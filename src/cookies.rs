@@ -5,7 +5,10 @@
 use cookie::{Cookie, CookieJar, Key, SameSite};
 use http::{HeaderMap, HeaderValue, header::COOKIE};
 
-use crate::id::PipelineId;
+use crate::{
+    flow_cookie::{CookieSlot, Tag},
+    id::PipelineId,
+};
 
 /// How the id is protected in the cookie.
 #[derive(Clone, Debug)]
@@ -97,7 +100,41 @@ impl CookieConfig {
         }
     }
 
+    /// The flow cookies the request carries (`<name>.<tag>`), with their
+    /// raw values, in header order. Their values are checked only when one
+    /// is chosen ([`verify_flow`](Self::verify_flow)).
+    pub(crate) fn flow_cookies<'h>(
+        &'h self,
+        headers: &'h HeaderMap,
+    ) -> impl Iterator<Item = (Tag, &'h [u8])> + 'h {
+        let prefix = self.name.as_bytes();
+        headers
+            .get_all(COOKIE)
+            .into_iter()
+            .flat_map(|header| pairs(header.as_bytes()))
+            .filter_map(move |(name, value)| {
+                let tag = name.strip_prefix(prefix)?.strip_prefix(b".")?;
+                Some((Tag::parse(tag)?, value))
+            })
+    }
+
+    /// The id in flow `tag`'s cookie value, if it is ours.
+    pub(crate) fn verify_flow(&self, tag: &Tag, value: &[u8]) -> Option<PipelineId> {
+        self.verify_named(&self.flow_name(tag), value)
+    }
+
+    fn flow_name(&self, tag: &Tag) -> String {
+        format!("{}.{tag}", self.name)
+    }
+
     fn verify(&self, value: &[u8]) -> Option<PipelineId> {
+        self.verify_named(&self.name, value)
+    }
+
+    /// Checks a value of cookie `name`: signed and private values are bound
+    /// to their cookie's name, so one flow's value does not open as
+    /// another's.
+    fn verify_named(&self, name: &str, value: &[u8]) -> Option<PipelineId> {
         // Length first: no HMAC or decryption over an arbitrarily long value.
         if value.len() > self.max_len {
             return None;
@@ -109,10 +146,7 @@ impl CookieConfig {
             Protection::Private(keys) => (keys, true),
         };
         // Our values are ASCII; anything else is not ours.
-        let cookie = Cookie::new(
-            self.name.clone(),
-            std::str::from_utf8(value).ok()?.to_owned(),
-        );
+        let cookie = Cookie::new(name.to_owned(), std::str::from_utf8(value).ok()?.to_owned());
         let jar = CookieJar::new();
         let opened = keys.iter().find_map(|key| {
             if private {
@@ -124,9 +158,10 @@ impl CookieConfig {
         PipelineId::parse(opened.value())
     }
 
-    /// The `Set-Cookie` value that hands `id` to the client.
-    pub(crate) fn set(&self, id: PipelineId) -> HeaderValue {
-        let cookie = self.protect(self.build(id.to_string()));
+    /// The `Set-Cookie` value that hands `id` to the client in `slot`'s
+    /// cookie.
+    pub(crate) fn set_in(&self, slot: &CookieSlot, id: PipelineId) -> HeaderValue {
+        let cookie = self.protect(self.build_in(slot, id.to_string()));
         header_value(&cookie)
     }
 
@@ -138,20 +173,48 @@ impl CookieConfig {
             .len()
     }
 
-    /// The `Set-Cookie` value that expires the client's cookie (same name,
-    /// path and domain, so the browser matches it).
-    pub(crate) fn removal(&self) -> HeaderValue {
-        let mut cookie = self.build(String::new());
+    /// The `Set-Cookie` value that expires `slot`'s cookie in the client
+    /// (same name, path and domain, so the browser matches it).
+    pub(crate) fn removal_in(&self, slot: &CookieSlot) -> HeaderValue {
+        let mut cookie = self.build_in(slot, String::new());
+        cookie.make_removal();
+        header_value(&cookie)
+    }
+
+    /// The removal of flow `tag`'s cookie (whatever its `SameSite`: a
+    /// browser matches a cookie by name, path and domain).
+    pub(crate) fn flow_removal(&self, tag: &Tag) -> HeaderValue {
+        let mut cookie = self.build_named(self.flow_name(tag), String::new(), self.same_site);
         cookie.make_removal();
         header_value(&cookie)
     }
 
     fn build(&self, value: String) -> Cookie<'static> {
-        let mut cookie = Cookie::build((self.name.clone(), value))
+        self.build_in(&CookieSlot::Main, value)
+    }
+
+    fn build_in(&self, slot: &CookieSlot, value: String) -> Cookie<'static> {
+        match slot {
+            CookieSlot::Main => self.build_named(self.name.clone(), value, self.same_site),
+            // A cross-site cookie must be `Secure`, or browsers refuse it
+            // (they treat `localhost` as secure, so development works).
+            CookieSlot::Flow(flow) if flow.cross_site => {
+                let mut cookie = self.build_named(self.flow_name(&flow.tag), value, SameSite::None);
+                cookie.set_secure(true);
+                cookie
+            }
+            CookieSlot::Flow(flow) => {
+                self.build_named(self.flow_name(&flow.tag), value, self.same_site)
+            }
+        }
+    }
+
+    fn build_named(&self, name: String, value: String, same_site: SameSite) -> Cookie<'static> {
+        let mut cookie = Cookie::build((name, value))
             .path(self.path.clone())
             .secure(self.secure)
             .http_only(self.http_only)
-            .same_site(self.same_site)
+            .same_site(same_site)
             .build();
         if let Some(domain) = &self.domain {
             cookie.set_domain(domain.clone());
@@ -233,7 +296,7 @@ mod tests {
     fn plain_ids_round_trip_and_malformed_ones_are_rejected() {
         let config = CookieConfig::default();
         let id = PipelineId::generate();
-        let value = value_of(&config.set(id));
+        let value = value_of(&config.set_in(&CookieSlot::Main, id));
         let header = format!("other=1; pipeline_id={value}");
         assert_eq!(config.read(&request_with(&header)), Incoming::Id(id));
         assert_eq!(
@@ -251,7 +314,7 @@ mod tests {
             ..CookieConfig::default()
         };
         let text = config
-            .set(PipelineId::generate())
+            .set_in(&CookieSlot::Main, PipelineId::generate())
             .to_str()
             .unwrap()
             .to_owned();
@@ -264,7 +327,11 @@ mod tests {
         ] {
             assert!(text.contains(part), "{text} lacks {part}");
         }
-        let removal = config.removal().to_str().unwrap().to_owned();
+        let removal = config
+            .removal_in(&CookieSlot::Main)
+            .to_str()
+            .unwrap()
+            .to_owned();
         assert!(removal.contains("Max-Age=0"), "{removal}");
         assert!(removal.contains("Domain=example.com"), "{removal}");
     }
@@ -281,7 +348,7 @@ mod tests {
             ..CookieConfig::default()
         };
         let id = PipelineId::generate();
-        let signed = value_of(&before.set(id));
+        let signed = value_of(&before.set_in(&CookieSlot::Main, id));
         assert_ne!(signed, id.to_string());
         assert_eq!(
             rotated.read(&request_with(&format!("pipeline_id={signed}"))),
@@ -305,7 +372,7 @@ mod tests {
             ..CookieConfig::default()
         };
         let id = PipelineId::generate();
-        let sealed = value_of(&config.set(id));
+        let sealed = value_of(&config.set_in(&CookieSlot::Main, id));
         assert!(!sealed.contains(&id.to_string()));
         assert_eq!(
             config.read(&request_with(&format!("pipeline_id={sealed}"))),
@@ -386,7 +453,7 @@ mod tests {
             ..CookieConfig::default()
         };
         let id = PipelineId::generate();
-        let good = value_of(&config.set(id));
+        let good = value_of(&config.set_in(&CookieSlot::Main, id));
         let forged = |n: usize| format!("pipeline_id=forged{n}");
         let mut within: Vec<String> = (0..MAX_CANDIDATES - 1).map(forged).collect();
         within.push(format!("pipeline_id={good}"));

@@ -7,6 +7,7 @@ use http::HeaderValue;
 
 use crate::{
     config::Shared,
+    flow_cookie::CookieSlot,
     id::PipelineId,
     load::BoxFuture,
     load::timed,
@@ -28,8 +29,9 @@ const MAX_REBASES: usize = 32;
 /// How the write went; the response future turns it into the response.
 #[derive(Debug)]
 pub(crate) enum Flushed {
-    /// Written (or nothing needed); a `Set-Cookie` to send, if the id changed.
-    Saved(Option<HeaderValue>),
+    /// Written (or nothing needed); the `Set-Cookie`s to send, if the id
+    /// changed.
+    Saved(Vec<HeaderValue>),
     /// A concurrent request changed the same fields, or cleared the flow.
     Conflict,
     /// The record is over the size limit; nothing was written.
@@ -45,10 +47,30 @@ fn next_version(version: u64) -> u64 {
     version.wrapping_add(1)
 }
 
-/// Encodes and writes what the request changed.
-pub(crate) async fn write<St: Store>(shared: Arc<Shared<St>>, outcome: Outcome) -> Flushed {
+/// Writes what the request changed in each of its states (usually one:
+/// the browser's, or the flow a pipeline step ran), in turn. The first
+/// write that does not succeed ends it, and its answer is the request's; the
+/// states written before it stay written.
+pub(crate) async fn write_all<St: Store>(
+    shared: Arc<Shared<St>>,
+    outcomes: Vec<(Outcome, CookieSlot)>,
+) -> Flushed {
+    let mut cookies = Vec::new();
+    for (outcome, slot) in outcomes {
+        match write(&shared, outcome, &slot).await {
+            Flushed::Saved(set) => cookies.extend(set),
+            refused => return refused,
+        }
+    }
+    Flushed::Saved(cookies)
+}
+
+/// Encodes and writes what the request changed in a state whose id travels
+/// in `slot`'s cookie.
+async fn write<St: Store>(shared: &Shared<St>, outcome: Outcome, slot: &CookieSlot) -> Flushed {
+    let cookie = &shared.config.cookie;
     let result = match outcome {
-        Outcome::Unchanged => Ok(Flushed::Saved(None)),
+        Outcome::Unchanged => Ok(Flushed::Saved(Vec::new())),
         Outcome::Create {
             id,
             data,
@@ -60,7 +82,11 @@ pub(crate) async fn write<St: Store>(shared: Arc<Shared<St>>, outcome: Outcome) 
             } else {
                 Wrote::Created
             };
-            create(&shared, id, encode(1, &data), replacing, wrote).await
+            let created = create(shared, id, encode(1, &data), replacing, wrote).await;
+            created.map(|created| match created {
+                Created::Yes(id) => Flushed::Saved(cookies_for(shared, slot, id)),
+                Created::Refused(refused) => refused,
+            })
         }
         Outcome::Update {
             id,
@@ -68,9 +94,9 @@ pub(crate) async fn write<St: Store>(shared: Arc<Shared<St>>, outcome: Outcome) 
             data,
             changes,
             whole,
-        } => update(&shared, id, version, data, changes, whole).await,
-        Outcome::Delete(removal) => delete(&shared, removal).await,
-        Outcome::ExpireCookie => Ok(Flushed::Saved(Some(shared.config.cookie.removal()))),
+        } => update(shared, id, version, data, changes, whole).await,
+        Outcome::Delete(removal) => delete(shared, removal, slot).await,
+        Outcome::ExpireCookie => Ok(Flushed::Saved(vec![cookie.removal_in(slot)])),
     };
     if matches!(result, Ok(Flushed::Conflict)) {
         metrics::conflict();
@@ -79,6 +105,25 @@ pub(crate) async fn write<St: Store>(shared: Arc<Shared<St>>, outcome: Outcome) 
         tracing::error!(%error, "pipeline state write not confirmed (it may still have been applied): the store failed; answering 503");
         Flushed::Failed
     })
+}
+
+/// The `Set-Cookie`s for a record created under `id`: its cookie, and for a
+/// new flow the removal of the oldest flows' cookies past the limit.
+fn cookies_for<St>(shared: &Shared<St>, slot: &CookieSlot, id: PipelineId) -> Vec<HeaderValue> {
+    let cookie = &shared.config.cookie;
+    let mut set = vec![cookie.set_in(slot, id)];
+    if let CookieSlot::Flow(flow) = slot {
+        set.extend(flow.evict.iter().map(|tag| cookie.flow_removal(tag)));
+    }
+    set
+}
+
+/// What a create did.
+enum Created {
+    /// Written under this id.
+    Yes(PipelineId),
+    /// Not written: the answer to give.
+    Refused(Flushed),
 }
 
 fn too_large(id: PipelineId, record: &[u8], limit: usize) -> bool {
@@ -105,19 +150,19 @@ async fn create<St: Store>(
     record: Vec<u8>,
     replacing: Option<Removal>,
     wrote: Wrote,
-) -> Result<Flushed, StoreError> {
+) -> Result<Created, StoreError> {
     let config = &shared.config;
     if too_large(id, &record, config.max_record_size) {
-        return Ok(Flushed::TooLarge);
+        return Ok(Created::Refused(Flushed::TooLarge));
     }
     if let Some(removal) = replacing {
         match remove(shared, removal).await? {
             Removed::Yes => {}
             Removed::AlreadyGone => {
                 tracing::info!(pipeline.id = %removal.id, "pipeline state not replaced: another request cleared it first, or it expired");
-                return Ok(Flushed::Conflict);
+                return Ok(Created::Refused(Flushed::Conflict));
             }
-            Removed::Changed => return Ok(Flushed::Conflict),
+            Removed::Changed => return Ok(Created::Refused(Flushed::Conflict)),
         }
     }
     // A fresh id is 122 random bits, so `NX` refusing it means a collision
@@ -132,7 +177,7 @@ async fn create<St: Store>(
         .await?;
         if created {
             metrics::write(wrote);
-            return Ok(Flushed::Saved(Some(config.cookie.set(id))));
+            return Ok(Created::Yes(id));
         }
         tracing::warn!(pipeline.id = %id, "a new pipeline id was already taken; trying another");
         id = PipelineId::generate();
@@ -147,11 +192,15 @@ async fn create<St: Store>(
 /// it meanwhile, this request gets the conflict answer. One that is already
 /// gone (another request cleared it first, or it expired) is cleared as
 /// asked: the answer is the handler's, with the cookie expired.
-async fn delete<St: Store>(shared: &Shared<St>, removal: Removal) -> Result<Flushed, StoreError> {
+async fn delete<St: Store>(
+    shared: &Shared<St>,
+    removal: Removal,
+    slot: &CookieSlot,
+) -> Result<Flushed, StoreError> {
     match remove(shared, removal).await? {
         Removed::Yes | Removed::AlreadyGone => {
             metrics::write(Wrote::Cleared);
-            Ok(Flushed::Saved(Some(shared.config.cookie.removal())))
+            Ok(Flushed::Saved(vec![shared.config.cookie.removal_in(slot)]))
         }
         Removed::Changed => Ok(Flushed::Conflict),
     }
@@ -256,7 +305,7 @@ async fn update<St: Store>(
                 } else {
                     Wrote::Merged
                 });
-                return Ok(Flushed::Saved(None));
+                return Ok(Flushed::Saved(Vec::new()));
             }
             UpdateOutcome::Missing => {
                 tracing::info!(

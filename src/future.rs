@@ -20,11 +20,12 @@ use crate::{
     config::{Config, LoadMode, Shared},
     cookies::Incoming,
     error::LoadError,
-    flush::{Flushed, write},
-    lazy::LazyPipelineState,
+    flow_cookie::CookieSlot,
+    flush::{Flushed, write_all},
+    lazy::{Closed, LazyPipelineState},
     load::{BoxFuture, Load},
     metrics,
-    state::{Origin, Outcome, PipelineState},
+    state::{Outcome, PipelineState},
     store::Store,
 };
 
@@ -99,10 +100,7 @@ where
                     tracing::debug!("pipeline id cookie is malformed or forged; starting fresh");
                 }
                 metrics::load(metrics::Found::NoId);
-                LazyPipelineState::ready(PipelineState::from_origin(
-                    Origin::New { had_cookie },
-                    Default::default(),
-                ))
+                LazyPipelineState::fresh(had_cookie, shared.clone())
             }
         };
         let mut slot = None;
@@ -150,24 +148,21 @@ where
                         let refused = this.shared.config.answer(LayerErrorKind::Unavailable);
                         return Poll::Ready(Ok(answer(refused)));
                     };
-                    let lazy = LazyPipelineState::ready(state);
+                    let lazy = LazyPipelineState::loaded(state, this.shared.clone());
                     let future = enter(this.shared, this.lazy, lazy, inner, request);
                     this.step.set(Step::Call { future });
                 }
                 StepProj::Call { future } => {
                     let response = ready!(future.poll(cx))?;
                     let lazy = this.lazy.take().expect("polled after completion");
-                    let Some(state) = lazy.close() else {
-                        // Never asked for: nothing to write.
-                        return Poll::Ready(Ok(response.map(ResponseBody::inner)));
-                    };
                     let discard = this.shared.config.discard_on_server_error
                         && response.status().is_server_error();
-                    let outcome = state.end_request(discard);
-                    if outcome == Outcome::Unchanged {
+                    let outcomes = to_write(lazy.close(), discard);
+                    if outcomes.is_empty() {
+                        // Nothing asked for, or nothing changed.
                         return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                     }
-                    let flush = Box::pin(write(this.shared.clone(), outcome));
+                    let flush = Box::pin(write_all(this.shared.clone(), outcomes));
                     this.step.set(Step::Flush {
                         flush,
                         response: Some(response),
@@ -200,6 +195,19 @@ where
     }
 }
 
+/// What the request's states need written, with the cookie of each; empty
+/// when nothing changed (no allocation then).
+fn to_write(closed: Closed, discard: bool) -> Vec<(Outcome, CookieSlot)> {
+    let Closed { main, flows } = closed;
+    main.into_iter()
+        .chain(flows)
+        .filter_map(|state| {
+            let outcome = state.end_request(discard);
+            (outcome != Outcome::Unchanged).then(|| (outcome, state.cookie_slot()))
+        })
+        .collect()
+}
+
 /// The response once the write is done: the handler's, with the cookie if
 /// the id changed, or the layer's own when the write did not happen.
 fn respond<B>(
@@ -208,9 +216,9 @@ fn respond<B>(
     config: &Config,
 ) -> Response<ResponseBody<B>> {
     let kind = match flushed {
-        Flushed::Saved(cookie) => {
+        Flushed::Saved(cookies) => {
             let mut response = response.map(ResponseBody::inner);
-            if let Some(cookie) = cookie {
+            for cookie in cookies {
                 response.headers_mut().append(SET_COOKIE, cookie);
             }
             return response;

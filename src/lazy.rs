@@ -2,16 +2,21 @@
 //! extensions, which reads the flow's record from the store the first time
 //! the request asks for it.
 
-use std::{fmt, sync::Arc};
+use std::{
+    fmt,
+    sync::{Arc, Mutex, MutexGuard},
+};
 
 use bytes::Bytes;
-use http::{Extensions, Response};
+use http::{Extensions, HeaderMap, Response};
 use tokio::sync::OnceCell;
 
 use crate::{
     LayerError, LayerErrorKind,
     config::LoadMode,
+    cookies::MAX_CANDIDATES,
     error::LoadError,
+    flow_cookie::{CookieSlot, FlowCookie, Tag, to_evict},
     id::PipelineId,
     load::Load,
     state::{Origin, PipelineState},
@@ -45,44 +50,70 @@ use crate::{
 /// }
 /// ```
 #[derive(Clone)]
-pub struct LazyPipelineState(Kind);
+pub struct LazyPipelineState(Arc<Scope>);
 
-#[derive(Clone)]
-enum Kind {
-    /// There from the start (no id, or loaded eagerly): nothing to load,
-    /// and no allocation beyond the state's own.
-    Ready(PipelineState),
-    /// To load on first use.
-    Pending(Arc<Slot>),
+/// Everything the request's handlers share about its states.
+struct Scope {
+    /// The browser's state (the layer's cookie): set when it is loaded, or
+    /// made when first asked for if there is nothing to load.
+    main: OnceCell<PipelineState>,
+    /// The id to load it from; `None`: no usable id came.
+    id: Option<PipelineId>,
+    /// A cookie of ours came but was malformed or forged.
+    had_cookie: bool,
+    /// The layer, to load with and answer through; `None` for a handle made
+    /// from a detached state.
+    layer: Option<Arc<dyn Load>>,
+    /// The flows this request started or continued, each with its own
+    /// cookie; written after the browser's state.
+    flows: Mutex<Flows>,
 }
 
-struct Slot {
-    state: OnceCell<PipelineState>,
-    id: PipelineId,
-    load: Arc<dyn Load>,
+#[derive(Default)]
+struct Flows {
+    states: Vec<PipelineState>,
+    /// The request ended: a flow started or loaded now is never written.
+    closed: bool,
+}
+
+/// What a request leaves to write when it ends.
+pub(crate) struct Closed {
+    /// The browser's state, if it was asked for.
+    pub(crate) main: Option<PipelineState>,
+    /// The flows the request started or continued.
+    pub(crate) flows: Vec<PipelineState>,
 }
 
 impl LazyPipelineState {
-    /// A state that is already there (no id, or loaded eagerly).
-    pub(crate) fn ready(state: PipelineState) -> Self {
-        Self(Kind::Ready(state))
+    fn with(
+        main: Option<PipelineState>,
+        id: Option<PipelineId>,
+        had_cookie: bool,
+        layer: Option<Arc<dyn Load>>,
+    ) -> Self {
+        Self(Arc::new(Scope {
+            main: OnceCell::new_with(main),
+            id,
+            had_cookie,
+            layer,
+            flows: Mutex::default(),
+        }))
+    }
+
+    /// No usable id came (`had_cookie`: a malformed or forged one did): a
+    /// fresh state, made when first asked for.
+    pub(crate) fn fresh(had_cookie: bool, layer: Arc<dyn Load>) -> Self {
+        Self::with(None, None, had_cookie, Some(layer))
     }
 
     /// A state to load from the store on first use.
-    pub(crate) fn pending(id: PipelineId, load: Arc<dyn Load>) -> Self {
-        Self(Kind::Pending(Arc::new(Slot {
-            state: OnceCell::new(),
-            id,
-            load,
-        })))
+    pub(crate) fn pending(id: PipelineId, layer: Arc<dyn Load>) -> Self {
+        Self::with(None, Some(id), true, Some(layer))
     }
 
-    /// The state, if it is there.
-    fn get(&self) -> Option<&PipelineState> {
-        match &self.0 {
-            Kind::Ready(state) => Some(state),
-            Kind::Pending(slot) => slot.state.get(),
-        }
+    /// A state loaded before the handler (eager mode).
+    pub(crate) fn loaded(state: PipelineState, layer: Arc<dyn Load>) -> Self {
+        Self::with(Some(state), None, true, Some(layer))
     }
 
     /// The flow's state, read from the store the first time it is asked for
@@ -105,14 +136,21 @@ impl LazyPipelineState {
     /// # });
     /// ```
     pub async fn load(&self) -> Result<PipelineState, LoadError> {
-        let slot = match &self.0 {
-            Kind::Ready(state) => return Ok(state.clone()),
-            Kind::Pending(slot) => slot,
-        };
-        slot.state
-            .get_or_try_init(|| slot.load.clone().load(slot.id))
-            .await
-            .cloned()
+        let scope = &*self.0;
+        if let Some(state) = scope.main.get() {
+            return Ok(state.clone());
+        }
+        match (scope.id, &scope.layer) {
+            (Some(id), Some(layer)) => scope
+                .main
+                .get_or_try_init(|| layer.clone().load(id))
+                .await
+                .cloned(),
+            _ => {
+                let fresh = || async { new_state(scope.had_cookie) };
+                Ok(scope.main.get_or_init(fresh).await.clone())
+            }
+        }
     }
 
     /// The answer for a failed [`load`](Self::load): the layer's `503`,
@@ -138,10 +176,10 @@ impl LazyPipelineState {
     /// ```
     pub fn error_response(&self, error: &LoadError) -> Response<Bytes> {
         let _ = error; // one answer for every load failure, whatever its cause
-        match &self.0 {
-            Kind::Pending(slot) => slot.load.answer(LayerErrorKind::Unavailable),
-            // A state that was there from the start never fails to load.
-            Kind::Ready(_) => LayerError::unavailable().plain_response(),
+        match &self.0.layer {
+            Some(layer) => layer.answer(LayerErrorKind::Unavailable),
+            // A detached state never fails to load.
+            None => LayerError::unavailable().plain_response(),
         }
     }
 
@@ -154,59 +192,166 @@ impl LazyPipelineState {
     /// assert!(LazyPipelineState::from(PipelineState::detached()).is_loaded());
     /// ```
     pub fn is_loaded(&self) -> bool {
-        self.get().is_some()
+        self.0.id.is_none() || self.0.main.initialized()
     }
 
     /// Puts the handle in the request's extensions, and in eager mode the
     /// loaded state too: the one place the layer touches the extensions.
     pub(crate) fn insert_into(&self, extensions: &mut Extensions, mode: LoadMode) {
-        if let (LoadMode::Eager, Some(state)) = (mode, self.get()) {
+        if let (LoadMode::Eager, Some(state)) = (mode, self.0.main.get()) {
             extensions.insert(state.clone());
         }
         extensions.insert(self.clone());
     }
 
-    /// Closes the handle as the request ends: the state to write, if it was
-    /// loaded. A handle kept past its request and loaded later gets a
-    /// finished state, which refuses changes that would never be written.
-    pub(crate) fn close(&self) -> Option<PipelineState> {
-        let slot = match &self.0 {
-            Kind::Ready(state) => return Some(state.clone()),
-            Kind::Pending(slot) => slot,
-        };
-        if let Some(state) = slot.state.get() {
-            return Some(state.clone());
+    /// Starts a new flow with its own cookie: a fresh, empty state, written
+    /// (and its cookie set) when the request ends if the flow wrote to it.
+    /// No other flow of the browser is touched, but when the browser holds
+    /// the layer's limit of flow cookies, the oldest are expired with it.
+    /// `cross_site`: the cookie is `SameSite=None; Secure`.
+    ///
+    /// A handle made from a detached state has no cookies: its one state
+    /// stands for the flow (for unit tests of pipelines).
+    pub(crate) fn start_flow(&self, headers: &HeaderMap, cross_site: bool) -> PipelineState {
+        if self.0.layer.is_none() {
+            if let Some(state) = self.0.main.get() {
+                return state.clone();
+            }
         }
-        let closed =
-            PipelineState::from_origin(Origin::New { had_cookie: false }, Default::default());
-        closed.end_request(false);
-        // Fails only when a load is in flight right now (a task the handler
-        // spawned); that state is never written: handles must not outlive
-        // their request.
-        let _ = slot.state.set(closed);
-        None
+        let evict = self.0.layer.as_ref().map_or_else(Vec::new, |layer| {
+            let config = layer.config();
+            let present = config.cookie.flow_cookies(headers).map(|(tag, _)| tag);
+            to_evict(present.collect(), config.max_flows)
+        });
+        let slot = CookieSlot::Flow(FlowCookie {
+            tag: Tag::generate(),
+            cross_site,
+            evict,
+        });
+        self.register(new_state(false).in_cookie(slot))
     }
+
+    /// The flow this request continues: the one whose cookie `tag` names,
+    /// or without a tag the newest flow cookie the request carries. Loaded
+    /// (one `GETEX`) the first time a request asks; `Ok(None)` when the
+    /// request carries no such cookie, or only values that are not ours.
+    /// A detached handle's one state stands for every flow.
+    pub(crate) async fn flow(
+        &self,
+        headers: &HeaderMap,
+        tag: Option<&Tag>,
+        cross_site: bool,
+    ) -> Result<Option<PipelineState>, LoadError> {
+        let Some(layer) = &self.0.layer else {
+            return self.load().await.map(Some);
+        };
+        let cookie = &layer.config().cookie;
+        let tag = match tag {
+            Some(tag) => tag.clone(),
+            None => match cookie
+                .flow_cookies(headers)
+                .max_by_key(|(tag, _)| tag.started())
+            {
+                Some((newest, _)) => newest,
+                None => return Ok(None),
+            },
+        };
+        if let Some(state) = self.selected(&tag) {
+            return Ok(Some(state));
+        }
+        // Several cookies of one name (one planted for a wider path): the
+        // first whose value is ours, among the first few.
+        let id = cookie
+            .flow_cookies(headers)
+            .filter(|(present, _)| *present == tag)
+            .take(MAX_CANDIDATES)
+            .find_map(|(_, value)| cookie.verify_flow(&tag, value));
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let state = layer.clone().load(id).await?;
+        let slot = CookieSlot::Flow(FlowCookie {
+            tag: tag.clone(),
+            cross_site,
+            evict: Vec::new(),
+        });
+        // A concurrent call of this request may have loaded it meanwhile.
+        Ok(Some(
+            self.selected(&tag)
+                .unwrap_or_else(|| self.register(state.in_cookie(slot))),
+        ))
+    }
+
+    fn selected(&self, tag: &Tag) -> Option<PipelineState> {
+        let flows = self.flows();
+        flows
+            .states
+            .iter()
+            .find(|state| state.flow_tag().as_ref() == Some(tag))
+            .cloned()
+    }
+
+    fn register(&self, state: PipelineState) -> PipelineState {
+        let mut flows = self.flows();
+        if flows.closed {
+            // Past the request: never written, so refuse changes.
+            state.end_request(false);
+        } else {
+            flows.states.push(state.clone());
+        }
+        state
+    }
+
+    fn flows(&self) -> MutexGuard<'_, Flows> {
+        // No user code runs under the lock: a poisoned one is consistent.
+        self.0
+            .flows
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Closes the handle as the request ends: the states to write. A handle
+    /// kept past its request and used later gets finished states, which
+    /// refuse changes that would never be written.
+    pub(crate) fn close(&self) -> Closed {
+        let main = self.0.main.get().cloned();
+        if main.is_none() {
+            let closed = new_state(false);
+            closed.end_request(false);
+            // Fails only when a load is in flight right now (a task the
+            // handler spawned); that state is never written: handles must
+            // not outlive their request.
+            let _ = self.0.main.set(closed);
+        }
+        let mut flows = self.flows();
+        flows.closed = true;
+        Closed {
+            main,
+            flows: std::mem::take(&mut flows.states),
+        }
+    }
+}
+
+/// A fresh, empty state (`had_cookie`: a cookie of ours came but was not
+/// usable, so clearing it expires the cookie).
+fn new_state(had_cookie: bool) -> PipelineState {
+    PipelineState::from_origin(Origin::New { had_cookie }, Default::default())
 }
 
 impl From<PipelineState> for LazyPipelineState {
     /// A handle around a state that is already there: for unit tests of
     /// handler logic that take a `LazyPipelineState`.
     fn from(state: PipelineState) -> Self {
-        Self::ready(state)
+        Self::with(Some(state), None, false, None)
     }
 }
 
 impl fmt::Debug for LazyPipelineState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LazyPipelineState")
-            .field(
-                "id",
-                &match &self.0 {
-                    Kind::Ready(_) => None,
-                    Kind::Pending(slot) => Some(slot.id),
-                },
-            )
-            .field("state", &self.get())
+            .field("id", &self.0.id)
+            .field("state", &self.0.main.get())
+            .field("flows", &self.flows().states)
             .finish()
     }
 }
@@ -234,6 +379,10 @@ mod tests {
         fn answer(&self, _: LayerErrorKind) -> Response<Bytes> {
             unreachable!("these loads never fail")
         }
+
+        fn config(&self) -> &crate::config::Config {
+            unreachable!("these tests use no cookies")
+        }
     }
 
     #[tokio::test]
@@ -257,7 +406,10 @@ mod tests {
     async fn a_handle_loaded_after_its_request_refuses_changes() {
         let loads = Arc::new(Counted::default());
         let lazy = LazyPipelineState::pending(PipelineId::generate(), loads.clone());
-        assert!(lazy.close().is_none(), "never asked for: nothing to write");
+        assert!(
+            lazy.close().main.is_none(),
+            "never asked for: nothing to write"
+        );
         let late = lazy.load().await.unwrap();
         assert!(matches!(late.set("a", &2), Err(StateError::Finished)));
         assert_eq!(

@@ -9,7 +9,7 @@ use http::Response;
 
 use crate::{
     answer::LayerErrorKind,
-    config::Shared,
+    config::{Config, Shared},
     error::LoadError,
     id::PipelineId,
     metrics,
@@ -32,6 +32,9 @@ pub(crate) trait Load: Send + Sync + 'static {
 
     /// The layer's own answer of `kind`, through the application's hook.
     fn answer(&self, kind: LayerErrorKind) -> Response<Bytes>;
+
+    /// The layer's settings (the cookies' names and keys, the flow limit).
+    fn config(&self) -> &Config;
 }
 
 impl<St: Store> Load for Shared<St> {
@@ -61,6 +64,10 @@ impl<St: Store> Load for Shared<St> {
 
     fn answer(&self, kind: LayerErrorKind) -> Response<Bytes> {
         self.config.answer(kind)
+    }
+
+    fn config(&self) -> &Config {
+        &self.config
     }
 }
 

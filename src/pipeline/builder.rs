@@ -22,6 +22,8 @@ pub struct PipelineBuilder<B, R> {
     kinds: Vec<String>,
     steps: Vec<StepDef<B, R>>,
     nonce_param: String,
+    reference_param: String,
+    cross_site: bool,
     user: Box<UserFn>,
     finish: Option<Box<dyn FinishHook<B, R>>>,
     on_error: Option<Box<ErrorFn<R>>>,
@@ -34,6 +36,8 @@ impl<B, R> PipelineBuilder<B, R> {
             kinds: Vec::new(),
             steps: Vec::new(),
             nonce_param: "state".to_owned(),
+            reference_param: "flow".to_owned(),
+            cross_site: false,
             user: Box::new(|_| None),
             finish: None,
             on_error: None,
@@ -141,6 +145,45 @@ impl<B, R> PipelineBuilder<B, R> {
         self
     }
 
+    /// The query parameter the application's own links and forms name their
+    /// flow with (default `flow`): `/wizard?flow=<reference>`, as
+    /// [`Flow::link`] writes it. A browser runs several flows at once, each
+    /// with its own cookie; a request that names none continues the
+    /// browser's newest flow.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::pipeline::Pipeline;
+    /// let builder = Pipeline::<String, String>::builder("wizard").reference_param("wizard");
+    /// ```
+    pub fn reference_param(mut self, name: impl Into<String>) -> Self {
+        self.reference_param = name.into();
+        self
+    }
+
+    /// Accepts callbacks that come back as cross-site POSTs (OpenID Connect
+    /// `response_mode=form_post`, SAML's HTTP-POST binding). Default off.
+    ///
+    /// Browsers do not send `SameSite=Lax` cookies on a cross-site POST, so
+    /// such a callback would not find its flow. With this on, the flows of
+    /// this pipeline get `SameSite=None; Secure` cookies, which the browser
+    /// sends on any request to the site; the engine then takes a cross-site
+    /// POST only as a callback that brings the flow's nonce back, and
+    /// refuses one to any other step (as browsers mark it,
+    /// `Sec-Fetch-Site: cross-site`) with [`FlowError::CrossSite`]. The
+    /// trade-off: the flow's cookie is sent on cross-site requests, so the
+    /// steps' own forms rely on that check (or a CSRF token of their own)
+    /// rather than on the cookie. Leave it off for providers that redirect
+    /// back with a GET.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::pipeline::Pipeline;
+    /// let builder = Pipeline::<String, String>::builder("saml").cross_site_callbacks(true);
+    /// ```
+    pub fn cross_site_callbacks(mut self, accept: bool) -> Self {
+        self.cross_site = accept;
+        self
+    }
+
     /// How the engine learns who makes a request (default: nobody, every
     /// flow is anonymous). The id returned when a flow starts is stored with
     /// it; every later request must return the same (`None` included), or
@@ -211,7 +254,8 @@ impl<B, R> PipelineBuilder<B, R> {
     ///
     /// # Panics
     /// If the pipeline has no flow kind, no step, two steps with one name,
-    /// no finish hook or no error handler, or an empty nonce parameter name.
+    /// no finish hook or no error handler, or an empty nonce or reference
+    /// parameter name, or one name for both.
     ///
     /// ```
     /// # use tower_pipeline_state::pipeline::Pipeline;
@@ -242,8 +286,12 @@ impl<B, R> PipelineBuilder<B, R> {
             );
         }
         assert!(
-            !self.nonce_param.is_empty(),
-            "pipeline `{name}`: the nonce parameter name is empty"
+            !self.nonce_param.is_empty() && !self.reference_param.is_empty(),
+            "pipeline `{name}`: the nonce or reference parameter name is empty"
+        );
+        assert_ne!(
+            self.nonce_param, self.reference_param,
+            "pipeline `{name}`: the nonce and reference parameters need different names"
         );
         let finish = self
             .finish
@@ -259,6 +307,8 @@ impl<B, R> PipelineBuilder<B, R> {
                 steps: self.steps,
                 signature,
                 nonce_param: self.nonce_param,
+                reference_param: self.reference_param,
+                cross_site: self.cross_site,
                 user: self.user,
                 finish,
                 on_error,
@@ -277,6 +327,8 @@ impl<B, R> fmt::Debug for PipelineBuilder<B, R> {
                 &self.steps.iter().map(|s| &s.name).collect::<Vec<_>>(),
             )
             .field("nonce_param", &self.nonce_param)
+            .field("reference_param", &self.reference_param)
+            .field("cross_site_callbacks", &self.cross_site)
             .finish_non_exhaustive()
     }
 }

@@ -17,7 +17,7 @@ use super::{
     fields::{DATA, NONCE, STEP_INDEX},
     lifecycle,
 };
-use crate::{PipelineState, StateError};
+use crate::{PipelineState, StateError, flow_cookie::Tag};
 
 /// The context a step runs in: the flow's kind and user, its data, its
 /// nonce, and the ways to move on.
@@ -51,6 +51,8 @@ pub struct Flow<B, R> {
     pub(crate) index: usize,
     pub(crate) kind: String,
     pub(crate) user: Option<String>,
+    /// The flow's reference (its cookie's tag); `None` on a detached state.
+    pub(crate) tag: Option<Tag>,
     /// This request brought the flow's nonce back, and it was consumed.
     pub(crate) nonce_verified: bool,
 }
@@ -88,14 +90,74 @@ impl<B, R> Flow<B, R> {
         self.nonce_verified
     }
 
-    /// The flow's nonce, to send out as the OAuth `state` parameter (or in
-    /// any redirect that must come back to this flow). Made when the flow
-    /// started; [`FlowError::NonceReplayed`] once a callback consumed it.
+    /// The flow's nonce. Send [`callback_state`](Self::callback_state) out as
+    /// the provider's `state`: it carries this nonce and names the flow.
+    /// Made when the flow started; [`FlowError::NonceReplayed`] once a
+    /// callback consumed it.
     pub fn nonce(&self) -> Result<Nonce, FlowError> {
         self.state
             .get::<String>(NONCE)?
             .map(Nonce::from_stored)
             .ok_or(FlowError::NonceReplayed)
+    }
+
+    /// The flow's reference: what names this flow among the browser's
+    /// flows, in the application's links ([`link`](Self::link)) and inside
+    /// [`callback_state`](Self::callback_state). It is not the flow's id
+    /// (which never leaves its cookie) and not secret: a request naming it
+    /// from a browser that does not hold the flow's cookie finds nothing.
+    /// `None` only for a flow on a detached state (unit tests), which has no
+    /// cookie of its own.
+    pub fn reference(&self) -> Option<&str> {
+        self.tag.as_ref().map(Tag::as_str)
+    }
+
+    /// `path` with the flow's reference added as a query parameter (named
+    /// by [`PipelineBuilder::reference_param`](super::PipelineBuilder::reference_param),
+    /// default `flow`): the URL for the application's own links and form
+    /// actions, so that each tab continues its own flow. `path` unchanged
+    /// when the flow has no reference.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::pipeline::{Flow, FlowError};
+    /// # use http::Request;
+    /// async fn ask(_request: Request<String>, flow: Flow<String, String>) -> Result<String, FlowError> {
+    ///     let action = flow.link("/wizard"); // "/wizard?flow=<reference>"
+    ///     Ok(format!("<form method=post action='{action}'>...</form>"))
+    /// }
+    /// ```
+    pub fn link(&self, path: &str) -> String {
+        let Some(tag) = &self.tag else {
+            return path.to_owned();
+        };
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let name: String =
+            form_urlencoded::byte_serialize(self.pipeline.inner.reference_param.as_bytes())
+                .collect();
+        format!("{path}{separator}{name}={tag}")
+    }
+
+    /// The value to send out as the provider's `state` (OAuth 2.0, OpenID
+    /// Connect) or `RelayState` (SAML): `<reference>.<nonce>`. It names this
+    /// flow among the browser's flows and carries the flow's [`Nonce`],
+    /// which the callback must bring back once. URL-safe as it is.
+    /// [`FlowError::NonceReplayed`] once a callback consumed the nonce.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::pipeline::{Flow, FlowError};
+    /// # use http::Request;
+    /// async fn redirect(_request: Request<String>, flow: Flow<String, String>) -> Result<String, FlowError> {
+    ///     let state = flow.callback_state()?;
+    ///     flow.advance()?;
+    ///     Ok(format!("https://idp.example/authorize?client_id=app&state={state}"))
+    /// }
+    /// ```
+    pub fn callback_state(&self) -> Result<String, FlowError> {
+        let nonce = self.nonce()?;
+        Ok(match &self.tag {
+            Some(tag) => format!("{tag}.{}", nonce.as_str()),
+            None => nonce.as_str().to_owned(),
+        })
     }
 
     /// Binds `value` under `key` in the flow's data, for later steps and the
@@ -174,6 +236,7 @@ impl<B, R> fmt::Debug for Flow<B, R> {
             .field("kind", &self.kind)
             .field("user", &self.user)
             .field("step_index", &self.index)
+            .field("reference", &self.tag)
             .field("nonce_verified", &self.nonce_verified)
             .finish_non_exhaustive()
     }

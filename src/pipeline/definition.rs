@@ -43,6 +43,11 @@ pub(crate) struct Definition<B, R> {
     pub(crate) steps: Vec<StepDef<B, R>>,
     pub(crate) signature: Signature,
     pub(crate) nonce_param: String,
+    /// The query parameter the application's links name a flow with.
+    pub(crate) reference_param: String,
+    /// Flow cookies are `SameSite=None; Secure`, for callbacks that come
+    /// back as cross-site POSTs.
+    pub(crate) cross_site: bool,
     pub(crate) user: Box<UserFn>,
     pub(crate) finish: Box<dyn FinishHook<B, R>>,
     pub(crate) on_error: Box<ErrorFn<R>>,
@@ -105,6 +110,8 @@ impl<B, R> fmt::Debug for Pipeline<B, R> {
             .field("steps", &self.step_names().collect::<Vec<_>>())
             .field("signature", &self.inner.signature)
             .field("nonce_param", &self.inner.nonce_param)
+            .field("reference_param", &self.inner.reference_param)
+            .field("cross_site_callbacks", &self.inner.cross_site)
             .finish_non_exhaustive()
     }
 }
@@ -114,7 +121,9 @@ impl<B, R> fmt::Debug for Pipeline<B, R> {
 /// `Router::new().route_service("/auth/sso", pipeline)`.
 impl<B, R> tower_service::Service<Request<B>> for Pipeline<B, R>
 where
-    B: Default + Send + 'static,
+    B: http_body::Body + From<bytes::Bytes> + Default + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     R: Send + 'static,
 {
     type Response = R;

@@ -30,6 +30,24 @@ pub enum FlowError {
     /// changed them since). The flow ends.
     #[error("the steps of this flow changed since it started; start again")]
     SignatureChanged,
+    /// The request names a flow (in its link or its `state`) whose cookie
+    /// the browser did not send: the flow was started in another browser (a
+    /// callback planted in someone else's browser, which is how login CSRF
+    /// works), or the browser no longer holds its cookie (it started more
+    /// flows than the layer keeps, see
+    /// [`PipelineStateLayer::max_flows`](crate::PipelineStateLayer::max_flows)).
+    /// Nothing is changed.
+    #[error("this flow was not started in this browser, or the browser no longer holds it")]
+    OtherBrowser,
+    /// A cross-site POST the pipeline does not accept: a callback (OpenID
+    /// Connect `form_post`, SAML's POST binding) to a pipeline without
+    /// [`cross_site_callbacks`](super::PipelineBuilder::cross_site_callbacks),
+    /// whose flow cookie (`SameSite=Lax`) the browser does not send on such
+    /// a request; or a POST that a browser marks as cross-site
+    /// (`Sec-Fetch-Site: cross-site`) to a step without the flow's nonce.
+    /// Nothing is changed.
+    #[error("the request came as a cross-site POST, which this flow does not accept")]
+    CrossSite,
     /// The user making this request is not the user who started the flow.
     /// Nothing is changed.
     #[error("this flow was started by another user")]
@@ -110,13 +128,16 @@ impl FlowError {
 
     /// A short, stable name for the outcome, as logged in the `outcome` field
     /// of the engine's `tracing` events: `no_flow`, `expired`,
-    /// `signature_changed`, `user_mismatch`, `corrupt`, `unknown_flow_kind`,
+    /// `other_browser`, `cross_site`, `signature_changed`, `user_mismatch`,
+    /// `corrupt`, `unknown_flow_kind`,
     /// `nonce_missing`, `nonce_mismatch`, `nonce_replayed`, `failed`,
     /// `state`, `missing_layer`, `unavailable`, `concurrent`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::NoFlow => "no_flow",
             Self::Expired => "expired",
+            Self::OtherBrowser => "other_browser",
+            Self::CrossSite => "cross_site",
             Self::SignatureChanged => "signature_changed",
             Self::UserMismatch => "user_mismatch",
             Self::Corrupt(_) => "corrupt",
@@ -139,6 +160,8 @@ impl FlowError {
     pub fn ends_flow(&self) -> bool {
         match self {
             Self::NoFlow
+            | Self::OtherBrowser
+            | Self::CrossSite
             | Self::UserMismatch
             | Self::NonceMissing
             | Self::NonceMismatch

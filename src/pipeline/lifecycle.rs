@@ -11,12 +11,15 @@ use std::{
     },
 };
 
-use http::{Request, request::Parts};
+use bytes::Bytes;
+use http::{Method, Request, request::Parts};
+use http_body::Body;
 use serde_json::{Map, Value};
 
 use super::{
     Corruption, Failure, Finished, Flow, FlowError, Nonce, Pipeline,
     fields::{NONCE, PIPELINE, Stored},
+    reference::{self, Reference},
     step::StepFuture,
 };
 use crate::{LazyPipelineState, PipelineState, Status, state::Claimed};
@@ -36,17 +39,18 @@ where
 {
     /// Starts a flow of `kind` and runs its first step with `request`.
     ///
-    /// The request's flow, if it had one, is replaced: the state is
-    /// regenerated under a new id (the old record is deleted, the client
-    /// gets a new cookie) with the starting user's id (see
+    /// The flow is new, with a cookie of its own: the browser's other flows
+    /// (another tab's sign-in, an account link in progress) go on untouched,
+    /// except that past the layer's
+    /// [`max_flows`](crate::PipelineStateLayer::max_flows) the oldest flows'
+    /// cookies are dropped. It holds the starting user's id (see
     /// [`PipelineBuilder::user`](super::PipelineBuilder::user)), step index
     /// 0, the pipeline's signature, the flow kind, a fresh [`Nonce`] and
-    /// empty data. If the first step fails, nothing is kept.
+    /// empty data, under a fresh id (one `SET NX` when the request ends). If
+    /// the first step fails, nothing is kept.
     pub async fn start(&self, request: Request<B>, kind: &str) -> R {
-        let lazy = request.extensions().get::<LazyPipelineState>().cloned();
-        let state = match state_of(lazy).await {
-            Ok(state) => state,
-            Err(error) => return self.fail(None, error, None, None),
+        let Some(lazy) = request.extensions().get::<LazyPipelineState>().cloned() else {
+            return self.fail(None, FlowError::MissingLayer, None, None);
         };
         if !self.inner.kinds.iter().any(|known| known == kind) {
             return self.fail(
@@ -57,6 +61,7 @@ where
             );
         }
         let (parts, body) = request.into_parts();
+        let state = lazy.start_flow(&parts.headers, self.inner.cross_site);
         let user = (self.inner.user)(&parts);
         let stored = Stored {
             pipeline: self.inner.name.clone(),
@@ -67,7 +72,7 @@ where
             nonce: Some(Nonce::generate().as_str().to_owned()),
             data: Map::new(),
         };
-        if let Err(error) = state.regenerate(&stored) {
+        if let Err(error) = state.replace(&stored) {
             return self.fail(Some(&state), error.into(), Some(kind.to_owned()), None);
         }
         tracing::info!(
@@ -82,26 +87,63 @@ where
         // A start that fails keeps nothing: the new flow was never usable.
         self.settle(&state, &running, Some(kind.to_owned()), false, result)
     }
+}
 
-    /// Runs the flow's current step with `request`, after checking the flow:
-    /// it exists, belongs to this pipeline, was started by the user making
-    /// the request, has this pipeline's signature, a known kind and a step
-    /// index in bounds. A request carrying the nonce parameter (see
-    /// [`PipelineBuilder::nonce_param`](super::PipelineBuilder::nonce_param))
-    /// must bring the flow's live nonce, which is then consumed. A flow whose
-    /// index is past its last step is finished.
+impl<B, R> Pipeline<B, R>
+where
+    B: Body + From<Bytes> + Default + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    R: Send + 'static,
+{
+    /// Runs the step that the request's flow is on, after checking the flow:
+    /// the browser holds it, it belongs to this pipeline, was started by the
+    /// user making the request, has this pipeline's signature, a known kind
+    /// and a step index in bounds. A request carrying the nonce parameter
+    /// (see [`PipelineBuilder::nonce_param`](super::PipelineBuilder::nonce_param),
+    /// in the query or, for a form POST, in the form) must bring the flow's
+    /// live nonce, which is then consumed. A flow whose index is past its
+    /// last step is finished.
+    ///
+    /// The flow is the one the request names: by the reference in its
+    /// `state` (`<reference>.<nonce>`, as [`Flow::callback_state`] writes
+    /// it) or in its link ([`Flow::link`]); a request that names none
+    /// continues the browser's newest flow. It is found through the flow's
+    /// own cookie, so a request from a browser that did not start the flow
+    /// finds nothing ([`FlowError::OtherBrowser`]).
     ///
     /// Failed checks answer through the error handler. Those that a third
-    /// party could provoke (another user, a bad or replayed nonce) leave the
-    /// flow exactly as it was; so does a step that fails with such an
-    /// outcome.
+    /// party could provoke (another browser or user, a bad or replayed
+    /// nonce) leave the flow exactly as it was; so does a step that fails
+    /// with such an outcome.
     pub async fn dispatch(&self, request: Request<B>) -> R {
-        let lazy = request.extensions().get::<LazyPipelineState>().cloned();
-        let state = match state_of(lazy).await {
-            Ok(state) => state,
-            Err(error) => return self.fail(None, error, None, None),
+        let Some(lazy) = request.extensions().get::<LazyPipelineState>().cloned() else {
+            return self.fail(None, FlowError::MissingLayer, None, None);
         };
         let (parts, body) = request.into_parts();
+        let (reference, body) = match reference::find(
+            &parts,
+            body,
+            &self.inner.nonce_param,
+            &self.inner.reference_param,
+        )
+        .await
+        {
+            Ok(found) => found,
+            Err(error) => return self.fail(None, error, None, None),
+        };
+        let selected = lazy
+            .flow(
+                &parts.headers,
+                reference.tag.as_ref(),
+                self.inner.cross_site,
+            )
+            .await;
+        let state = match selected {
+            Ok(Some(state)) => state,
+            Ok(None) => return self.fail(None, self.not_held(&parts, &reference), None, None),
+            Err(error) => return self.fail(None, error.into(), None, None),
+        };
         let stored = match self.load(&state, &parts) {
             Ok(loaded) => loaded,
             Err((error, kind)) => {
@@ -110,11 +152,17 @@ where
             }
         };
         let kind = stored.flow.clone();
-        let nonce_verified = match self.check_nonce(&state, &parts, stored.nonce.as_deref()) {
-            Ok(verified) => verified,
-            // Nonce failures never end the flow (and nothing was consumed).
-            Err(error) => return self.fail(None, error, Some(kind), None),
-        };
+        if reference.nonce.is_none() && reference::is_cross_site_write(&parts) {
+            // Only a callback, which brings the nonce back, may come from
+            // another site.
+            return self.fail(None, FlowError::CrossSite, Some(kind), None);
+        }
+        let nonce_verified =
+            match self.check_nonce(&state, reference.nonce.as_deref(), stored.nonce.as_deref()) {
+                Ok(verified) => verified,
+                // Nonce failures never end the flow (and nothing was consumed).
+                Err(error) => return self.fail(None, error, Some(kind), None),
+            };
         let index = usize::try_from(stored.step_index).expect("checked against the step count");
         let running = Running::new(AtomicUsize::new(usize::MAX));
         let flow = self.flow(
@@ -129,6 +177,25 @@ where
         self.settle(&state, &running, Some(kind), true, result)
     }
 
+    /// Why a request found no flow: it named none, or names one whose cookie
+    /// the browser did not send (dropped on a cross-site POST, or never
+    /// there).
+    fn not_held(&self, parts: &Parts, reference: &Reference) -> FlowError {
+        match reference.tag {
+            None => FlowError::NoFlow,
+            Some(_) if parts.method == Method::POST && !self.inner.cross_site => {
+                FlowError::CrossSite
+            }
+            Some(_) => FlowError::OtherBrowser,
+        }
+    }
+}
+
+impl<B, R> Pipeline<B, R>
+where
+    B: Default + Send + 'static,
+    R: Send + 'static,
+{
     fn flow(
         &self,
         state: &PipelineState,
@@ -146,6 +213,7 @@ where
             index,
             kind: stored.flow,
             user: stored.uid,
+            tag: state.flow_tag(),
             nonce_verified,
         }
     }
@@ -202,28 +270,16 @@ where
     fn check_nonce(
         &self,
         state: &PipelineState,
-        parts: &Parts,
+        presented: Option<&str>,
         live: Option<&str>,
     ) -> Result<bool, FlowError> {
-        let name = self.inner.nonce_param.as_str();
-        let mut presented = parts
-            .uri
-            .query()
-            .into_iter()
-            .flat_map(|query| form_urlencoded::parse(query.as_bytes()))
-            .filter(|(key, _)| key == name)
-            .map(|(_, value)| value);
-        let Some(first) = presented.next() else {
+        let Some(presented) = presented else {
             return Ok(false);
         };
-        if presented.next().is_some() {
-            // Two values: never guess which one counts.
-            return Err(FlowError::NonceMismatch);
-        }
         let Some(live) = live else {
             return Err(FlowError::NonceReplayed);
         };
-        if !Nonce::from_stored(live.to_owned()).matches(&first) {
+        if !Nonce::from_stored(live.to_owned()).matches(presented) {
             return Err(FlowError::NonceMismatch);
         }
         // Kept even if the answer is a server error: a nonce is used once.
@@ -360,9 +416,4 @@ where
         }
         result
     })
-}
-
-/// The request's state, loaded (lazy mode defers the load to here).
-async fn state_of(lazy: Option<LazyPipelineState>) -> Result<PipelineState, FlowError> {
-    Ok(lazy.ok_or(FlowError::MissingLayer)?.load().await?)
 }

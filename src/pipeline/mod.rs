@@ -97,6 +97,7 @@ mod fields;
 mod hooks;
 mod lifecycle;
 mod nonce;
+mod reference;
 mod signature;
 mod step;
 #[cfg(test)]

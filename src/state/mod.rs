@@ -6,7 +6,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
-use crate::{StateError, id::PipelineId, record::Data};
+use crate::{
+    StateError,
+    flow_cookie::{CookieSlot, Tag},
+    id::PipelineId,
+    record::Data,
+};
 
 mod outcome;
 mod secured;
@@ -96,6 +101,8 @@ struct Inner {
     /// remove at the end of the request.
     claimed: bool,
     finished: bool,
+    /// The cookie that carries the id: the browser's, or a flow's own.
+    cookie: CookieSlot,
 }
 
 /// The flow's state for the current request: a cheap, cloneable handle that
@@ -138,7 +145,27 @@ impl PipelineState {
             claimer: None,
             claimed: false,
             finished: false,
+            cookie: CookieSlot::Main,
         })))
+    }
+
+    /// The same state, carried by `slot`'s cookie.
+    pub(crate) fn in_cookie(self, slot: CookieSlot) -> Self {
+        self.lock().cookie = slot;
+        self
+    }
+
+    /// The cookie that carries the id.
+    pub(crate) fn cookie_slot(&self) -> CookieSlot {
+        self.lock().cookie.clone()
+    }
+
+    /// The tag of the flow whose own cookie carries this state, if one does.
+    pub(crate) fn flow_tag(&self) -> Option<Tag> {
+        match &self.lock().cookie {
+            CookieSlot::Flow(flow) => Some(flow.tag.clone()),
+            CookieSlot::Main => None,
+        }
     }
 
     /// A loaded state that can [`claim`](Self::claim) its record.

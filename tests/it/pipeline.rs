@@ -40,7 +40,7 @@ async fn a_flow_runs_its_steps_in_order_and_finishes_once() {
         .await
         .unwrap();
     assert!(
-        set_cookie(&finished).is_some_and(|c| removes(&c)),
+        flow_cookie(&finished).is_some_and(|c| removes(&c)),
         "finishing expires the cookie"
     );
     assert_eq!(
@@ -77,7 +77,7 @@ async fn a_flow_started_by_one_user_cannot_be_continued_by_another() {
         .send()
         .await
         .unwrap();
-    let key = format!("pipeline:{}", set_cookie(&started).unwrap().value());
+    let key = format!("pipeline:{}", flow_cookie(&started).unwrap().value());
     let nonce = text(started).await.1.replace("at one nonce=", "");
     let before = redis.get(&key).unwrap();
 
@@ -94,7 +94,7 @@ async fn a_flow_started_by_one_user_cannot_be_continued_by_another() {
             .send()
             .await
             .unwrap();
-        assert_eq!(set_cookie(&submit), None, "the flow keeps its cookie");
+        assert_eq!(flow_cookie(&submit), None, "the flow keeps its cookie");
         assert_eq!(
             text(submit).await,
             (StatusCode::BAD_REQUEST, "outcome=user_mismatch".to_owned())
@@ -152,7 +152,7 @@ async fn changing_the_steps_ends_flows_in_progress_with_the_signature_outcome() 
     // the new release.
     let changed = browser.get(new.url("/flow")).send().await.unwrap();
     assert!(
-        set_cookie(&changed).is_some_and(|c| removes(&c)),
+        flow_cookie(&changed).is_some_and(|c| removes(&c)),
         "the ended flow's cookie is expired"
     );
     assert_eq!(
@@ -257,7 +257,7 @@ async fn two_flow_kinds_are_kept_apart_and_unknown_kinds_are_refused() {
         .send()
         .await
         .unwrap();
-    assert_eq!(set_cookie(&unknown), None, "no flow was started");
+    assert_eq!(flow_cookie(&unknown), None, "no flow was started");
     assert_eq!(text(unknown).await.1, "outcome=unknown_flow_kind");
     assert_eq!(redis.keys(), Vec::<String>::new());
 
@@ -266,6 +266,6 @@ async fn two_flow_kinds_are_kept_apart_and_unknown_kinds_are_refused() {
         .send()
         .await
         .unwrap();
-    let key = format!("pipeline:{}", set_cookie(&started).unwrap().value());
+    let key = format!("pipeline:{}", flow_cookie(&started).unwrap().value());
     assert_eq!(stored(&redis, &key)["flow"], "link");
 }

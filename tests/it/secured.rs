@@ -149,7 +149,7 @@ impl Callback {
         }
     }
 
-    /// Starts a flow; returns its cookie value and its nonce.
+    /// Starts a flow; returns its cookie (`name=value`) and its nonce.
     async fn start(&self) -> (String, String) {
         let started = self
             .client
@@ -157,7 +157,8 @@ impl Callback {
             .send()
             .await
             .unwrap();
-        let cookie = set_cookie(&started).unwrap().value().to_owned();
+        let cookie = flow_cookie(&started).unwrap();
+        let cookie = format!("{}={}", cookie.name(), cookie.value());
         let (status, body) = text(started).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let nonce = body.strip_prefix("nonce=").expect(&body).to_owned();
@@ -177,11 +178,11 @@ impl Callback {
                 self.app
                     .url(&format!("/flow?code=c&state={nonce}&how={how}")),
             )
-            .header("cookie", format!("pipeline_id={cookie}"))
+            .header("cookie", cookie)
             .send()
             .await
             .unwrap();
-        let set = set_cookie(&response);
+        let set = flow_cookie(&response);
         let (status, body) = text(response).await;
         (status, set, body)
     }
@@ -195,7 +196,7 @@ impl Callback {
 async fn a_callback_replayed_after_its_step_failed_with_a_500_reaches_the_step_once() {
     let callback = Callback::new().await;
     let (cookie, nonce) = callback.start().await;
-    let key = format!("pipeline:{cookie}");
+    let key = format!("pipeline:{}", cookie.split_once('=').unwrap().1);
     assert!(callback.redis.get(&key).is_some());
 
     let (status, set, body) = callback.callback(&cookie, &nonce, "error").await;
@@ -232,7 +233,7 @@ async fn a_callback_replayed_after_its_step_failed_with_a_500_reaches_the_step_o
 async fn a_callback_whose_step_answers_500_keeps_its_nonce_consumed_and_replays_are_refused() {
     let callback = Callback::new().await;
     let (cookie, nonce) = callback.start().await;
-    let key = format!("pipeline:{cookie}");
+    let key = format!("pipeline:{}", cookie.split_once('=').unwrap().1);
 
     let (status, set, body) = callback.callback(&cookie, &nonce, "page").await;
     assert_eq!(

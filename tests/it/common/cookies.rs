@@ -30,6 +30,14 @@ pub(crate) fn set_cookie(response: &reqwest::Response) -> Option<Cookie<'static>
     set_cookie_named(response.headers(), "pipeline_id")
 }
 
+/// The cookie of an engine flow (`pipeline_id.<reference>`) that a response
+/// sets, if any: each flow has its own.
+pub(crate) fn flow_cookie(response: &reqwest::Response) -> Option<Cookie<'static>> {
+    set_cookies(response.headers())
+        .into_iter()
+        .find(|cookie| cookie.name().starts_with("pipeline_id."))
+}
+
 /// Whether `cookie` tells the browser to drop it at once (`Max-Age=0`).
 pub(crate) fn removes(cookie: &Cookie) -> bool {
     cookie.max_age() == Some(Duration::ZERO)

@@ -187,7 +187,7 @@ pub(crate) async fn to_step_three(
         .unwrap();
     let key = format!(
         "pipeline:{}",
-        set_cookie(&started)
+        flow_cookie(&started)
             .expect("a started flow sets its cookie")
             .value()
     );

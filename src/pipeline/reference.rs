@@ -1,0 +1,233 @@
+//! How a request names the flow it continues: the reference it carries.
+//!
+//! A flow's reference is its [`Tag`], the name of its own cookie. It goes out
+//! in two places: in the application's links and forms as a query parameter
+//! (`?flow=<tag>`, see [`PipelineBuilder::reference_param`]), and to an
+//! identity provider inside the `state` value, as `<tag>.<nonce>`, which the
+//! provider sends back on its callback (in the query, or in a form POST body
+//! for OpenID Connect `form_post` and SAML's POST binding). A request that
+//! names no flow continues the browser's newest one.
+//!
+//! [`PipelineBuilder::reference_param`]: super::PipelineBuilder::reference_param
+
+use bytes::Bytes;
+use http::{Method, header::CONTENT_TYPE, request::Parts};
+use http_body::Body;
+use http_body_util::{BodyExt, Limited};
+
+use super::FlowError;
+use crate::flow_cookie::Tag;
+
+/// The largest form body read to find a callback's `state`: a SAML response
+/// (signed XML, base64-encoded) fits with room to spare.
+pub(crate) const MAX_FORM: usize = 1024 * 1024;
+
+/// What a request carries to name its flow.
+#[derive(Debug, Default)]
+pub(crate) struct Reference {
+    /// The flow's tag; `None`: the request names no flow.
+    pub(crate) tag: Option<Tag>,
+    /// The nonce the request brings back (the `state` parameter), to check.
+    pub(crate) nonce: Option<String>,
+}
+
+/// Finds the reference in the query, or, for a urlencoded form POST whose
+/// query has no `state`, in the form (the body is read, up to
+/// [`MAX_FORM`], and handed back whole for the step).
+pub(crate) async fn find<B>(
+    parts: &Parts,
+    body: B,
+    nonce_param: &str,
+    reference_param: &str,
+) -> Result<(Reference, B), FlowError>
+where
+    B: Body + From<Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let query = parts.uri.query().unwrap_or_default().as_bytes();
+    let mut state = only(query, nonce_param)?;
+    let named = only(query, reference_param)?;
+    let mut body = body;
+    if state.is_none() && is_form_post(parts) {
+        let bytes = Limited::new(body, MAX_FORM)
+            .collect()
+            .await
+            .map_err(|error| {
+                FlowError::failed(format_args!(
+                    "the form could not be read (over {MAX_FORM} bytes, or broken off): {error}"
+                ))
+            })?
+            .to_bytes();
+        state = only(&bytes, nonce_param)?;
+        body = B::from(bytes);
+    }
+    let named = match named {
+        Some(text) => Some(Tag::parse(text.as_bytes()).ok_or(FlowError::NoFlow)?),
+        None => None,
+    };
+    let Some(state) = state else {
+        return Ok((
+            Reference {
+                tag: named,
+                nonce: None,
+            },
+            body,
+        ));
+    };
+    // `<tag>.<nonce>`; a bare nonce (no tag) names no flow.
+    let (tag, nonce) = match state.split_once('.') {
+        Some((tag, nonce)) => (
+            Some(Tag::parse(tag.as_bytes()).ok_or(FlowError::NonceMismatch)?),
+            nonce.to_owned(),
+        ),
+        None => (None, state),
+    };
+    if named.is_some() && tag.is_some() && named != tag {
+        // Two references that disagree: never guess which one counts.
+        return Err(FlowError::NonceMismatch);
+    }
+    Ok((
+        Reference {
+            tag: tag.or(named),
+            nonce: Some(nonce),
+        },
+        body,
+    ))
+}
+
+/// The one value of parameter `name` in urlencoded `text`; two values are
+/// refused rather than guessed between.
+fn only(text: &[u8], name: &str) -> Result<Option<String>, FlowError> {
+    let mut values = form_urlencoded::parse(text).filter(|(key, _)| key == name);
+    let Some((_, first)) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(FlowError::NonceMismatch);
+    }
+    Ok(Some(first.into_owned()))
+}
+
+fn is_form_post(parts: &Parts) -> bool {
+    parts.method == Method::POST
+        && parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .is_some_and(|kind| {
+                kind.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+}
+
+/// Whether the request is a POST (or another unsafe method) that the
+/// browser says comes from another site (`Sec-Fetch-Site: cross-site`,
+/// sent by every current browser).
+pub(crate) fn is_cross_site_write(parts: &Parts) -> bool {
+    !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
+        && parts
+            .headers
+            .get("sec-fetch-site")
+            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Request;
+    use http_body_util::Full;
+
+    use super::*;
+
+    async fn found(method: Method, uri: &str, form: &str) -> Result<Reference, FlowError> {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(form.to_owned())))
+            .unwrap();
+        let (parts, body) = request.into_parts();
+        let (reference, body) = find(&parts, body, "state", "flow").await?;
+        let kept = body.collect().await.unwrap().to_bytes();
+        assert_eq!(kept, form.as_bytes(), "the body is handed back whole");
+        Ok(reference)
+    }
+
+    #[tokio::test]
+    async fn the_state_names_the_flow_in_the_query_or_a_form_post() {
+        let tag = Tag::generate();
+        let state = format!("state={tag}.n0nce");
+        for (method, uri, form) in [
+            (Method::GET, format!("/cb?code=1&{state}"), String::new()),
+            (Method::POST, "/cb".to_owned(), format!("code=1&{state}")),
+            (Method::POST, format!("/cb?flow={tag}"), format!("{state}")),
+        ] {
+            let reference = found(method, &uri, &form).await.unwrap();
+            assert_eq!(reference.tag.as_ref(), Some(&tag), "{uri} {form}");
+            assert_eq!(reference.nonce.as_deref(), Some("n0nce"));
+        }
+    }
+
+    #[tokio::test]
+    async fn links_name_the_flow_and_bare_nonces_name_none() {
+        let tag = Tag::generate();
+        let linked = found(Method::GET, &format!("/w?flow={tag}"), "")
+            .await
+            .unwrap();
+        assert_eq!((linked.tag, linked.nonce), (Some(tag), None));
+        let bare = found(Method::GET, "/cb?state=n0nce", "").await.unwrap();
+        assert_eq!((bare.tag, bare.nonce.as_deref()), (None, Some("n0nce")));
+        let none = found(Method::POST, "/w", "value=1").await.unwrap();
+        assert_eq!((none.tag, none.nonce), (None, None));
+    }
+
+    #[tokio::test]
+    async fn ambiguous_or_malformed_references_are_refused() {
+        let (one, two) = (Tag::generate(), Tag::generate());
+        for (uri, form, kind) in [
+            ("/cb?state=a&state=b".to_owned(), "", "nonce_mismatch"),
+            ("/cb?state=bad.n0nce".to_owned(), "", "nonce_mismatch"),
+            (
+                format!("/cb?flow={one}&state={two}.n"),
+                "",
+                "nonce_mismatch",
+            ),
+            ("/w?flow=short".to_owned(), "", "no_flow"),
+            (format!("/w?flow={one}&flow={two}"), "", "nonce_mismatch"),
+        ] {
+            let error = found(Method::GET, &uri, form).await.unwrap_err();
+            assert_eq!(error.kind(), kind, "{uri}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_form_over_the_limit_is_refused() {
+        let big = "a".repeat(MAX_FORM + 1);
+        let error = found(Method::POST, "/cb", &big).await.unwrap_err();
+        assert_eq!(error.kind(), "failed");
+    }
+
+    #[test]
+    fn only_unsafe_cross_site_requests_are_cross_site_writes() {
+        let parts = |method: Method, site: Option<&str>| {
+            let mut request = Request::builder().method(method);
+            if let Some(site) = site {
+                request = request.header("sec-fetch-site", site);
+            }
+            request.body(()).unwrap().into_parts().0
+        };
+        assert!(is_cross_site_write(&parts(
+            Method::POST,
+            Some("cross-site")
+        )));
+        assert!(!is_cross_site_write(&parts(
+            Method::GET,
+            Some("cross-site")
+        )));
+        assert!(!is_cross_site_write(&parts(
+            Method::POST,
+            Some("same-site")
+        )));
+        assert!(!is_cross_site_write(&parts(Method::POST, None)));
+    }
+}
