@@ -120,7 +120,7 @@ impl CookieConfig {
 
     /// The id in flow `tag`'s cookie value, if it is ours.
     pub(crate) fn verify_flow(&self, tag: &Tag, value: &[u8]) -> Option<PipelineId> {
-        self.verify_named(&self.flow_name(tag), value)
+        self.verify_named(&self.flow_name(tag), Some(tag), value)
     }
 
     fn flow_name(&self, tag: &Tag) -> String {
@@ -128,13 +128,13 @@ impl CookieConfig {
     }
 
     fn verify(&self, value: &[u8]) -> Option<PipelineId> {
-        self.verify_named(&self.name, value)
+        self.verify_named(&self.name, None, value)
     }
 
-    /// Checks a value of cookie `name`: signed and private values are bound
-    /// to their cookie's name, so one flow's value does not open as
-    /// another's.
-    fn verify_named(&self, name: &str, value: &[u8]) -> Option<PipelineId> {
+    /// Checks a value of cookie `name` (flow `tag`'s, or the browser's):
+    /// signed and private flow values are made with keys of their own flow,
+    /// so one flow's value does not open as another's or as the browser's.
+    fn verify_named(&self, name: &str, tag: Option<&Tag>, value: &[u8]) -> Option<PipelineId> {
         // Length first: no HMAC or decryption over an arbitrarily long value.
         if value.len() > self.max_len {
             return None;
@@ -149,10 +149,11 @@ impl CookieConfig {
         let cookie = Cookie::new(name.to_owned(), std::str::from_utf8(value).ok()?.to_owned());
         let jar = CookieJar::new();
         let opened = keys.iter().find_map(|key| {
+            let key = scoped(key, tag);
             if private {
-                jar.private(key).decrypt(cookie.clone())
+                jar.private(&key).decrypt(cookie.clone())
             } else {
-                jar.signed(key).verify(cookie.clone())
+                jar.signed(&key).verify(cookie.clone())
             }
         })?;
         PipelineId::parse(opened.value())
@@ -161,14 +162,18 @@ impl CookieConfig {
     /// The `Set-Cookie` value that hands `id` to the client in `slot`'s
     /// cookie.
     pub(crate) fn set_in(&self, slot: &CookieSlot, id: PipelineId) -> HeaderValue {
-        let cookie = self.protect(self.build_in(slot, id.to_string()));
+        let tag = match slot {
+            CookieSlot::Main => None,
+            CookieSlot::Flow(flow) => Some(&flow.tag),
+        };
+        let cookie = self.protect(self.build_in(slot, id.to_string()), tag);
         header_value(&cookie)
     }
 
     /// The length of the cookie values this configuration issues (the same
     /// for every id: plain, signed and private values have fixed lengths).
     pub(crate) fn issued_len(&self) -> usize {
-        self.protect(self.build(PipelineId::generate().to_string()))
+        self.protect(self.build(PipelineId::generate().to_string()), None)
             .value()
             .len()
     }
@@ -222,17 +227,28 @@ impl CookieConfig {
         cookie
     }
 
-    fn protect(&self, cookie: Cookie<'static>) -> Cookie<'static> {
+    fn protect(&self, cookie: Cookie<'static>, tag: Option<&Tag>) -> Cookie<'static> {
         let mut jar = CookieJar::new();
         match &self.protection {
             Protection::Plain => return cookie,
-            Protection::Signed(keys) => jar.signed_mut(&keys[0]).add(cookie),
-            Protection::Private(keys) => jar.private_mut(&keys[0]).add(cookie),
+            Protection::Signed(keys) => jar.signed_mut(&scoped(&keys[0], tag)).add(cookie),
+            Protection::Private(keys) => jar.private_mut(&scoped(&keys[0], tag)).add(cookie),
         }
         jar.delta()
             .next()
             .cloned()
             .expect("the jar holds the cookie just added")
+    }
+}
+
+/// The key for flow `tag`'s cookie: derived from the layer's key and the
+/// tag (HKDF, by `Key::derive_from`), because the `cookie` crate's signed
+/// values do not cover the cookie's name. The browser's cookie uses the
+/// layer's key as it is.
+fn scoped(key: &Key, tag: Option<&Tag>) -> Key {
+    match tag {
+        None => key.clone(),
+        Some(tag) => Key::derive_from(&[key.master(), tag.as_str().as_bytes()].concat()),
     }
 }
 
@@ -363,6 +379,54 @@ mod tests {
                 Incoming::Rejected
             );
         }
+    }
+
+    #[test]
+    fn a_flow_cookie_value_opens_only_under_its_own_name() {
+        use crate::flow_cookie::FlowCookie;
+        let slot = |tag: &Tag| {
+            CookieSlot::Flow(FlowCookie {
+                tag: tag.clone(),
+                cross_site: false,
+                evict: Vec::new(),
+            })
+        };
+        for protection in [
+            Protection::Signed(vec![Key::generate()]),
+            Protection::Private(vec![Key::generate()]),
+        ] {
+            let config = CookieConfig {
+                protection,
+                ..CookieConfig::default()
+            };
+            let (mine, other) = (Tag::generate(), Tag::generate());
+            let id = PipelineId::generate();
+            let set = config.set_in(&slot(&mine), id);
+            let cookie = Cookie::parse(set.to_str().unwrap().to_owned()).unwrap();
+            assert_eq!(cookie.name(), format!("pipeline_id.{mine}"));
+            let value = cookie.value().as_bytes();
+            assert_eq!(config.verify_flow(&mine, value), Some(id));
+            assert_eq!(
+                config.verify_flow(&other, value),
+                None,
+                "moved to another flow"
+            );
+            assert_eq!(config.verify(value), None, "moved to the browser's cookie");
+        }
+    }
+
+    #[test]
+    fn flow_cookies_are_listed_by_their_tag_and_others_ignored() {
+        let config = CookieConfig::default();
+        let (one, two) = (Tag::generate(), Tag::generate());
+        let header = format!(
+            "pipeline_id=x; pipeline_id.{one}=1; pipeline_id.short=2; pipeline_idx.{two}=3; pipeline_id.{two}=4"
+        );
+        let found: Vec<(Tag, Vec<u8>)> = config
+            .flow_cookies(&request_with(&header))
+            .map(|(tag, value)| (tag, value.to_vec()))
+            .collect();
+        assert_eq!(found, [(one, b"1".to_vec()), (two, b"4".to_vec())]);
     }
 
     #[test]

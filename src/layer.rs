@@ -253,6 +253,29 @@ impl<St> PipelineStateLayer<St> {
         self
     }
 
+    /// How many pipeline flows one browser holds at once (default 5). Each
+    /// flow the engine starts has its own cookie (`<cookie name>.<reference>`),
+    /// so a person can sign in in two tabs, or link an account while a
+    /// setup is open; starting a flow when the browser already holds `count`
+    /// expires the oldest flows' cookies (their records expire with their
+    /// TTL), which keeps the request's `Cookie` header bounded.
+    ///
+    /// # Panics
+    /// If `count` is not between 1 and 50.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer};
+    /// let layer = PipelineStateLayer::new(MemoryStore::new()).max_flows(3);
+    /// ```
+    pub fn max_flows(mut self, count: usize) -> Self {
+        assert!(
+            (1..=50).contains(&count),
+            "max_flows must be between 1 and 50, got {count}"
+        );
+        self.config.max_flows = count;
+        self
+    }
+
     /// The largest record, in bytes, the layer writes (default 64 KiB).
     /// A request whose state encodes larger is answered `500` and writes
     /// nothing.

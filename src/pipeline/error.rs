@@ -35,16 +35,18 @@ pub enum FlowError {
     /// callback planted in someone else's browser, which is how login CSRF
     /// works), or the browser no longer holds its cookie (it started more
     /// flows than the layer keeps, see
-    /// [`PipelineStateLayer::max_flows`](crate::PipelineStateLayer::max_flows)).
-    /// Nothing is changed.
+    /// [`PipelineStateLayer::max_flows`](crate::PipelineStateLayer::max_flows)),
+    /// or a browser too old to send `Sec-Fetch-Site` withheld it on a
+    /// cross-site POST (see [`CrossSite`](Self::CrossSite)). Nothing is
+    /// changed.
     #[error("this flow was not started in this browser, or the browser no longer holds it")]
     OtherBrowser,
     /// A cross-site POST the pipeline does not accept: a callback (OpenID
     /// Connect `form_post`, SAML's POST binding) to a pipeline without
     /// [`cross_site_callbacks`](super::PipelineBuilder::cross_site_callbacks),
-    /// whose flow cookie (`SameSite=Lax`) the browser does not send on such
-    /// a request; or a POST that a browser marks as cross-site
-    /// (`Sec-Fetch-Site: cross-site`) to a step without the flow's nonce.
+    /// whose flow cookie (`SameSite=Lax`) the browser did not send on such a
+    /// request; or one to a step without the flow's nonce. Browsers mark
+    /// such a request with `Sec-Fetch-Site: cross-site`.
     /// Nothing is changed.
     #[error("the request came as a cross-site POST, which this flow does not accept")]
     CrossSite,

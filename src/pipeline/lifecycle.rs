@@ -12,7 +12,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{Method, Request, request::Parts};
+use http::{Request, request::Parts};
 use http_body::Body;
 use serde_json::{Map, Value};
 
@@ -178,12 +178,13 @@ where
     }
 
     /// Why a request found no flow: it named none, or names one whose cookie
-    /// the browser did not send (dropped on a cross-site POST, or never
-    /// there).
+    /// the browser did not send: withheld on a cross-site POST (as the
+    /// browser marks it) to a pipeline whose cookies are `SameSite=Lax`, or
+    /// never there (another browser's flow).
     fn not_held(&self, parts: &Parts, reference: &Reference) -> FlowError {
         match reference.tag {
             None => FlowError::NoFlow,
-            Some(_) if parts.method == Method::POST && !self.inner.cross_site => {
+            Some(_) if !self.inner.cross_site && reference::is_cross_site_write(parts) => {
                 FlowError::CrossSite
             }
             Some(_) => FlowError::OtherBrowser,

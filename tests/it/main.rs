@@ -24,6 +24,7 @@ mod durability;
 mod error_pages;
 mod failures;
 mod faults;
+mod flows;
 mod healing;
 mod hostile;
 mod lifecycle;
