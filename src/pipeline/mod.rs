@@ -19,6 +19,19 @@
 //! [`FlowError`] with a kind, logged as a `tracing` event and handed to the
 //! application's error handler to answer.
 //!
+//! # Several flows in one browser
+//!
+//! Every flow has a cookie of its own (`<cookie name>.<reference>`), so
+//! starting one never ends another: two tabs can each sign in. A request
+//! continues the flow it names, by the reference in its `state`
+//! ([`Flow::callback_state`], for callbacks) or its URL ([`Flow::link`], for
+//! the application's own links and forms); one that names none continues
+//! the browser's newest flow. The flow's id never leaves its cookie, so a
+//! callback that reaches a browser which did not start the flow finds
+//! nothing ([`FlowError::OtherBrowser`]). Callbacks that come back as a
+//! cross-site form POST (OpenID Connect `form_post`, SAML) are read from
+//! the form; see [`PipelineBuilder::cross_site_callbacks`].
+//!
 //! The engine knows nothing of Redis: it reads and changes the request's
 //! [`PipelineState`](crate::PipelineState), and
 //! [`PipelineStateLayer`](crate::PipelineStateLayer) does one load and at
@@ -50,7 +63,9 @@
 //! /// Asks for `key` on a GET; on a POST binds the answer and runs the next step.
 //! async fn ask(key: &'static str, request: Request, flow: Flow<Body, Response>) -> Result<Response, FlowError> {
 //!     if request.method() != Method::POST {
-//!         let form = format!("<form method=post action=/wizard>{key}: <input name=value><button>Next</button></form>");
+//!         // `flow.link` names this flow in the URL: each tab continues its own.
+//!         let action = flow.link("/wizard");
+//!         let form = format!("<form method=post action='{action}'>{key}: <input name=value><button>Next</button></form>");
 //!         return Ok(Html(form).into_response());
 //!     }
 //!     let Form(answer) = Form::<Answer>::from_request(request, &()).await.map_err(FlowError::failed)?;
@@ -61,7 +76,8 @@
 //! async fn confirm(request: Request, flow: Flow<Body, Response>) -> Result<Response, FlowError> {
 //!     if request.method() != Method::POST {
 //!         let team: String = flow.fetch("team")?.unwrap_or_default();
-//!         let form = format!("<form method=post action=/wizard>Create {team}? <button>Create</button></form>");
+//!         let action = flow.link("/wizard");
+//!         let form = format!("<form method=post action='{action}'>Create {team}? <button>Create</button></form>");
 //!         return Ok(Html(form).into_response());
 //!     }
 //!     flow.next().await
