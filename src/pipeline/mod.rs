@@ -96,16 +96,22 @@ mod error;
 mod fields;
 mod hooks;
 mod lifecycle;
+mod nested;
+#[cfg(test)]
+mod nested_tests;
 mod nonce;
+mod running;
 mod signature;
 mod step;
 #[cfg(test)]
 mod tests;
+mod verify;
 
 pub use builder::PipelineBuilder;
 pub use context::Flow;
 pub use definition::Pipeline;
 pub use error::{Corruption, FlowError};
-pub use hooks::{Failure, Finished};
+pub use hooks::{Failure, Finished, InnerStep};
+pub use nested::Nested;
 pub use nonce::Nonce;
 pub use signature::Signature;
