@@ -79,9 +79,10 @@ where
     /// (the run removed) at the version the request loaded: one more Redis
     /// round trip in the request that ends the run, so that of two requests
     /// ending one run (a double submit) only one gets the data; the other
-    /// fails with [`FlowError::Concurrent`] and keeps nothing. That write
-    /// stays whatever the step does next. Requests that do not end a run
-    /// cost what any step costs (one read, one write).
+    /// fails with [`FlowError::Concurrent`] and keeps nothing. If the step
+    /// then fails with an outcome that leaves the flow as it was, the flow
+    /// stays as written then: the run is gone. Requests that do not end a
+    /// run cost what any step costs (one read, one write).
     ///
     /// # Errors
     ///

@@ -131,6 +131,7 @@ fn setup(record: &Record) -> Pipeline<String, Response> {
                     return Ok("skipped".to_owned());
                 }
                 let fail_after = has(&request, "fail-after");
+                let refuse_after = has(&request, "refuse-after");
                 let kind = request
                     .headers()
                     .get("x-kind")
@@ -142,6 +143,10 @@ fn setup(record: &Record) -> Pipeline<String, Response> {
                         nested.lock().unwrap().push(finished);
                         if fail_after {
                             return Err(FlowError::failed("the outer step failed"));
+                        }
+                        if refuse_after {
+                            // An outcome that leaves the flow as it was.
+                            return Err(FlowError::UserMismatch);
                         }
                         flow.bind("email", &email)?;
                         flow.advance()?;
@@ -305,6 +310,27 @@ async fn a_nested_run_keeps_its_own_namespace_and_hands_its_data_to_the_outer_st
 }
 
 #[tokio::test]
+async fn the_inner_pipeline_runs_alone_too_with_its_own_hooks() {
+    let record = Record::default();
+    let alone = idp(&record);
+    let state = PipelineState::detached();
+    let answer = alone
+        .start(request(&state, Method::POST, "/idp"), "login")
+        .await;
+    let nonce = answer
+        .strip_prefix("authorize nonce=")
+        .expect(&answer)
+        .to_owned();
+    let state = reload(&fields(&state));
+    let answer = alone
+        .dispatch(request(&state, Method::GET, &format!("/idp?state={nonce}")))
+        .await;
+    assert_eq!(answer, "the inner finish hook");
+    assert!(state.is_cleared());
+    assert_eq!(record.inner_hooks.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn the_outer_nonce_does_not_open_an_inner_callback_step_nor_the_inner_one_an_outer() {
     let record = Record::default();
     let pipeline = setup(&record);
@@ -398,6 +424,22 @@ async fn a_replayed_nonce_is_a_mismatch_while_another_is_live_and_a_replay_once_
         ))
         .await;
     assert_eq!(answer, "error:nonce_replayed");
+    assert_eq!(state.end_request(false), Outcome::Unchanged);
+
+    // A value that matches two live nonces (only a planted record holds
+    // two equal ones): never guess which one counts.
+    let mut twins = loaded.clone();
+    twins["nested"]["idp"]["nonce"] = twins["nonce"].clone();
+    let outer_nonce = twins["nonce"].as_str().unwrap().to_owned();
+    let state = reload(&twins);
+    let answer = pipeline
+        .dispatch(request(
+            &state,
+            Method::GET,
+            &format!("/flow?state={outer_nonce}"),
+        ))
+        .await;
+    assert_eq!(answer, "error:nonce_mismatch");
     assert_eq!(state.end_request(false), Outcome::Unchanged);
 
     // A forged value, both nonces live.
@@ -688,6 +730,29 @@ mod in_memory {
             record.failures.lock().unwrap().pop().unwrap().inner,
             Some(("idp".to_owned(), Some("callback".to_owned())))
         );
+    }
+
+    #[tokio::test]
+    async fn the_end_of_a_run_stays_written_when_the_step_then_fails_leaving_the_flow() {
+        let record = Record::default();
+        let pipeline = setup(&record);
+        let (loaded, inner_nonce) = to_the_inner_callback(&pipeline).await;
+        let (shared, id) = stored(&loaded, Config::default()).await;
+        let state = shared.clone().load(id).await.unwrap();
+        let uri = format!("/flow?state={inner_nonce}&refuse-after");
+        let answer = pipeline.dispatch(request(&state, Method::GET, &uri)).await;
+        assert_eq!(answer, "error:user_mismatch");
+        assert!(!state.is_cleared());
+        assert_eq!(state.end_request(false), Outcome::Unchanged, "nothing more");
+        let raw = shared
+            .store
+            .load(&shared.config.key(id), None)
+            .await
+            .unwrap();
+        let written = decode(&raw.unwrap()).unwrap();
+        assert_eq!(written.version, 2, "the commit stays");
+        assert!(!written.data.contains_key("nested"), "the run is gone");
+        assert_eq!(written.data["step_index"], 1, "the outer flow did not move");
     }
 
     #[tokio::test]

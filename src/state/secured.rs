@@ -270,6 +270,13 @@ mod tests {
         let state = shared.clone().load(id).await.unwrap();
         state.set("a", &2).unwrap();
         state.commit().await.unwrap();
+        state.set("a", &3).unwrap();
+        state.revert().unwrap();
+        assert_eq!(
+            state.get::<u32>("a").unwrap(),
+            Some(2),
+            "revert goes back to the state as committed"
+        );
         assert_eq!(
             state.end_request(false),
             Outcome::Unchanged,

@@ -33,6 +33,8 @@ struct Options {
     authorize_barrier: Option<Arc<Barrier>>,
     /// Inner callbacks wait here, so two overlap.
     callback_barrier: Option<Arc<Barrier>>,
+    /// Inner callbacks wait here twice, so the test can act in between.
+    callback_pause: Option<Arc<Barrier>>,
 }
 
 /// What the pipelines counted.
@@ -61,6 +63,7 @@ fn has(request: &Request, flag: &str) -> bool {
 fn idp(options: &Options, counts: &Counts) -> Pipeline<Body, Response> {
     let authorize_barrier = options.authorize_barrier.clone();
     let callback_barrier = options.callback_barrier.clone();
+    let callback_pause = options.callback_pause.clone();
     let finishes = counts.inner_hooks.clone();
     let errors = counts.inner_hooks.clone();
     Pipeline::builder("idp")
@@ -87,11 +90,16 @@ fn idp(options: &Options, counts: &Counts) -> Pipeline<Body, Response> {
         )
         .callback("callback", move |_request, flow: Flow<Body, Response>| {
             let barrier = callback_barrier.clone();
+            let pause = callback_pause.clone();
             async move {
                 if let Some(barrier) = barrier {
                     // Both callbacks have loaded the flow; neither has
                     // written.
                     barrier.wait().await;
+                }
+                if let Some(pause) = pause {
+                    pause.wait().await;
+                    pause.wait().await;
                 }
                 flow.bind("email", "alice@example.com")?;
                 flow.next().await
@@ -255,6 +263,11 @@ async fn the_inner_runs_data_reaches_the_outer_step_and_finish_hook_and_its_name
     let browser = browser();
 
     let flow = to_the_inner_callback(&app, &browser).await;
+    assert_eq!(
+        redis.keys(),
+        std::slice::from_ref(&flow.key),
+        "the inner run has no record of its own"
+    );
     let stored = fields(&redis, &flow.key);
     assert_eq!(
         stored["step_index"], 1,
@@ -579,4 +592,34 @@ async fn a_nested_request_costs_what_any_step_costs_and_the_one_ending_the_run_o
         .into();
     assert_eq!((round_trips, commands), (3, ended), "one more round trip");
     eprintln!("round trips: nested step 2, nested step ending the run 3");
+}
+
+#[tokio::test]
+async fn a_store_failing_when_the_run_ends_answers_unavailable_and_hands_nothing_over() {
+    let mut redis = RedisServer::start();
+    let counts = Counts::default();
+    let pause = Arc::new(Barrier::new(2));
+    let options = Options {
+        callback_pause: Some(pause.clone()),
+        ..Options::default()
+    };
+    let app = app(&redis, &options, &counts).await;
+    let browser = browser();
+    let flow = to_the_inner_callback(&app, &browser).await;
+
+    let callback = browser.get(app.url(&format!("/setup?state={}", flow.inner)));
+    let answer = tokio::spawn(async move { text(callback.send().await.unwrap()).await });
+    // The callback has loaded the flow and waits; Redis goes away before
+    // the run's end is written.
+    pause.wait().await;
+    redis.stop();
+    pause.wait().await;
+    assert_eq!(
+        answer.await.unwrap(),
+        (
+            StatusCode::BAD_REQUEST,
+            "outcome=unavailable step=identity inner=idp/callback".to_owned()
+        )
+    );
+    assert_eq!(counts.nested_finished.load(Ordering::SeqCst), 0);
 }
