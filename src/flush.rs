@@ -13,8 +13,8 @@ use crate::{
     load::timed,
     merge::{Change, rebase},
     metrics::{self, Operation, Wrote},
-    record::{Data, decode, encode},
-    state::{Claim, Claimed, Outcome, Removal},
+    record::{Data, decode, encode, next_version},
+    state::{Claim, Claimed, Committed, Outcome, Removal},
     store::{Store, StoreError, UpdateOutcome},
 };
 
@@ -38,13 +38,6 @@ pub(crate) enum Flushed {
     TooLarge,
     /// The store failed; nothing is known to be written.
     Failed,
-}
-
-/// The version a write gives a record. The stored version is read from
-/// Redis, where anything can be planted: at `u64::MAX` it wraps to 0 rather
-/// than panic (the compare-and-set only needs it to differ from the last).
-fn next_version(version: u64) -> u64 {
-    version.wrapping_add(1)
 }
 
 /// Writes what the request changed in each of its states (usually one:
@@ -206,8 +199,9 @@ async fn delete<St: Store>(
     }
 }
 
-/// The engine's claim of a flow before its finish hook: a compare-and-delete
-/// now, rather than at the flush.
+/// The engine's claim of a flow before its finish hook (a compare-and-delete)
+/// and its commit of a nested run's end (a compare-and-set), now rather than
+/// at the flush.
 impl<St: Store> Claim for Shared<St> {
     fn claim(
         self: Arc<Self>,
@@ -232,6 +226,49 @@ impl<St: Store> Claim for Shared<St> {
                 Ok(Removed::Changed) => Ok(Claimed::Changed),
                 Err(error) => {
                     tracing::error!(pipeline.id = %id, %error, "pipeline flow not claimed: the store failed");
+                    Err(error)
+                }
+            }
+        })
+    }
+
+    /// The end of a nested run, written now: one compare-and-set at the
+    /// loaded version, never re-applied on a newer record (a concurrent
+    /// writer means another request may be ending the same run).
+    fn commit(
+        self: Arc<Self>,
+        id: PipelineId,
+        version: u64,
+        data: Data,
+    ) -> BoxFuture<Result<Committed, StoreError>> {
+        Box::pin(async move {
+            let config = &self.config;
+            let record = encode(next_version(version), &data);
+            if too_large(id, &record, config.max_record_size) {
+                return Ok(Committed::TooLarge);
+            }
+            let key = config.key(id);
+            let outcome = timed(
+                Operation::Update,
+                config.store_timeout,
+                self.store.update(&key, version, &record, config.ttl),
+            )
+            .await;
+            match outcome {
+                Ok(UpdateOutcome::Written) => {
+                    metrics::write(Wrote::Updated);
+                    Ok(Committed::Yes)
+                }
+                Ok(UpdateOutcome::Missing) => {
+                    tracing::info!(pipeline.id = %id, "pipeline state not committed: the flow was cleared or expired by another request");
+                    Ok(Committed::AlreadyGone)
+                }
+                Ok(UpdateOutcome::Newer(_)) => {
+                    tracing::info!(pipeline.id = %id, "pipeline state not committed: a concurrent request changed it");
+                    Ok(Committed::Changed)
+                }
+                Err(error) => {
+                    tracing::error!(pipeline.id = %id, %error, "pipeline state not committed: the store failed");
                     Err(error)
                 }
             }

@@ -57,6 +57,13 @@ pub(crate) fn encode(version: u64, data: &Data) -> Vec<u8> {
     .expect("a JSON map always serializes")
 }
 
+/// The version a write gives a record. The stored version is read from
+/// Redis, where anything can be planted: at `u64::MAX` it wraps to 0 rather
+/// than panic (the compare-and-set only needs it to differ from the last).
+pub(crate) fn next_version(version: u64) -> u64 {
+    version.wrapping_add(1)
+}
+
 /// Decodes a record. Nesting is bounded by serde_json's recursion limit
 /// (128), so a hostile record cannot exhaust the stack. A record must start
 /// with the exact header [`version_of`] reads: one that decodes but that the

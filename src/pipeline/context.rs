@@ -14,8 +14,10 @@ use serde_json::{Map, Value};
 
 use super::{
     FlowError, Nonce, Pipeline,
-    fields::{DATA, NONCE, STEP_INDEX},
-    lifecycle,
+    fields::{DATA, NESTED, NONCE, STEP_INDEX},
+    lifecycle, nested,
+    running::Running,
+    verify::Namespace,
 };
 use crate::{PipelineState, StateError, flow_cookie::Tag};
 
@@ -29,6 +31,13 @@ use crate::{PipelineState, StateError, flow_cookie::Tag};
 /// the fields this request changes (two submissions of one step both move
 /// the step index), this request's response is replaced by the layer's
 /// conflict answer (409 by default) and nothing it did is kept.
+///
+/// A step of a pipeline run nested in another flow's step (see
+/// [`nest`](Flow::nest)) gets a `Flow` of its own run: its step index and
+/// name, pipeline, kind, nonce and data (`bind`, `fetch`, `advance`...) are
+/// the nested run's, kept in one field of the outer flow's state, and its
+/// user is the outer flow's. Two submissions of one inner step both change
+/// that field, so the second gets the conflict answer too.
 ///
 /// ```
 /// # use tower_pipeline_state::pipeline::{Flow, FlowError};
@@ -44,7 +53,7 @@ pub struct Flow<B, R> {
     pub(crate) pipeline: Pipeline<B, R>,
     pub(crate) state: PipelineState,
     /// Which step this request is running, for failure reports.
-    pub(crate) running: lifecycle::Running,
+    pub(crate) running: Running,
     /// The request that entered the flow, without its body: the base of the
     /// request [`next`](Flow::next) hands to the following step.
     pub(crate) parts: Parts,
@@ -53,12 +62,15 @@ pub struct Flow<B, R> {
     pub(crate) user: Option<String>,
     /// The flow's reference (its cookie's tag); `None` on a detached state.
     pub(crate) tag: Option<Tag>,
-    /// This request brought the flow's nonce back, and it was consumed.
-    pub(crate) nonce_verified: bool,
+    /// Whose step index, nonce and data this context reads and changes: the
+    /// outer flow's, or a nested run's.
+    pub(crate) scope: Namespace,
+    /// Whose nonce this request brought back (and consumed), if any.
+    pub(crate) verified: Option<Namespace>,
 }
 
 impl<B, R> Flow<B, R> {
-    /// The pipeline's name.
+    /// The pipeline's name (in a nested run, the inner pipeline's).
     pub fn pipeline(&self) -> &str {
         self.pipeline.name()
     }
@@ -85,18 +97,24 @@ impl<B, R> Flow<B, R> {
     }
 
     /// Whether this request brought back the flow's nonce (checked in
-    /// constant time and consumed before any step ran).
+    /// constant time and consumed before any step ran). In a nested run: the
+    /// run's own nonce; the outer flow's does not count, nor the other way
+    /// round.
     pub fn nonce_verified(&self) -> bool {
-        self.nonce_verified
+        self.verified.as_ref() == Some(&self.scope)
     }
 
     /// The flow's nonce. Send [`callback_state`](Self::callback_state) out as
     /// the provider's `state`: it carries this nonce and names the flow.
     /// Made when the flow started; [`FlowError::NonceReplayed`] once a
     /// callback consumed it.
+    /// In a nested run, the run's own nonce.
     pub fn nonce(&self) -> Result<Nonce, FlowError> {
-        self.state
-            .get::<String>(NONCE)?
+        let nonce = match &self.scope {
+            Namespace::Outer => self.state.get::<String>(NONCE)?,
+            Namespace::Nested(name) => nested::run(&self.state, name)?.nonce,
+        };
+        nonce
             .map(Nonce::from_stored)
             .ok_or(FlowError::NonceReplayed)
     }
@@ -166,8 +184,7 @@ impl<B, R> Flow<B, R> {
         let value = serde_json::to_value(value).map_err(StateError::Serialize)?;
         let mut data = self.data()?;
         data.insert(key.to_owned(), value);
-        self.state.set(DATA, &data)?;
-        Ok(())
+        self.set_data(data)
     }
 
     /// Reads what was bound under `key` as `T`; `Ok(None)` when nothing was.
@@ -180,14 +197,24 @@ impl<B, R> Flow<B, R> {
         let mut data = self.data()?;
         let removed = data.remove(key).is_some();
         if removed {
-            self.state.set(DATA, &data)?;
+            self.set_data(data)?;
         }
         Ok(removed)
     }
 
     /// Everything bound so far.
     pub fn data(&self) -> Result<Map<String, Value>, FlowError> {
-        Ok(self.state.get(DATA)?.unwrap_or_default())
+        match &self.scope {
+            Namespace::Outer => Ok(self.state.get(DATA)?.unwrap_or_default()),
+            Namespace::Nested(name) => Ok(nested::run(&self.state, name)?.data),
+        }
+    }
+
+    fn set_data(&self, data: Map<String, Value>) -> Result<(), FlowError> {
+        match &self.scope {
+            Namespace::Outer => Ok(self.state.set(DATA, &data)?),
+            Namespace::Nested(name) => nested::change_run(&self.state, name, |run| run.data = data),
+        }
     }
 
     /// Moves the flow to the next step without running it: the flow's next
@@ -195,9 +222,24 @@ impl<B, R> Flow<B, R> {
     /// identity provider) or redirects to the flow's route after a form
     /// post. After the last step, the next request finishes the flow.
     /// Calling it twice in one step moves one step, not two.
+    ///
+    /// When the outer flow moves on, the runs nested in its step that did
+    /// not finish are dropped (see [`nest`](Flow::nest)).
     pub fn advance(&self) -> Result<(), FlowError> {
-        self.state.set(STEP_INDEX, &(self.index + 1))?;
-        Ok(())
+        let next = self.index + 1;
+        match &self.scope {
+            Namespace::Outer => {
+                self.state.set(STEP_INDEX, &next)?;
+                if self.state.contains(NESTED) {
+                    self.state.remove(NESTED)?;
+                }
+                Ok(())
+            }
+            Namespace::Nested(name) => {
+                let next = u64::try_from(next).expect("a step index fits in 64 bits");
+                nested::change_run(&self.state, name, |run| run.step_index = next)
+            }
+        }
     }
 }
 
@@ -208,7 +250,10 @@ where
 {
     /// Moves the flow to the next step and runs it now, answering with its
     /// response; after the last step, runs the finish hook instead and
-    /// clears the flow.
+    /// clears the flow. In a nested run, after the last step, it returns
+    /// [`FlowError::NestedFinished`], which the step returns as it got it
+    /// and [`nest`](Flow::nest) turns into
+    /// [`Nested::Finished`](super::Nested::Finished).
     ///
     /// The next step receives this request as a `GET` with an empty body
     /// (same URI, headers and extensions, less the body's headers): it is
@@ -237,7 +282,7 @@ impl<B, R> fmt::Debug for Flow<B, R> {
             .field("user", &self.user)
             .field("step_index", &self.index)
             .field("reference", &self.tag)
-            .field("nonce_verified", &self.nonce_verified)
+            .field("nonce_verified", &self.nonce_verified())
             .finish_non_exhaustive()
     }
 }

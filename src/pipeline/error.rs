@@ -89,16 +89,28 @@ pub enum FlowError {
     /// lacks [`PipelineStateLayer`](crate::PipelineStateLayer).
     #[error("no pipeline state in the request: add PipelineStateLayer to the route")]
     MissingLayer,
-    /// The store failed or did not answer in time (loading the flow, or
-    /// claiming it before the finish hook), or the flow was written by a
-    /// newer release. Nothing is known to be changed; answer `503`.
+    /// The store failed or did not answer in time (loading the flow,
+    /// claiming it before the finish hook, or writing a nested run's end),
+    /// or the flow was written by a newer release. Nothing is known to be
+    /// changed; answer `503`.
     #[error("the flow's store is unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// Another request of this flow got there first: it finished the flow, or
-    /// changed it while this request was about to finish it. The finish hook
-    /// did not run in this request; nothing is changed.
+    /// changed it while this request was about to finish it (or to end a
+    /// nested run, see [`Flow::nest`](super::Flow::nest)). The finish hook
+    /// did not run in this request (nor did the nested run end in it);
+    /// nothing is changed.
     #[error("another request of this flow got there first")]
     Concurrent,
+    /// What [`Flow::next`](super::Flow::next) returns when a step of a
+    /// nested run (see [`Flow::nest`](super::Flow::nest)) moves past the
+    /// inner pipeline's last step: a nested run has no finish hook to
+    /// answer, so the step returns this as it got it (`flow.next().await`)
+    /// and `nest` turns it into [`Nested::Finished`](super::Nested::Finished).
+    /// It reaches an error handler only if a step returns it otherwise.
+    /// Nothing is changed.
+    #[error("the nested pipeline run went past its last step outside Flow::nest")]
+    NestedFinished,
 }
 
 impl From<LoadError> for FlowError {
@@ -133,7 +145,8 @@ impl FlowError {
     /// `other_browser`, `cross_site`, `signature_changed`, `user_mismatch`,
     /// `corrupt`, `unknown_flow_kind`,
     /// `nonce_missing`, `nonce_mismatch`, `nonce_replayed`, `failed`,
-    /// `state`, `missing_layer`, `unavailable`, `concurrent`.
+    /// `state`, `missing_layer`, `unavailable`, `concurrent`,
+    /// `nested_finished`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::NoFlow => "no_flow",
@@ -152,6 +165,7 @@ impl FlowError {
             Self::MissingLayer => "missing_layer",
             Self::Unavailable(_) => "unavailable",
             Self::Concurrent => "concurrent",
+            Self::NestedFinished => "nested_finished",
         }
     }
 
@@ -170,7 +184,8 @@ impl FlowError {
             | Self::NonceReplayed
             | Self::MissingLayer
             | Self::Unavailable(_)
-            | Self::Concurrent => false,
+            | Self::Concurrent
+            | Self::NestedFinished => false,
             Self::Expired
             | Self::SignatureChanged
             | Self::Corrupt(_)

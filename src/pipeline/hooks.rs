@@ -13,6 +13,10 @@ use super::{FlowError, step::StepFuture};
 /// [`PipelineBuilder::on_finish`](super::PipelineBuilder::on_finish)). The
 /// flow's state is cleared after the hook, so it cannot be finished twice in
 /// a row.
+///
+/// A pipeline run nested in another flow's step ends with one too, handed to
+/// that step in [`Nested::Finished`](super::Nested::Finished) rather than to
+/// the inner pipeline's finish hook.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Finished {
@@ -52,6 +56,21 @@ pub struct Failure {
     /// flow may send the user elsewhere than a setup flow, as Sentry does).
     pub kind: Option<String>,
     /// The step that was running, when one was.
+    pub step: Option<String>,
+    /// The nested run the failure came out of, when [`step`](Self::step)
+    /// returned an error that [`Flow::nest`](super::Flow::nest) gave it.
+    pub inner: Option<InnerStep>,
+}
+
+/// Where in a nested pipeline run a failure came from (see
+/// [`Failure::inner`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InnerStep {
+    /// The inner pipeline's name.
+    pub pipeline: String,
+    /// The inner step that was running; `None` when the run failed its
+    /// checks before any of its steps ran.
     pub step: Option<String>,
 }
 

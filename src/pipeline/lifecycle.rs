@@ -3,13 +3,7 @@
 //! [`Pipeline::fail`], which logs it with its kind and asks the application
 //! for the response.
 
-use std::{
-    future::ready,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-};
+use std::future::ready;
 
 use bytes::Bytes;
 use http::{Request, request::Parts};
@@ -17,17 +11,15 @@ use http_body::Body;
 use serde_json::{Map, Value};
 
 use super::{
-    Corruption, Failure, Finished, Flow, FlowError, Nonce, Pipeline,
-    fields::{NONCE, PIPELINE, Stored},
+    Corruption, Failure, Finished, Flow, FlowError, InnerStep, Nonce, Pipeline,
+    fields::{PIPELINE, Stored},
+    nested,
     reference::{self, Reference},
+    running::Running,
     step::StepFuture,
+    verify::{Namespace, verify_nonce},
 };
 use crate::{LazyPipelineState, PipelineState, Status, state::Claimed};
-
-/// The index of the step a request is running (`usize::MAX`: none, or the
-/// finish hook), shared by the steps that [`Flow::next`] chains, so a
-/// failure names the step it came from.
-pub(crate) type Running = Arc<AtomicUsize>;
 
 /// Why a flow was refused, and its kind when known.
 type Refused = (FlowError, Option<String>);
@@ -71,6 +63,7 @@ where
             step_index: 0,
             nonce: Some(Nonce::generate().as_str().to_owned()),
             data: Map::new(),
+            nested: Default::default(),
         };
         if let Err(error) = state.replace(&stored) {
             return self.fail(Some(&state), error.into(), Some(kind.to_owned()), None);
@@ -81,8 +74,8 @@ where
             outcome = "started",
             "pipeline flow started"
         );
-        let running = Running::new(AtomicUsize::new(usize::MAX));
-        let flow = self.flow(&state, &running, parts.clone(), 0, stored, false);
+        let running = Running::default();
+        let flow = self.flow(&state, &running, parts.clone(), 0, stored, None);
         let result = enter(flow, Request::from_parts(parts, body)).await;
         // A start that fails keeps nothing: the new flow was never usable.
         self.settle(&state, &running, Some(kind.to_owned()), false, result)
@@ -102,8 +95,9 @@ where
     /// and a step index in bounds. A request carrying the nonce parameter
     /// (see [`PipelineBuilder::nonce_param`](super::PipelineBuilder::nonce_param),
     /// in the query or, for a form POST, in the form) must bring the flow's
-    /// live nonce, which is then consumed. A flow whose index is past its
-    /// last step is finished.
+    /// live nonce, or that of a run nested in it (see [`Flow::nest`]), which
+    /// is then consumed. A flow whose index is past its last step is
+    /// finished.
     ///
     /// The flow is the one the request names: by the reference in its
     /// `state` (`<reference>.<nonce>`, as [`Flow::callback_state`] writes
@@ -157,22 +151,14 @@ where
             // another site.
             return self.fail(None, FlowError::CrossSite, Some(kind), None);
         }
-        let nonce_verified =
-            match self.check_nonce(&state, reference.nonce.as_deref(), stored.nonce.as_deref()) {
-                Ok(verified) => verified,
-                // Nonce failures never end the flow (and nothing was consumed).
-                Err(error) => return self.fail(None, error, Some(kind), None),
-            };
+        let verified = match self.check_nonce(&state, reference.nonce.as_deref(), &stored) {
+            Ok(verified) => verified,
+            // Nonce failures never end the flow (and nothing was consumed).
+            Err(error) => return self.fail(None, error, Some(kind), None),
+        };
         let index = usize::try_from(stored.step_index).expect("checked against the step count");
-        let running = Running::new(AtomicUsize::new(usize::MAX));
-        let flow = self.flow(
-            &state,
-            &running,
-            parts.clone(),
-            index,
-            stored,
-            nonce_verified,
-        );
+        let running = Running::default();
+        let flow = self.flow(&state, &running, parts.clone(), index, stored, verified);
         let result = enter(flow, Request::from_parts(parts, body)).await;
         self.settle(&state, &running, Some(kind), true, result)
     }
@@ -204,7 +190,7 @@ where
         parts: Parts,
         index: usize,
         stored: Stored,
-        nonce_verified: bool,
+        verified: Option<Namespace>,
     ) -> Flow<B, R> {
         Flow {
             pipeline: self.clone(),
@@ -215,7 +201,8 @@ where
             kind: stored.flow,
             user: stored.uid,
             tag: state.flow_tag(),
-            nonce_verified,
+            scope: Namespace::Outer,
+            verified,
         }
     }
 
@@ -267,25 +254,17 @@ where
     }
 
     /// Checks and consumes the nonce if the request carries one; returns
-    /// whether it did.
+    /// whose it was (see [`verify_nonce`]).
     fn check_nonce(
         &self,
         state: &PipelineState,
         presented: Option<&str>,
-        live: Option<&str>,
-    ) -> Result<bool, FlowError> {
+        stored: &Stored,
+    ) -> Result<Option<Namespace>, FlowError> {
         let Some(presented) = presented else {
-            return Ok(false);
+            return Ok(None);
         };
-        let Some(live) = live else {
-            return Err(FlowError::NonceReplayed);
-        };
-        if !Nonce::from_stored(live.to_owned()).matches(presented) {
-            return Err(FlowError::NonceMismatch);
-        }
-        // Kept even if the answer is a server error: a nonce is used once.
-        state.remove_secured(NONCE)?;
-        Ok(true)
+        verify_nonce(state, stored, presented).map(Some)
     }
 
     /// The response for a step's result: its own answer, or the error
@@ -305,20 +284,20 @@ where
             Ok(response) => return response,
             Err(error) => error,
         };
-        let step = self
-            .inner
-            .steps
-            .get(running.load(Ordering::Relaxed))
+        let step = running
+            .step()
+            .and_then(|index| self.inner.steps.get(index))
             .map(|step| step.name.clone());
+        let inner = running.inner();
         match revert {
             true if !error.ends_flow() && !state.is_cleared() => {
                 if let Err(restore) = state.revert() {
                     tracing::error!(pipeline = %self.inner.name, error = %restore, "could not put the flow back as it was");
                 }
-                self.fail(None, error, kind, step)
+                self.fail_in(None, error, kind, step, inner)
             }
             // A failed start, or an outcome that ends the flow.
-            _ => self.fail(Some(state), error, kind, step),
+            _ => self.fail_in(Some(state), error, kind, step, inner),
         }
     }
 
@@ -331,6 +310,19 @@ where
         kind: Option<String>,
         step: Option<String>,
     ) -> R {
+        self.fail_in(clear, error, kind, step, None)
+    }
+
+    /// [`fail`](Self::fail), naming the nested run's step the error came
+    /// out of, if it did.
+    fn fail_in(
+        &self,
+        clear: Option<&PipelineState>,
+        error: FlowError,
+        kind: Option<String>,
+        step: Option<String>,
+        inner: Option<InnerStep>,
+    ) -> R {
         // `clear` only fails on a finished request, which a running handler
         // never has.
         // Kept even if the answer is a server error: an ended flow stays ended.
@@ -340,26 +332,42 @@ where
             &error,
             kind.as_deref(),
             step.as_deref(),
+            inner.as_ref(),
             cleared,
         );
-        (self.inner.on_error)(Failure { error, kind, step })
+        (self.inner.on_error)(Failure {
+            error,
+            kind,
+            step,
+            inner,
+        })
     }
 }
 
-/// One `tracing` event per failed request, with the outcome's kind.
-fn log(pipeline: &str, error: &FlowError, kind: Option<&str>, step: Option<&str>, cleared: bool) {
+/// One `tracing` event per failed request, with the outcome's kind (and
+/// the nested run's pipeline and step when the error came out of one).
+fn log(
+    pipeline: &str,
+    error: &FlowError,
+    kind: Option<&str>,
+    step: Option<&str>,
+    inner: Option<&InnerStep>,
+    cleared: bool,
+) {
     let outcome = error.kind();
+    let inner_pipeline = inner.map(|inner| inner.pipeline.as_str());
+    let inner_step = inner.and_then(|inner| inner.step.as_deref());
     match error {
         FlowError::NoFlow | FlowError::Expired | FlowError::Failed(_) => tracing::info!(
-            pipeline, outcome, flow = kind, step, cleared, error = %error,
+            pipeline, outcome, flow = kind, step, inner_pipeline, inner_step, cleared, error = %error,
             "pipeline flow did not continue"
         ),
         FlowError::State(_) | FlowError::MissingLayer => tracing::error!(
-            pipeline, outcome, flow = kind, step, cleared, error = %error,
+            pipeline, outcome, flow = kind, step, inner_pipeline, inner_step, cleared, error = %error,
             "pipeline flow did not continue"
         ),
         _ => tracing::warn!(
-            pipeline, outcome, flow = kind, step, cleared, error = %error,
+            pipeline, outcome, flow = kind, step, inner_pipeline, inner_step, cleared, error = %error,
             "pipeline flow did not continue"
         ),
     }
@@ -373,11 +381,14 @@ where
 {
     let pipeline = flow.pipeline.clone();
     let Some(step) = pipeline.inner.steps.get(flow.index) else {
-        flow.running.store(usize::MAX, Ordering::Relaxed);
+        if let Some(nested) = nested::past_end(&flow) {
+            return nested;
+        }
+        flow.running.enter(None);
         return finish(flow, request);
     };
-    flow.running.store(flow.index, Ordering::Relaxed);
-    if step.callback && !flow.nonce_verified {
+    flow.entering(&step.name);
+    if step.callback && !flow.nonce_verified() {
         return Box::pin(ready(Err(FlowError::NonceMissing)));
     }
     tracing::debug!(pipeline = %pipeline.inner.name, step = %step.name, index = flow.index, "entering pipeline step");

@@ -38,6 +38,31 @@
 //! most one write. Two submissions of one step race on the step index: the
 //! first moves the flow, the second is answered `409 Conflict` by the layer.
 //!
+//! # Nested pipelines
+//!
+//! A step can run another pipeline inside its flow with [`Flow::nest`]: an
+//! identity provider's sign-in inside an integration's setup, say. The inner
+//! run has its own step index, signature, kind, nonce and data, kept in one
+//! field of the outer flow's state (no record of its own); its steps are
+//! ordinary steps, so the same pipeline can also run alone.
+//! While the inner run answers ([`Nested::Answer`]), the outer flow stays on
+//! the nesting step and each of its requests runs the inner run's current
+//! step. When the inner run moves past its last step, `nest` returns
+//! [`Nested::Finished`] with everything the inner steps bound, the run is
+//! gone, and the outer step binds what it needs and moves on. The inner
+//! pipeline's own finish hook and error handler are not called.
+//!
+//! A request that brings a nonce back has it compared with the outer flow's
+//! and every nested run's, and consumes the one it matches: a callback step
+//! opens only with its own run's nonce. An inner step's error comes out of
+//! `nest`; returned by the outer step, it reaches the outer pipeline's error
+//! handler, with [`Failure::inner`] naming the inner pipeline and step. The
+//! request that ends an inner run writes the state at the version it loaded
+//! before handing the data over (one more Redis round trip in that request
+//! only), so two submissions of the inner last step end the run once: the
+//! other fails with [`FlowError::Concurrent`]. [`Flow::nest`] shows an
+//! example.
+//!
 //! # A three-step wizard
 //!
 //! ```
@@ -112,17 +137,23 @@ mod error;
 mod fields;
 mod hooks;
 mod lifecycle;
+mod nested;
+#[cfg(test)]
+mod nested_tests;
 mod nonce;
 mod reference;
+mod running;
 mod signature;
 mod step;
 #[cfg(test)]
 mod tests;
+mod verify;
 
 pub use builder::PipelineBuilder;
 pub use context::Flow;
 pub use definition::Pipeline;
 pub use error::{Corruption, FlowError};
-pub use hooks::{Failure, Finished};
+pub use hooks::{Failure, Finished, InnerStep};
+pub use nested::Nested;
 pub use nonce::Nonce;
 pub use signature::Signature;

@@ -18,7 +18,7 @@ mod secured;
 
 pub(crate) use self::outcome::{Outcome, Removal};
 use self::secured::Secured;
-pub(crate) use self::secured::{Claim, Claimed};
+pub(crate) use self::secured::{Claim, Claimed, Committed};
 
 /// How the state arrived with the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,8 +94,9 @@ struct Inner {
     /// The engine's security writes (nonce consumed, flow ended), kept even
     /// when the response is a server error.
     secured: Option<Secured>,
-    /// Claims the loaded record before the response (the engine's finish);
-    /// `None` for a state that was not loaded from a store.
+    /// Claims or commits the loaded record before the response (the
+    /// engine's finish, and a nested run's); `None` for a state that was
+    /// not loaded from a store.
     claimer: Option<Arc<dyn Claim>>,
     /// The loaded record was deleted by a claim: nothing of it is left to
     /// remove at the end of the request.
@@ -448,7 +449,10 @@ impl PipelineState {
 
     /// Undoes every change this request made (`set`, `remove`, `replace`,
     /// `regenerate`, `clear`): the state is again what the request brought,
-    /// and nothing is written for it.
+    /// and nothing is written for it. (A request that finished a nested
+    /// pipeline run, see [`Flow::nest`](crate::pipeline::Flow::nest), wrote
+    /// its state before handing the run's data over; it goes back to the
+    /// state as written then.)
     ///
     /// # Errors
     /// [`StateError::Finished`] when the request has ended.

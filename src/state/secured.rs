@@ -2,11 +2,22 @@
 //! kept even when the response is a server error (which otherwise discards
 //! the request's changes), and a flow is claimed, deleted at its loaded
 //! version before its finish hook runs, so that it finishes at most once.
+//! A nested run is finished the same way with a commit: the state written
+//! now at its loaded version, before its data is handed over.
 
 use std::sync::Arc;
 
-use super::{Origin, PipelineState};
-use crate::{StateError, id::PipelineId, load::BoxFuture, record::Data, store::StoreError};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Origin, PipelineState, Target};
+use crate::{
+    StateError,
+    id::PipelineId,
+    load::BoxFuture,
+    record::{Data, next_version},
+    store::StoreError,
+};
 
 /// What must be written even if the response is a server error.
 #[derive(Debug, Clone)]
@@ -17,9 +28,10 @@ pub(super) enum Secured {
     Cleared,
 }
 
-/// Deletes a loaded record at its version now, before the response: what
-/// the layer gives a loaded handle so the engine can claim a flow without
-/// ever talking to a store itself.
+/// Deletes or writes a loaded record at its version now, before the
+/// response: what the layer gives a loaded handle so the engine can claim a
+/// flow, or commit a nested run's end, without ever talking to a store
+/// itself. Each call is one compare-and-set round trip.
 pub(crate) trait Claim: Send + Sync + 'static {
     /// Deletes flow `id`'s record if it still has `version`.
     fn claim(
@@ -27,6 +39,15 @@ pub(crate) trait Claim: Send + Sync + 'static {
         id: PipelineId,
         version: u64,
     ) -> BoxFuture<Result<Claimed, StoreError>>;
+
+    /// Writes `data` as flow `id`'s record, at version
+    /// [`next_version`]`(version)`, if it still has `version`.
+    fn commit(
+        self: Arc<Self>,
+        id: PipelineId,
+        version: u64,
+        data: Data,
+    ) -> BoxFuture<Result<Committed, StoreError>>;
 }
 
 /// What a claim found.
@@ -41,25 +62,64 @@ pub(crate) enum Claimed {
     Changed,
 }
 
+/// What a commit found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Committed {
+    /// Written by this request (or nothing stored to race for: a state that
+    /// was not loaded from a store, or that the flush will create anew).
+    Yes,
+    /// The record is gone: another request finished or cleared the flow, or
+    /// it expired.
+    AlreadyGone,
+    /// A concurrent request changed it: nothing was written.
+    Changed,
+    /// The state encodes over the layer's record size limit: nothing was
+    /// written.
+    TooLarge,
+}
+
 impl PipelineState {
     /// [`remove`](Self::remove), kept even if the response is a server
     /// error: the engine consumes a nonce with it.
     pub(crate) fn remove_secured(&self, field: &str) -> Result<bool, StateError> {
         let removed = self.remove(field)?;
+        self.secure(field, None);
+        Ok(removed)
+    }
+
+    /// [`set`](Self::set), kept even if the response is a server error: the
+    /// engine consumes a nested run's nonce with it (the run's field is what
+    /// changes).
+    pub(crate) fn set_secured<T: Serialize + ?Sized>(
+        &self,
+        field: &str,
+        value: &T,
+    ) -> Result<(), StateError> {
+        let value = serde_json::to_value(value).map_err(StateError::Serialize)?;
+        self.set(field, &value)?;
+        self.secure(field, Some(value));
+        Ok(())
+    }
+
+    /// Records `field`'s new value (`None`: removed) among the writes kept
+    /// on a server error.
+    fn secure(&self, field: &str, value: Option<Value>) {
         let mut inner = self.lock();
         let mut fields = match inner.secured.take() {
             Some(Secured::Cleared) => {
                 inner.secured = Some(Secured::Cleared);
-                return Ok(removed);
+                return;
             }
             Some(Secured::Fields(fields)) => fields,
-            // `remove` set the loaded fields aside (a loaded state), or
+            // The change set the loaded fields aside (a loaded state), or
             // there were none.
             None => inner.base.clone().unwrap_or_default(),
         };
-        fields.remove(field);
+        match value {
+            Some(value) => fields.insert(field.to_owned(), value),
+            None => fields.remove(field),
+        };
         inner.secured = Some(Secured::Fields(fields));
-        Ok(removed)
     }
 
     /// [`clear`](Self::clear), kept even if the response is a server error:
@@ -87,5 +147,240 @@ impl PipelineState {
             self.lock().claimed = true;
         }
         Ok(claimed)
+    }
+
+    /// Writes the state as it is now over the loaded record, now, at the
+    /// loaded version (one round trip), so that of two requests ending one
+    /// nested run only one goes on. On success the state as written becomes
+    /// what the request loaded: the flush writes only what changes after
+    /// this, at the new version (nothing if nothing does), `revert` goes
+    /// back to it, and the security writes so far are in it. A state with
+    /// no stored record to race for (new, regenerated, or not from a store)
+    /// writes nothing here: the flush creates it.
+    pub(crate) async fn commit(&self) -> Result<Committed, StoreError> {
+        let (committer, id, version, data) = {
+            let inner = self.lock();
+            if inner.claimed {
+                return Ok(Committed::AlreadyGone);
+            }
+            match (&inner.origin, &inner.claimer, inner.target) {
+                (Origin::Loaded { id, version }, Some(committer), Target::Loaded) => {
+                    (committer.clone(), *id, *version, inner.data.clone())
+                }
+                _ => return Ok(Committed::Yes),
+            }
+        };
+        let committed = committer.commit(id, version, data.clone()).await?;
+        if committed == Committed::Yes {
+            let mut inner = self.lock();
+            if let Origin::Loaded {
+                version: loaded, ..
+            } = &mut inner.origin
+            {
+                *loaded = next_version(version);
+            }
+            // What was written is the new base; a change made while the
+            // write was under way (by a clone of the handle) stays a change.
+            inner.base = (inner.data != data).then_some(data);
+            inner.replaced = false;
+            if matches!(inner.secured, Some(Secured::Fields(_))) {
+                inner.secured = None;
+            }
+        }
+        Ok(committed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::{
+        config::{Config, Shared},
+        load::Load,
+        record::{decode, encode},
+        state::Outcome,
+        store::{MemoryStore, Store},
+    };
+
+    fn object(value: Value) -> Data {
+        match value {
+            Value::Object(map) => map,
+            _ => unreachable!("test data is an object"),
+        }
+    }
+
+    /// A store holding one record of `fields` at version 1, and its id.
+    async fn stored(fields: Value, config: Config) -> (Arc<Shared<MemoryStore>>, PipelineId) {
+        let shared = Arc::new(Shared {
+            store: Arc::new(MemoryStore::new()),
+            config,
+        });
+        let id = PipelineId::generate();
+        let key = shared.config.key(id);
+        let record = encode(1, &object(fields));
+        assert!(
+            shared
+                .store
+                .create(&key, &record, shared.config.ttl)
+                .await
+                .unwrap()
+        );
+        (shared, id)
+    }
+
+    async fn record(shared: &Shared<MemoryStore>, id: PipelineId) -> Option<crate::record::Record> {
+        let raw = shared
+            .store
+            .load(&shared.config.key(id), None)
+            .await
+            .unwrap();
+        raw.map(|raw| decode(&raw).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_commit_writes_now_and_the_flush_writes_only_what_changes_after_it() {
+        let (shared, id) = stored(json!({"a": 1, "b": 1}), Config::default()).await;
+        let state = shared.clone().load(id).await.unwrap();
+        state.set("a", &2).unwrap();
+        assert_eq!(state.commit().await.unwrap(), Committed::Yes);
+        let written = record(&shared, id).await.unwrap();
+        assert_eq!(
+            (written.version, Value::Object(written.data)),
+            (2, json!({"a": 2, "b": 1})),
+            "written at once, at the next version"
+        );
+
+        state.set("b", &2).unwrap();
+        let Outcome::Update {
+            version, changes, ..
+        } = state.end_request(false)
+        else {
+            panic!("the change after the commit is written")
+        };
+        let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            (version, fields),
+            (2, vec!["b"]),
+            "at the new version, only `b`"
+        );
+
+        let (shared, id) = stored(json!({"a": 1}), Config::default()).await;
+        let state = shared.clone().load(id).await.unwrap();
+        state.set("a", &2).unwrap();
+        state.commit().await.unwrap();
+        state.set("a", &3).unwrap();
+        state.revert().unwrap();
+        assert_eq!(
+            state.get::<u32>("a").unwrap(),
+            Some(2),
+            "revert goes back to the state as committed"
+        );
+        assert_eq!(
+            state.end_request(false),
+            Outcome::Unchanged,
+            "nothing changed after the commit"
+        );
+    }
+
+    #[tokio::test]
+    async fn of_two_commits_at_one_version_only_the_first_writes() {
+        let (shared, id) = stored(json!({"run": 1}), Config::default()).await;
+        let first = shared.clone().load(id).await.unwrap();
+        let second = shared.clone().load(id).await.unwrap();
+        first.remove("run").unwrap();
+        second.remove("run").unwrap();
+        second.set("other", &1).unwrap();
+        assert_eq!(first.commit().await.unwrap(), Committed::Yes);
+        assert_eq!(second.commit().await.unwrap(), Committed::Changed);
+        let written = record(&shared, id).await.unwrap();
+        assert_eq!(
+            (written.version, Value::Object(written.data)),
+            (2, json!({})),
+            "the second wrote nothing"
+        );
+
+        shared.store.delete(&shared.config.key(id)).await.unwrap();
+        let gone = shared.clone().load(id).await.unwrap();
+        assert_eq!(
+            gone.commit().await.unwrap(),
+            Committed::Yes,
+            "expired: nothing stored to race for"
+        );
+        let (shared, id) = stored(json!({"a": 1}), Config::default()).await;
+        let state = shared.clone().load(id).await.unwrap();
+        shared.store.delete(&shared.config.key(id)).await.unwrap();
+        assert_eq!(state.commit().await.unwrap(), Committed::AlreadyGone);
+    }
+
+    #[tokio::test]
+    async fn a_commit_over_the_size_limit_writes_nothing() {
+        let config = Config {
+            max_record_size: 100,
+            ..Config::default()
+        };
+        let (shared, id) = stored(json!({"a": 1}), config).await;
+        let state = shared.clone().load(id).await.unwrap();
+        state.set("a", &"x".repeat(200)).unwrap();
+        assert_eq!(state.commit().await.unwrap(), Committed::TooLarge);
+        assert_eq!(record(&shared, id).await.unwrap().version, 1);
+    }
+
+    #[tokio::test]
+    async fn security_writes_before_a_commit_are_in_it_and_those_after_survive_a_discard() {
+        let (shared, id) = stored(
+            json!({"nonce": "n", "run": {"nonce": "m"}}),
+            Config::default(),
+        )
+        .await;
+        let state = shared.clone().load(id).await.unwrap();
+        state.remove_secured("nonce").unwrap();
+        state.set("step", &1).unwrap();
+        state.commit().await.unwrap();
+        state.set_secured("run", &json!({})).unwrap();
+        state.set("step", &2).unwrap();
+        let Outcome::Update { version, data, .. } = state.end_request(true) else {
+            panic!("the secured write after the commit is kept")
+        };
+        assert_eq!(
+            (version, Value::Object(data)),
+            (2, json!({"step": 1, "run": {}})),
+            "what the commit wrote, with the later security write, without the later change"
+        );
+
+        let (shared, id) = stored(json!({"nonce": "n"}), Config::default()).await;
+        let state = shared.clone().load(id).await.unwrap();
+        state.remove_secured("nonce").unwrap();
+        state.commit().await.unwrap();
+        state.set("step", &1).unwrap();
+        assert_eq!(
+            state.end_request(true),
+            Outcome::Unchanged,
+            "a discard after the commit writes nothing more: the commit is kept"
+        );
+        assert!(
+            !record(&shared, id)
+                .await
+                .unwrap()
+                .data
+                .contains_key("nonce")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_commit_without_a_stored_record_writes_nothing_now() {
+        let detached = PipelineState::detached();
+        detached.set("a", &1).unwrap();
+        assert_eq!(detached.commit().await.unwrap(), Committed::Yes);
+        let (shared, id) = stored(json!({"a": 1}), Config::default()).await;
+        let state = shared.clone().load(id).await.unwrap();
+        state.regenerate(&json!({"b": 1})).unwrap();
+        assert_eq!(state.commit().await.unwrap(), Committed::Yes);
+        assert_eq!(
+            record(&shared, id).await.unwrap().version,
+            1,
+            "the flush replaces it"
+        );
     }
 }

@@ -30,6 +30,7 @@ mod hostile;
 mod lifecycle;
 #[cfg(feature = "metrics")]
 mod metrics;
+mod nested;
 mod old_servers;
 mod pipeline;
 mod pipeline_events;

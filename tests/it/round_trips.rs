@@ -11,41 +11,9 @@ use std::{
     },
 };
 
-use crate::common::*;
-use redis::{
-    Cmd, Pipeline, RedisFuture, Value,
-    aio::{ConnectionLike, ConnectionManager},
-};
+use crate::common::{counting::Counting, *};
+use redis::aio::ConnectionManager;
 use tower_pipeline_state::{LoadMode, PipelineStateLayer, RedisStore};
-
-/// A connection that counts round trips: one per command sent alone, one per
-/// pipeline.
-#[derive(Clone)]
-struct Counting {
-    inner: ConnectionManager,
-    trips: Arc<AtomicUsize>,
-}
-
-impl ConnectionLike for Counting {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        self.trips.fetch_add(1, Ordering::SeqCst);
-        self.inner.req_packed_command(cmd)
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        self.trips.fetch_add(1, Ordering::SeqCst);
-        self.inner.req_packed_commands(pipeline, offset, count)
-    }
-
-    fn get_db(&self) -> i64 {
-        self.inner.get_db()
-    }
-}
 
 struct Setup {
     redis: RedisServer,

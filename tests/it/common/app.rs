@@ -115,6 +115,13 @@ pub(crate) fn created_key(response: &reqwest::Response) -> String {
     format!("pipeline:{}", cookie.value())
 }
 
+/// The Redis key (default prefix) of the engine flow a response started: its
+/// own cookie, `pipeline_id.<reference>`, holds the id.
+pub(crate) fn started_flow_key(response: &reqwest::Response) -> String {
+    let cookie = crate::common::flow_cookie(response).expect("the response sets a flow cookie");
+    format!("pipeline:{}", cookie.value())
+}
+
 /// A private redis-server, the test routes behind a layer over it, and one
 /// browser: what most tests start from.
 pub(crate) struct Fixture {

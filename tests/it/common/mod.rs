@@ -7,6 +7,7 @@ pub(crate) mod app;
 #[cfg(feature = "cluster")]
 pub(crate) mod cluster;
 pub(crate) mod cookies;
+pub(crate) mod counting;
 pub(crate) mod engine;
 pub(crate) mod logs;
 pub(crate) mod race;

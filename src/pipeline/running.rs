@@ -1,0 +1,57 @@
+//! [`Running`]: which step a request is running, shared by the steps that
+//! [`Flow::next`](super::Flow::next) chains and the nested runs that
+//! [`Flow::nest`](super::Flow::nest) enters, so a failure names where it
+//! came from.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::InnerStep;
+
+/// Which step runs: the outer pipeline's step index (`None`: none yet, or
+/// the finish hook), and the nested run's step when a step nests one.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Running(Arc<Mutex<Current>>);
+
+#[derive(Debug, Default)]
+struct Current {
+    step: Option<usize>,
+    inner: Option<InnerStep>,
+}
+
+impl Running {
+    fn lock(&self) -> MutexGuard<'_, Current> {
+        // Only plain assignments run under the lock.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The outer pipeline's step `index` runs (`None`: its finish hook).
+    pub(crate) fn enter(&self, index: Option<usize>) {
+        self.lock().step = index;
+    }
+
+    /// The index of the outer step running, if one is.
+    pub(crate) fn step(&self) -> Option<usize> {
+        self.lock().step
+    }
+
+    /// Inner pipeline `pipeline` runs `step` (`None`: checking the run, or
+    /// past its last step).
+    pub(crate) fn enter_inner(&self, pipeline: &str, step: Option<&str>) {
+        self.lock().inner = Some(InnerStep {
+            pipeline: pipeline.to_owned(),
+            step: step.map(str::to_owned),
+        });
+    }
+
+    /// The nested run's step answered: no inner step runs any more.
+    pub(crate) fn leave_inner(&self) {
+        self.lock().inner = None;
+    }
+
+    /// The nested run's step running, if one is.
+    pub(crate) fn inner(&self) -> Option<InnerStep> {
+        self.lock().inner.clone()
+    }
+}
