@@ -110,8 +110,8 @@ where
     ///     .flow_kind("login")
     ///     .step("authorize", |_request, flow| async move {
     ///         flow.advance()?;
-    ///         let state = flow.nonce()?;
-    ///         Ok(format!("redirect to https://idp.example/authorize?state={}", state.as_str()))
+    ///         let state = flow.callback_state()?;
+    ///         Ok(format!("redirect to https://idp.example/authorize?state={state}"))
     ///     })
     ///     .callback("callback", |_request, flow| async move {
     ///         flow.bind("email", "alice@example.com")?;
