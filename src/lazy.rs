@@ -30,7 +30,11 @@ use crate::{
 /// no store command until something calls [`load`](Self::load) (the axum
 /// extractor for [`PipelineState`] does). Without an id, or in
 /// [`LoadMode::Eager`], the state is there already and `load` returns at
-/// once. hyper, warp and plain tower code take it from the extensions:
+/// once. It also holds the pipeline engine's flows, each in a cookie of its
+/// own (see [`pipeline`](crate::pipeline)): the engine starts and finds them
+/// through this handle, and the layer writes them with the rest when the
+/// request ends. hyper, warp and plain tower code take it from the
+/// extensions:
 ///
 /// ```
 /// use bytes::Bytes;
