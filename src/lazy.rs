@@ -219,10 +219,10 @@ impl LazyPipelineState {
     /// A handle made from a detached state has no cookies: its one state
     /// stands for the flow (for unit tests of pipelines).
     pub(crate) fn start_flow(&self, headers: &HeaderMap, cross_site: bool) -> PipelineState {
-        if self.0.layer.is_none() {
-            if let Some(state) = self.0.main.get() {
-                return state.clone();
-            }
+        if self.0.layer.is_none()
+            && let Some(state) = self.0.main.get()
+        {
+            return state.clone();
         }
         let evict = self.0.layer.as_ref().map_or_else(Vec::new, |layer| {
             let config = layer.config();

@@ -160,7 +160,7 @@ mod tests {
         for (method, uri, form) in [
             (Method::GET, format!("/cb?code=1&{state}"), String::new()),
             (Method::POST, "/cb".to_owned(), format!("code=1&{state}")),
-            (Method::POST, format!("/cb?flow={tag}"), format!("{state}")),
+            (Method::POST, format!("/cb?flow={tag}"), state.clone()),
         ] {
             let reference = found(method, &uri, &form).await.unwrap();
             assert_eq!(reference.tag.as_ref(), Some(&tag), "{uri} {form}");
