@@ -107,6 +107,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         app_origin,
         provider,
         response_mode,
+        // A `form_post` callback is a cross-site POST: its flow must accept
+        // one.
+        cross_site_callbacks: response_mode == sso::ResponseMode::FormPost,
         ttl,
         // Signs the flow cookie and encrypts the login session: made anew
         // at every start, so a restart signs everyone out.

@@ -40,6 +40,8 @@ impl Drop for Serving {
 pub(crate) struct Options {
     pub(crate) ttl: Duration,
     pub(crate) response_mode: ResponseMode,
+    /// `Settings::cross_site_callbacks`.
+    pub(crate) cross_site_callbacks: bool,
 }
 
 impl Default for Options {
@@ -47,6 +49,19 @@ impl Default for Options {
         Self {
             ttl: Duration::from_secs(600),
             response_mode: ResponseMode::Query,
+            cross_site_callbacks: false,
+        }
+    }
+}
+
+impl Options {
+    /// `form_post`, with cross-site callbacks accepted, as the example
+    /// runs it.
+    pub(crate) fn form_post() -> Self {
+        Self {
+            response_mode: ResponseMode::FormPost,
+            cross_site_callbacks: true,
+            ..Self::default()
         }
     }
 }
@@ -109,6 +124,7 @@ impl Demo {
             app_origin: format!("http://{}", listener.local_addr().unwrap()),
             provider,
             response_mode: options.response_mode,
+            cross_site_callbacks: options.cross_site_callbacks,
             ttl: options.ttl,
             key: Key::generate(),
         };
