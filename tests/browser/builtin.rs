@@ -6,7 +6,10 @@ use cookie::SameSite;
 
 use crate::{
     deploy::{Demo, Options},
-    example::{app::SESSION_COOKIE, pages},
+    example::{
+        app::{CALLBACK_PATH, SESSION_COOKIE},
+        pages,
+    },
     harness::{Browser, run},
 };
 
@@ -378,7 +381,75 @@ async fn a_form_post_callback_comes_back_across_sites() {
             assert_eq!(flow.name(), format!("{FLOW_COOKIE_PREFIX}{reference}"));
             assert_eq!(flow.same_site(), Some(SameSite::None), "{flow}");
             assert_eq!(flow.secure(), Some(true), "{flow}");
+            // The callback came as the browser's cross-site POST, and found
+            // its flow: the cookie came with it.
+            let callbacks = demo.received_at(CALLBACK_PATH);
+            let [callback] = &callbacks[..] else {
+                panic!("one callback: {callbacks:?}");
+            };
+            assert_eq!(callback.method, "POST", "{callback:?}");
+            assert_eq!(
+                callback.fetch_site.as_deref(),
+                Some("cross-site"),
+                "{callback:?}"
+            );
+            assert!(
+                callback.cookies.contains(&flow.name().to_owned()),
+                "{callback:?}"
+            );
             confirm(&browser, &demo, "Bob the Builder").await;
+            // The confirmation's form was the app's own, same-origin POST.
+            let posts: Vec<_> = demo
+                .received_at("/sso")
+                .into_iter()
+                .filter(|request| request.method == "POST")
+                .collect();
+            let [post] = &posts[..] else {
+                panic!("one confirmation: {posts:?}");
+            };
+            assert_eq!(post.fetch_site.as_deref(), Some("same-origin"), "{post:?}");
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_form_post_callback_without_cross_site_callbacks_says_it_came_from_another_site() {
+    run(
+        "a_form_post_callback_without_cross_site_callbacks_says_it_came_from_another_site",
+        |browser| async move {
+            let demo = Demo::builtin(Options {
+                cross_site_callbacks: false,
+                ..Options::form_post()
+            })
+            .await;
+            start(&browser, &demo).await;
+            assert!(browser.url().await.contains("response_mode=form_post"));
+            let [key] = &demo.redis.keys()[..] else {
+                panic!("one flow stored");
+            };
+            let before = demo.redis.get(key);
+            sign_in_at_provider(&browser, "alice", "wonderland").await;
+            expect_page(&browser, &pages::CROSS_SITE).await;
+            browser.screenshot("cross-site").await;
+            // The browser posted the answer across sites without the flow's
+            // `SameSite=Lax` cookie, so the pipeline could not take it.
+            let [flow] = &flow_cookies(&browser).await[..] else {
+                panic!("one sign-in, one flow cookie");
+            };
+            assert_eq!(flow.same_site(), Some(SameSite::Lax), "{flow}");
+            let callbacks = demo.received_at(CALLBACK_PATH);
+            let [callback] = &callbacks[..] else {
+                panic!("one callback: {callbacks:?}");
+            };
+            assert_eq!(callback.method, "POST", "{callback:?}");
+            assert_eq!(
+                callback.fetch_site.as_deref(),
+                Some("cross-site"),
+                "{callback:?}"
+            );
+            assert!(callback.cookies.is_empty(), "{callback:?}");
+            assert_eq!(demo.redis.get(key), before, "the flow is left as it was");
         },
     )
     .await;
