@@ -11,7 +11,7 @@
 //! | `SSO_ISSUER` | the provider's issuer URL (discovery at `<issuer>/.well-known/openid-configuration`); unset: the built-in provider |
 //! | `SSO_CLIENT_ID` | the application's client id there (required with `SSO_ISSUER`) |
 //! | `SSO_CLIENT_SECRET` | its client secret (unset: a public client) |
-//! | `SSO_RESPONSE_MODE` | `query` (default) or `form_post` |
+//! | `SSO_RESPONSE_MODE` | `query` (default) or `form_post` (the sign-in pipeline then accepts the callback as a cross-site POST: `cross_site_callbacks`) |
 //! | `SSO_FLOW_TTL_SECS` | how long an unfinished sign-in waits (default 600) |
 //! | `REDIS_URL` | default `redis://127.0.0.1:6379`; unreachable: `MemoryStore` |
 //! | `PORT` | the application's port (default 3000, another one when taken) |
@@ -107,6 +107,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         app_origin,
         provider,
         response_mode,
+        // A `form_post` callback is a cross-site POST: its flow must accept
+        // one.
+        cross_site_callbacks: response_mode == sso::ResponseMode::FormPost,
         ttl,
         // Signs the flow cookie and encrypts the login session: made anew
         // at every start, so a restart signs everyone out.

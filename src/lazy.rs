@@ -200,8 +200,14 @@ impl LazyPipelineState {
     }
 
     /// Puts the handle in the request's extensions, and in eager mode the
-    /// loaded state too: the one place the layer touches the extensions.
+    /// state too (loaded, or fresh when no id came): the one place the layer
+    /// touches the extensions.
     pub(crate) fn insert_into(&self, extensions: &mut Extensions, mode: LoadMode) {
+        if mode == LoadMode::Eager && self.0.id.is_none() {
+            // Nothing to load: the fresh state is made now, so that a
+            // request without a cookie finds one to start its flow in.
+            let _ = self.0.main.set(new_state(self.0.had_cookie));
+        }
         if let (LoadMode::Eager, Some(state)) = (mode, self.0.main.get()) {
             extensions.insert(state.clone());
         }

@@ -3,16 +3,21 @@
 //!
 //! 1. `authorize` (`POST /sso/start`): makes a PKCE verifier and an OIDC
 //!    nonce, binds them, and sends the browser to the provider with the
-//!    flow's nonce as `state`.
+//!    flow's callback state (`<reference>.<nonce>`) as `state`.
 //! 2. `callback` (`/sso/callback`, a GET or, with `form_post`, a cross-site
-//!    POST; a callback step: the engine has checked and consumed `state`
-//!    before it runs): exchanges the code server to server and verifies the
-//!    ID token; binds the identity; redirects to `/sso`.
-//! 3. `confirm` (`/sso`): asks "continue as …?"; Continue finishes the flow,
-//!    Cancel ends it.
+//!    POST whose form the engine reads `state` from; a callback step: the
+//!    engine has found the flow that `state` names, checked and consumed its
+//!    nonce before it runs): exchanges the code server to server and
+//!    verifies the ID token; binds the identity; redirects to the flow's
+//!    link, `/sso?flow=<reference>`.
+//! 3. `confirm` (`/sso?flow=<reference>`): asks "continue as …?"; Continue
+//!    finishes the flow, Cancel ends it.
 //!
-//! The finish hook starts the login session (a private cookie) and
-//! redirects to the start page, a GET: refresh and Back stay harmless.
+//! Every sign-in has its own flow, with its own cookie: the flow's pages
+//! link and post back with the flow's reference, so two tabs each go on
+//! with their own. The finish hook starts the login session (a private
+//! cookie) and redirects to the start page, a GET: refresh and Back stay
+//! harmless.
 
 use std::{sync::Arc, time::Duration};
 
@@ -36,7 +41,7 @@ use tower_pipeline_state::{
 };
 
 use super::{
-    ResponseMode, Settings,
+    Settings,
     html::{escape, page},
     oidc::{self, AuthorizationRequest, Identity, OidcError},
     pages::{self, Message},
@@ -152,7 +157,7 @@ fn oidc_problem(error: OidcError) -> FlowError {
 pub(crate) fn router<St: Store>(store: St, settings: Settings) -> Router {
     let ttl = settings.ttl;
     let key = settings.key.clone();
-    let response_mode = settings.response_mode;
+    let cross_site_callbacks = settings.cross_site_callbacks;
     let context = Arc::new_cyclic(|weak: &std::sync::Weak<Context>| {
         let (authorize_context, callback_context) = (weak.clone(), weak.clone());
         let pipeline = Pipeline::builder("sso")
@@ -164,6 +169,21 @@ pub(crate) fn router<St: Store>(store: St, settings: Settings) -> Router {
                 callback(callback_context.upgrade(), request, flow)
             })
             .step("confirm", confirm)
+            // With `form_post` the provider's page posts the code back: a
+            // cross-site POST, on which browsers send only `SameSite=None`
+            // cookies, which must be `Secure`. With this on, the engine
+            // gives each flow of this pipeline such a cookie (Secure even
+            // though the layer's is not: Chromium and Firefox treat
+            // http://127.0.0.1 and http://localhost as secure, so it works
+            // in the demo too). The trade-off: the flow's cookie goes with
+            // every cross-site request to this site, so it no longer helps
+            // against cross-site request forgery. What protects the flow
+            // then: the callback must bring back the flow's `state` (compared
+            // and consumed; PKCE and the ID token's nonce follow), and the
+            // engine refuses a cross-site POST to any other step (the
+            // confirmation's form). The rest of the site's cookies (the
+            // login session) stay `Lax`.
+            .cross_site_callbacks(cross_site_callbacks)
             .on_finish(move |request, finished| finish(key.clone(), request, finished))
             .on_error(move |failure| error_page(failure, ttl))
             .build();
@@ -173,36 +193,25 @@ pub(crate) fn router<St: Store>(store: St, settings: Settings) -> Router {
             pipeline,
         }
     });
+    // The demo is served over plain HTTP on loopback. The flow cookies keep
+    // the layer's `SameSite=Lax` (a redirect back with `query` is a
+    // top-level GET, which carries them), with `Secure` off so that every
+    // browser and HTTP client sends them over `http://`; a pipeline with
+    // cross-site callbacks makes its own `SameSite=None; Secure` (above).
+    // In production, behind TLS, keep the default: `Secure` on.
     let layer = PipelineStateLayer::new(store)
         .key_prefix("auth:pipeline:")
         .ttl(ttl)
         .signed(context.settings.key.clone(), [])
+        .cookie_secure(false)
         .on_error(move |error: &LayerError| layer_error_page(error, ttl));
-    let layer = match response_mode {
-        // The demo is served over plain HTTP on loopback. With redirects
-        // back (`query`), the callback is a top-level GET, which carries a
-        // `SameSite=Lax` cookie; `Secure` is off so that every browser and
-        // HTTP client sends it over `http://`. In production, behind TLS,
-        // keep the default: `Secure` on.
-        ResponseMode::Query => layer.cookie_secure(false),
-        // With `form_post` the provider's page posts the code back: a
-        // cross-site POST, on which browsers send only `SameSite=None`
-        // cookies, and those must be `Secure`. (Chromium and Firefox treat
-        // http://127.0.0.1 and http://localhost as secure contexts, so it
-        // works in the demo too.) The trade-off: the flow cookie now goes
-        // with every cross-site request to this site, so it no longer
-        // helps against cross-site request forgery; the flow's own checks
-        // (`state` compared and consumed, PKCE, the ID token's nonce) are
-        // what protect the callback.
-        ResponseMode::FormPost => layer
-            .cookie_same_site(cookie::SameSite::None)
-            .cookie_secure(true),
-    };
     Router::new()
         .route("/", get(home))
         .route("/sso/start", post(start))
         .route(FLOW_PATH, get(flow).post(flow))
-        .route(CALLBACK_PATH, get(flow).post(form_post_callback))
+        // A GET with `query`, a POST with `form_post`: the engine finds the
+        // flow by the `state` in the query or in the form.
+        .route(CALLBACK_PATH, get(flow).post(flow))
         .route("/signout", post(sign_out))
         .fallback(move || async move { message_page(&pages::NOT_FOUND, ttl) })
         .method_not_allowed_fallback(move || async move {
@@ -311,9 +320,10 @@ async fn start(State(context): State<Arc<Context>>, request: Request) -> Respons
     context.pipeline.start(request, "login").await
 }
 
-/// Every request of the flow after its start (the confirmation page, the
-/// GET callback). When the flow is gone but the person is signed in (Back
-/// or refresh after signing in), the start page says so instead.
+/// Every request of the flow after its start (the callback, the
+/// confirmation page). When the flow is gone but the person is signed in
+/// (Back or refresh after signing in: the flow's link names a flow whose
+/// cookie the finish removed), the start page says so instead.
 async fn flow(State(context): State<Arc<Context>>, request: Request) -> Response {
     let signed_in = session(request.headers().get(COOKIE), &context.settings.key).is_some();
     let response = context.pipeline.dispatch(request).await;
@@ -326,6 +336,7 @@ async fn flow(State(context): State<Arc<Context>>, request: Request) -> Response
         pages::EXPIRED.outcome,
         pages::ALREADY_USED.outcome,
         pages::ANSWERED_ELSEWHERE.outcome,
+        pages::OTHER_BROWSER.outcome,
     ];
     if signed_in && outcome.is_some_and(|outcome| stale.contains(&outcome)) {
         let mut redirect = with_outcome(
@@ -339,29 +350,6 @@ async fn flow(State(context): State<Arc<Context>>, request: Request) -> Response
         return redirect;
     }
     response
-}
-
-/// The `form_post` callback: the provider's page posted `code`, `state`
-/// (and `iss`) as a form. The engine reads `state` from the query string,
-/// so the form's fields become the query of the request handed to the
-/// pipeline; the rest of the request (its cookies, and the layer's handle
-/// in its extensions) stays as it came.
-async fn form_post_callback(State(context): State<Arc<Context>>, request: Request) -> Response {
-    let (mut parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, 64 * 1024).await {
-        Ok(bytes) => bytes,
-        Err(_) => return message_page(&pages::MISSING_ANSWER, context.settings.ttl),
-    };
-    let query: String = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(form_urlencoded::parse(&bytes))
-        .finish();
-    parts.uri = match format!("{CALLBACK_PATH}?{query}").parse() {
-        Ok(uri) => uri,
-        Err(_) => return message_page(&pages::MISSING_ANSWER, context.settings.ttl),
-    };
-    parts.method = Method::GET;
-    parts.headers.remove(CONTENT_TYPE);
-    flow(State(context), Request::from_parts(parts, Body::empty())).await
 }
 
 async fn sign_out() -> Response {
@@ -388,7 +376,8 @@ async fn authorize(context: Option<Arc<Context>>, _request: Request, flow: SsoFl
         .client
         .authorization_url(&AuthorizationRequest {
             redirect_uri: &settings.redirect_uri(),
-            state: flow.nonce()?.as_str(),
+            // Names this flow among the browser's and carries its nonce.
+            state: &flow.callback_state()?,
             nonce: &nonce,
             code_challenge: &pkce::challenge(&verifier),
             response_mode: settings.response_mode,
@@ -412,11 +401,21 @@ struct Callback {
 }
 
 /// Step 2: the provider sent the browser back (with the right `state`, or
-/// the engine would not have run this step).
+/// the engine would not have run this step): in the query of a GET
+/// (`query`), or in the form of a POST (`form_post`), which the engine read
+/// `state` from and handed on whole.
 async fn callback(context: Option<Arc<Context>>, request: Request, flow: SsoFlow) -> Step {
     let context = context.ok_or_else(|| Problem::Internal.fail())?;
-    let Query(callback) = Query::<Callback>::try_from_uri(request.uri())
-        .map_err(|_| Problem::MissingAnswer.fail())?;
+    let callback = if request.method() == Method::POST {
+        Form::<Callback>::from_request(request, &())
+            .await
+            .map(|Form(callback)| callback)
+            .map_err(|_| Problem::MissingAnswer.fail())?
+    } else {
+        Query::<Callback>::try_from_uri(request.uri())
+            .map(|Query(callback)| callback)
+            .map_err(|_| Problem::MissingAnswer.fail())?
+    };
     context
         .client
         .check_callback_issuer(callback.iss.as_deref())
@@ -452,9 +451,10 @@ async fn callback(context: Option<Arc<Context>>, request: Request, flow: SsoFlow
     flow.unbind("pkce_verifier")?;
     flow.unbind("oidc_nonce")?;
     flow.advance()?;
-    // To the flow's clean URL: a reload does not resend the callback.
+    // To the flow's own link, without the provider's answer: a reload does
+    // not resend the callback, and this tab goes on with this flow.
     Ok(with_outcome(
-        Redirect::to(FLOW_PATH).into_response(),
+        Redirect::to(&flow.link(FLOW_PATH)).into_response(),
         "verified",
     ))
 }
@@ -478,10 +478,13 @@ async fn confirm(request: Request, flow: SsoFlow) -> Step {
         let body = format!(
             "<h1>Continue?</h1>\
              <p>The identity provider says you are <strong>{name}</strong>{email}.</p>\
-             <form method=\"post\" action=\"{FLOW_PATH}\">\
+             <form method=\"post\" action=\"{action}\">\
              <button name=\"action\" value=\"continue\">Continue as {name}</button>\
              <button class=\"secondary\" name=\"action\" value=\"cancel\">Cancel</button></form>",
             name = escape(identity.display_name()),
+            // Posts back to this flow, whatever the browser's other tabs
+            // started since.
+            action = escape(&flow.link(FLOW_PATH)),
         );
         return Ok(with_outcome(
             page("Continue?", &body).into_response(),
@@ -543,7 +546,9 @@ fn error_page(failure: Failure, ttl: Duration) -> Response {
         },
         FlowError::NoFlow => pages::NO_SIGN_IN,
         FlowError::Expired => pages::EXPIRED,
-        FlowError::NonceMismatch => pages::REPLACED,
+        FlowError::OtherBrowser => pages::OTHER_BROWSER,
+        FlowError::CrossSite => pages::CROSS_SITE,
+        FlowError::NonceMismatch => pages::NOT_THIS_SIGN_IN,
         FlowError::NonceReplayed => pages::ALREADY_USED,
         FlowError::NonceMissing => pages::MISSING_ANSWER,
         FlowError::Unavailable(_) => pages::UNAVAILABLE,

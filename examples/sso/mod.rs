@@ -18,11 +18,13 @@ use tower_pipeline_state::Key;
 /// How the provider sends the browser back with the code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ResponseMode {
-    /// A redirect with the code in the query string (a same-site GET as far
-    /// as cookies go: the flow cookie stays `SameSite=Lax`).
+    /// A redirect with the code in the query string: a top-level GET, on
+    /// which the browser sends the flow's `SameSite=Lax` cookie.
     Query,
-    /// An auto-submitted form: a cross-site POST. The flow cookie must be
-    /// `SameSite=None; Secure` for the browser to send it (see `app.rs`).
+    /// An auto-submitted form: a cross-site POST, on which the browser sends
+    /// only `SameSite=None` cookies. The sign-in pipeline then accepts
+    /// cross-site callbacks, which gives each flow such a cookie (see
+    /// [`Settings::cross_site_callbacks`] and `app.rs`).
     FormPost,
 }
 
@@ -71,6 +73,13 @@ pub(crate) struct Settings {
     pub(crate) provider: Provider,
     /// `query` (default) or `form_post`.
     pub(crate) response_mode: ResponseMode,
+    /// Whether the sign-in pipeline accepts its callback as a cross-site
+    /// POST (`PipelineBuilder::cross_site_callbacks`): the flow's cookie is
+    /// then `SameSite=None; Secure`. The example turns it on with
+    /// `form_post`, which needs it; off, a `form_post` callback arrives
+    /// without the flow's cookie and gets the "another site" page (the
+    /// browser suite runs the demo so to show it).
+    pub(crate) cross_site_callbacks: bool,
     /// How long an abandoned sign-in lives.
     pub(crate) ttl: Duration,
     /// Signs the flow cookie and the login session cookie.
@@ -83,6 +92,7 @@ impl std::fmt::Debug for Settings {
             .field("app_origin", &self.app_origin)
             .field("provider", &self.provider.issuer)
             .field("response_mode", &self.response_mode)
+            .field("cross_site_callbacks", &self.cross_site_callbacks)
             .field("ttl", &self.ttl)
             .finish_non_exhaustive()
     }

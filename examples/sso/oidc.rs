@@ -1,11 +1,11 @@
 //! An OpenID Connect client for the authorization code flow, enough to sign
 //! in with any provider: discovery, the authorization URL (PKCE S256, the
-//! flow's nonce as `state`, an OIDC `nonce`, `form_post` on request), the
-//! code exchange (client secret by HTTP Basic or in the form), and the ID
-//! token checked with a maintained JOSE crate (`jsonwebtoken`): its
-//! signature against the provider's JWKS, its issuer, audience, expiry and
-//! nonce. Every failure is an [`OidcError`] whose detail is for the log,
-//! never for the page.
+//! flow's callback state as `state`, an OIDC `nonce`, `form_post` on
+//! request), the code exchange (client secret by HTTP Basic or in the
+//! form), and the ID token checked with a maintained JOSE crate
+//! (`jsonwebtoken`): its signature against the provider's JWKS, its issuer,
+//! audience, expiry and nonce. Every failure is an [`OidcError`] whose
+//! detail is for the log, never for the page.
 
 use std::{sync::Arc, time::Duration};
 
@@ -135,7 +135,8 @@ struct TokenResponse {
 #[derive(Debug)]
 pub(crate) struct AuthorizationRequest<'a> {
     pub(crate) redirect_uri: &'a str,
-    /// The flow's nonce: comes back as `state`.
+    /// The flow's callback state (`<reference>.<nonce>`): comes back as
+    /// `state`, naming the flow and carrying its nonce.
     pub(crate) state: &'a str,
     /// The OIDC nonce: comes back inside the ID token.
     pub(crate) nonce: &'a str,

@@ -52,14 +52,44 @@ pub(crate) fn in_words(duration: Duration) -> String {
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
-/// A second tab (or window) of the same browser started a sign-in, which
-/// replaced this tab's (one sign-in per browser at a time).
-pub(crate) const REPLACED: Message = Message {
-    outcome: "replaced_by_another_tab",
-    status: StatusCode::CONFLICT,
-    title: "This sign-in was replaced",
-    text: "Another tab started a new sign-in; this one was replaced. \
-           Finish signing in in that tab, or start again here.",
+/// The provider's answer names a sign-in of this browser but was not made
+/// for it (a forged or mixed-up `state`). The sign-in itself goes on.
+pub(crate) const NOT_THIS_SIGN_IN: Message = Message {
+    outcome: "answer_not_for_this_sign_in",
+    status: StatusCode::BAD_REQUEST,
+    title: "This answer is not for your sign-in",
+    text: "The identity provider's answer that brought you here was not made \
+           for the sign-in going on in this browser, so it was not used. \
+           Finish signing in where you started, or start again.",
+    next: Next::StartAgain,
+};
+
+/// The request names a sign-in whose cookie this browser does not have: it
+/// was started in another browser (a planted link), or this browser no
+/// longer keeps it (finished, or pushed out by newer sign-ins).
+pub(crate) const OTHER_BROWSER: Message = Message {
+    outcome: "not_this_browsers_sign_in",
+    status: StatusCode::BAD_REQUEST,
+    title: "This sign-in is not going on in this browser",
+    text: "This link belongs to a sign-in that was started in another \
+           browser, or that this browser no longer keeps (it has finished, \
+           or several sign-ins were started after it). Nothing was signed \
+           in. Start again here.",
+    next: Next::StartAgain,
+};
+
+/// A step of the sign-in was posted from another website: a `form_post`
+/// answer to a site that does not accept cross-site callbacks, or another
+/// site submitting the flow's form.
+pub(crate) const CROSS_SITE: Message = Message {
+    outcome: "posted_from_another_site",
+    status: StatusCode::FORBIDDEN,
+    title: "This step came from another website",
+    text: "Your browser sent this step of the sign-in from another website, \
+           and this site takes it only from its own pages, so nothing was \
+           done. If the identity provider sent you here, this site is not set \
+           up for the way it answers (its operator can change that). Start \
+           again.",
     next: Next::StartAgain,
 };
 

@@ -6,11 +6,41 @@ use cookie::SameSite;
 
 use crate::{
     deploy::{Demo, Options},
-    example::{ResponseMode, app::SESSION_COOKIE, pages},
+    example::{
+        app::{CALLBACK_PATH, SESSION_COOKIE},
+        pages,
+    },
     harness::{Browser, run},
 };
 
-const FLOW_COOKIE: &str = "pipeline_id";
+/// Each sign-in's own cookie is `pipeline_id.<reference>`.
+const FLOW_COOKIE_PREFIX: &str = "pipeline_id.";
+
+/// The flow cookies the browser holds for the app's site (the page open
+/// must be the app's).
+async fn flow_cookies(browser: &Browser) -> Vec<cookie::Cookie<'static>> {
+    browser
+        .client
+        .get_all_cookies()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|cookie| cookie.name().starts_with(FLOW_COOKIE_PREFIX))
+        .collect()
+}
+
+/// The reference in the provider's sign-in page's URL: its `state` is
+/// `<reference>.<nonce>`.
+async fn reference_at_provider(browser: &Browser) -> String {
+    let url = browser.url().await;
+    let (_, query) = url.split_once('?').unwrap();
+    let state = form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "state")
+        .unwrap_or_else(|| panic!("no state in {url}"))
+        .1;
+    let (reference, _) = state.split_once('.').unwrap();
+    reference.to_owned()
+}
 
 /// From the start page to the provider's sign-in form.
 async fn start(browser: &Browser, demo: &Demo) {
@@ -174,17 +204,22 @@ async fn a_tampered_flow_cookie_finds_no_sign_in() {
             start(&browser, &demo).await;
             sign_in_at_provider(&browser, "bob", "builder").await;
             browser.expect_heading("Continue?").await;
-            let cookie = browser.client.get_named_cookie(FLOW_COOKIE).await.unwrap();
+            let [cookie] = &flow_cookies(&browser).await[..] else {
+                panic!("one sign-in, one flow cookie");
+            };
             let mut value = cookie.value().to_owned();
             // Another id under the same signature.
             let last = value.pop().unwrap();
             value.push(if last == '0' { '1' } else { '0' });
             let mut forged = cookie.clone();
             forged.set_value(value);
-            browser.client.delete_cookie(FLOW_COOKIE).await.unwrap();
+            let name = cookie.name().to_owned();
+            browser.client.delete_cookie(&name).await.unwrap();
             browser.client.add_cookie(forged).await.unwrap();
-            browser.click("Continue as Bob the Builder").await;
-            expect_page(&browser, &pages::NO_SIGN_IN).await;
+            // The confirmation again (its link names the flow): the
+            // browser's cookie for it is not one the app signed.
+            browser.client.refresh().await.unwrap();
+            expect_page(&browser, &pages::OTHER_BROWSER).await;
             assert_eq!(demo.redis.keys().len(), 1, "the real flow is untouched");
             // Starting again works.
             browser.click("Sign in again").await;
@@ -261,13 +296,16 @@ async fn redis_stopped_mid_flow_is_said_plainly_and_the_next_attempt_works() {
 }
 
 #[tokio::test]
-async fn two_tabs_the_first_is_told_it_was_replaced_and_the_second_signs_in() {
+async fn two_tabs_each_finish_their_own_sign_in() {
     run(
-        "two_tabs_the_first_is_told_it_was_replaced_and_the_second_signs_in",
+        "two_tabs_each_finish_their_own_sign_in",
         |browser| async move {
             let demo = Demo::builtin(Options::default()).await;
+            // Tab A starts a sign-in, then tab B (another window of the same
+            // browser, one cookie jar) starts another.
             let tab_a = browser.client.window().await.unwrap();
             start(&browser, &demo).await;
+            let reference_a = reference_at_provider(&browser).await;
             let tab_b = browser.client.new_window(true).await.unwrap().handle;
             browser
                 .client
@@ -275,22 +313,45 @@ async fn two_tabs_the_first_is_told_it_was_replaced_and_the_second_signs_in() {
                 .await
                 .unwrap();
             start(&browser, &demo).await;
+            let reference_b = reference_at_provider(&browser).await;
+            assert_ne!(reference_a, reference_b);
+            assert_eq!(demo.redis.keys().len(), 2, "B's start left A's flow");
 
-            // One sign-in per browser: B's replaced A's.
+            // A finishes first, on its own flow's link, though B's is the
+            // browser's newest.
             browser.client.switch_to_window(tab_a).await.unwrap();
             sign_in_at_provider(&browser, "alice", "wonderland").await;
-            expect_page(&browser, &pages::REPLACED).await;
-            assert!(
-                browser
-                    .text()
-                    .await
-                    .contains("Another tab started a new sign-in; this one was replaced.")
+            browser.expect_heading("Continue?").await;
+            assert_eq!(
+                browser.url().await,
+                demo.url(&format!("/sso?flow={reference_a}"))
             );
-            browser.screenshot("replaced").await;
+            let mut held: Vec<String> = flow_cookies(&browser)
+                .await
+                .iter()
+                .map(|cookie| cookie.name().to_owned())
+                .collect();
+            held.sort();
+            let mut expected = [
+                format!("{FLOW_COOKIE_PREFIX}{reference_a}"),
+                format!("{FLOW_COOKIE_PREFIX}{reference_b}"),
+            ];
+            expected.sort();
+            assert_eq!(held, expected, "one cookie per sign-in");
+            confirm(&browser, &demo, "Alice Liddell").await;
+            assert_eq!(demo.redis.keys().len(), 1, "B's flow is still there");
 
+            // Then B.
             browser.client.switch_to_window(tab_b).await.unwrap();
             sign_in_at_provider(&browser, "bob", "builder").await;
+            browser.expect_heading("Continue?").await;
+            assert_eq!(
+                browser.url().await,
+                demo.url(&format!("/sso?flow={reference_b}"))
+            );
             confirm(&browser, &demo, "Bob the Builder").await;
+            assert!(demo.redis.keys().is_empty(), "both flows finished");
+            assert!(flow_cookies(&browser).await.is_empty(), "and their cookies");
         },
     )
     .await;
@@ -301,11 +362,7 @@ async fn a_form_post_callback_comes_back_across_sites() {
     run(
         "a_form_post_callback_comes_back_across_sites",
         |browser| async move {
-            let demo = Demo::builtin(Options {
-                response_mode: ResponseMode::FormPost,
-                ..Options::default()
-            })
-            .await;
+            let demo = Demo::builtin(Options::form_post()).await;
             start(&browser, &demo).await;
             assert!(browser.url().await.contains("response_mode=form_post"));
             let cookie = browser.client.get_all_cookies().await.unwrap();
@@ -315,12 +372,84 @@ async fn a_form_post_callback_comes_back_across_sites() {
             );
             // The provider's page posts the code back to 127.0.0.1: a
             // cross-site POST, which carries only SameSite=None cookies.
+            let reference = reference_at_provider(&browser).await;
             sign_in_at_provider(&browser, "bob", "builder").await;
             browser.expect_heading("Continue?").await;
-            let flow = browser.client.get_named_cookie(FLOW_COOKIE).await.unwrap();
+            let [flow] = &flow_cookies(&browser).await[..] else {
+                panic!("one sign-in, one flow cookie");
+            };
+            assert_eq!(flow.name(), format!("{FLOW_COOKIE_PREFIX}{reference}"));
             assert_eq!(flow.same_site(), Some(SameSite::None), "{flow}");
             assert_eq!(flow.secure(), Some(true), "{flow}");
+            // The callback came as the browser's cross-site POST, and found
+            // its flow: the cookie came with it.
+            let callbacks = demo.received_at(CALLBACK_PATH);
+            let [callback] = &callbacks[..] else {
+                panic!("one callback: {callbacks:?}");
+            };
+            assert_eq!(callback.method, "POST", "{callback:?}");
+            assert_eq!(
+                callback.fetch_site.as_deref(),
+                Some("cross-site"),
+                "{callback:?}"
+            );
+            assert!(
+                callback.cookies.contains(&flow.name().to_owned()),
+                "{callback:?}"
+            );
             confirm(&browser, &demo, "Bob the Builder").await;
+            // The confirmation's form was the app's own, same-origin POST.
+            let posts: Vec<_> = demo
+                .received_at("/sso")
+                .into_iter()
+                .filter(|request| request.method == "POST")
+                .collect();
+            let [post] = &posts[..] else {
+                panic!("one confirmation: {posts:?}");
+            };
+            assert_eq!(post.fetch_site.as_deref(), Some("same-origin"), "{post:?}");
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_form_post_callback_without_cross_site_callbacks_says_it_came_from_another_site() {
+    run(
+        "a_form_post_callback_without_cross_site_callbacks_says_it_came_from_another_site",
+        |browser| async move {
+            let demo = Demo::builtin(Options {
+                cross_site_callbacks: false,
+                ..Options::form_post()
+            })
+            .await;
+            start(&browser, &demo).await;
+            assert!(browser.url().await.contains("response_mode=form_post"));
+            let [key] = &demo.redis.keys()[..] else {
+                panic!("one flow stored");
+            };
+            let before = demo.redis.get(key);
+            sign_in_at_provider(&browser, "alice", "wonderland").await;
+            expect_page(&browser, &pages::CROSS_SITE).await;
+            browser.screenshot("cross-site").await;
+            // The browser posted the answer across sites without the flow's
+            // `SameSite=Lax` cookie, so the pipeline could not take it.
+            let [flow] = &flow_cookies(&browser).await[..] else {
+                panic!("one sign-in, one flow cookie");
+            };
+            assert_eq!(flow.same_site(), Some(SameSite::Lax), "{flow}");
+            let callbacks = demo.received_at(CALLBACK_PATH);
+            let [callback] = &callbacks[..] else {
+                panic!("one callback: {callbacks:?}");
+            };
+            assert_eq!(callback.method, "POST", "{callback:?}");
+            assert_eq!(
+                callback.fetch_site.as_deref(),
+                Some("cross-site"),
+                "{callback:?}"
+            );
+            assert!(callback.cookies.is_empty(), "{callback:?}");
+            assert_eq!(demo.redis.get(key), before, "the flow is left as it was");
         },
     )
     .await;

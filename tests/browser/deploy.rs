@@ -6,7 +6,15 @@ use std::{
     io::{BufRead, BufReader, Write},
     path::PathBuf,
     process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
     time::Duration,
+};
+
+use axum::{
+    extract::{Request, State},
+    http::header::COOKIE,
+    middleware::Next,
+    response::Response,
 };
 
 use tokio::{net::TcpListener, task::JoinHandle};
@@ -40,6 +48,8 @@ impl Drop for Serving {
 pub(crate) struct Options {
     pub(crate) ttl: Duration,
     pub(crate) response_mode: ResponseMode,
+    /// `Settings::cross_site_callbacks`.
+    pub(crate) cross_site_callbacks: bool,
 }
 
 impl Default for Options {
@@ -47,8 +57,33 @@ impl Default for Options {
         Self {
             ttl: Duration::from_secs(600),
             response_mode: ResponseMode::Query,
+            cross_site_callbacks: false,
         }
     }
+}
+
+impl Options {
+    /// `form_post`, with cross-site callbacks accepted, as the example
+    /// runs it.
+    pub(crate) fn form_post() -> Self {
+        Self {
+            response_mode: ResponseMode::FormPost,
+            cross_site_callbacks: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// A request the app received, as the browser sent it: what a test reads
+/// to tell how a page came (a POST from another site, with which cookies).
+#[derive(Clone, Debug)]
+pub(crate) struct Received {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    /// The browser's `Sec-Fetch-Site`: `same-origin`, `cross-site`...
+    pub(crate) fetch_site: Option<String>,
+    /// The names of the cookies it carried.
+    pub(crate) cookies: Vec<String>,
 }
 
 /// The demo, served: the app on `127.0.0.1`, its flows in a private
@@ -56,6 +91,8 @@ impl Default for Options {
 pub(crate) struct Demo {
     pub(crate) settings: Settings,
     pub(crate) redis: RedisServer,
+    /// Every request the app received, in order.
+    pub(crate) received: Arc<Mutex<Vec<Received>>>,
     _app: Serving,
     _idp: Option<Serving>,
 }
@@ -109,16 +146,21 @@ impl Demo {
             app_origin: format!("http://{}", listener.local_addr().unwrap()),
             provider,
             response_mode: options.response_mode,
+            cross_site_callbacks: options.cross_site_callbacks,
             ttl: options.ttl,
             key: Key::generate(),
         };
         let store = RedisStore::connect(&redis.url())
             .await
             .expect("connect to the private redis-server");
-        let app = example::app::router(store, settings.clone());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let app = example::app::router(store, settings.clone()).layer(
+            axum::middleware::from_fn_with_state(received.clone(), record),
+        );
         Self {
             settings,
             redis,
+            received,
             _app: Serving::start(listener, app),
             _idp: None,
         }
@@ -128,6 +170,44 @@ impl Demo {
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.settings.app_origin)
     }
+
+    /// The requests the app received for `path`.
+    pub(crate) fn received_at(&self, path: &str) -> Vec<Received> {
+        let received = self.received.lock().unwrap();
+        received
+            .iter()
+            .filter(|request| request.path == path)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Notes what the browser sent, then lets the app answer.
+async fn record(
+    State(received): State<Arc<Mutex<Vec<Received>>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers();
+    let cookies = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| cookie::Cookie::split_parse(value.to_owned()))
+        .filter_map(Result::ok)
+        .map(|cookie| cookie.name().to_owned())
+        .collect();
+    let seen = Received {
+        method: request.method().to_string(),
+        path: request.uri().path().to_owned(),
+        fetch_site: headers
+            .get("sec-fetch-site")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned),
+        cookies,
+    };
+    received.lock().unwrap().push(seen);
+    next.run(request).await
 }
 
 /// `oidc-provider` in a node process, killed when dropped.

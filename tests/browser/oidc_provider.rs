@@ -4,7 +4,6 @@
 
 use crate::{
     deploy::{Demo, OidcProvider, Options},
-    example::ResponseMode,
     harness::{Browser, run},
 };
 
@@ -52,11 +51,7 @@ async fn signs_in_with_oidc_provider_by_form_post() {
     run(
         "signs_in_with_oidc_provider_by_form_post",
         |browser| async move {
-            let (demo, op) = Demo::with_oidc_provider(Options {
-                response_mode: ResponseMode::FormPost,
-                ..Options::default()
-            })
-            .await;
+            let (demo, op) = Demo::with_oidc_provider(Options::form_post()).await;
             sign_in(&browser, &demo, &op, "dave").await;
         },
     )

@@ -30,11 +30,24 @@ impl Deployment {
         Self::with_mode(redis, instances, ttl, example::ResponseMode::Query).await
     }
 
+    /// With `response_mode`, and cross-site callbacks accepted when it is
+    /// `form_post`, as the example does.
     async fn with_mode(
         redis: &RedisServer,
         instances: usize,
         ttl: Duration,
         response_mode: example::ResponseMode,
+    ) -> Self {
+        let cross_site = response_mode == example::ResponseMode::FormPost;
+        Self::configured(redis, instances, ttl, response_mode, cross_site).await
+    }
+
+    async fn configured(
+        redis: &RedisServer,
+        instances: usize,
+        ttl: Duration,
+        response_mode: example::ResponseMode,
+        cross_site_callbacks: bool,
     ) -> Self {
         // Listeners first: the app must know its own URL, and the provider
         // the app's, before either serves.
@@ -55,6 +68,7 @@ impl Deployment {
                 display_name: "the demo identity provider".to_owned(),
             },
             response_mode,
+            cross_site_callbacks,
             ttl,
             key: Key::generate(),
         };
@@ -137,6 +151,8 @@ async fn post_form(browser: &reqwest::Client, url: &str, body: String) -> reqwes
 fn shows(body: &str, message: &Message) -> bool {
     const CODES: &[&str] = &[
         "no_flow",
+        "other_browser",
+        "cross_site",
         "nonce_mismatch",
         "nonce_replayed",
         "nonce_missing",
@@ -213,7 +229,7 @@ async fn sign_in_at_provider(
 }
 
 /// Follows the provider's redirect back to instance `i`; the app redirects
-/// to its flow route.
+/// to its flow's link (see [`flow_link`]).
 async fn follow_callback(
     deployment: &Deployment,
     browser: &reqwest::Client,
@@ -227,21 +243,43 @@ async fn follow_callback(
         .unwrap()
 }
 
-/// Shows the confirmation on instance `i` and continues on instance `j`,
-/// which redirects to the start page; returns that page (a GET).
+/// Where the callback sent the browser: the flow's own link,
+/// `/sso?flow=<reference>`, which its pages use from then on.
+fn flow_link(back: &reqwest::Response) -> String {
+    assert_eq!(
+        back.status(),
+        StatusCode::SEE_OTHER,
+        "the callback went through"
+    );
+    let link = location(back);
+    let reference = link
+        .strip_prefix("/sso?flow=")
+        .unwrap_or_else(|| panic!("not the flow's link: {link}"));
+    assert_eq!(reference.len(), 20, "{link}");
+    link
+}
+
+/// Shows the confirmation at the flow's `link` on instance `i` and
+/// continues on instance `j` with its form (which posts back to the same
+/// link), which redirects to the start page; returns that page (a GET).
 async fn confirm(
     deployment: &Deployment,
     browser: &reqwest::Client,
+    link: &str,
     i: usize,
     j: usize,
 ) -> (StatusCode, String) {
-    let asked = browser.get(deployment.at(i, "/sso")).send().await.unwrap();
+    let asked = browser.get(deployment.at(i, link)).send().await.unwrap();
     assert_eq!(asked.status(), StatusCode::OK);
     let asked = asked.text().await.unwrap();
     assert!(asked.contains("Continue as"), "{asked}");
+    assert!(
+        asked.contains(&format!("<form method=\"post\" action=\"{link}\">")),
+        "the form posts back to this flow: {asked}"
+    );
     let done = post_form(
         browser,
-        &deployment.at(j, "/sso"),
+        &deployment.at(j, link),
         form(&[("action", "continue")]),
     )
     .await;
@@ -249,6 +287,10 @@ async fn confirm(
         return (done.status(), done.text().await.unwrap());
     }
     assert_eq!(location(&done), "/", "signed in: on to a GET page");
+    let reference = link.strip_prefix("/sso?flow=").unwrap();
+    let expired = flow_cookie(&done).expect("the finish expires the flow's cookie");
+    assert_eq!(expired.name(), format!("pipeline_id.{reference}"));
+    assert!(removes(&expired), "{expired}");
     page(browser.get(deployment.at(j, "/")).send().await.unwrap()).await
 }
 
@@ -278,7 +320,14 @@ async fn the_whole_sign_in_runs_end_to_end_and_logs_one_line_per_request() {
         .send()
         .await
         .unwrap();
-    let cookie = set_cookie(&started).expect("starting sets the flow cookie");
+    let cookie = flow_cookie(&started).expect("starting sets the flow's own cookie");
+    let reference = cookie
+        .name()
+        .strip_prefix("pipeline_id.")
+        .unwrap()
+        .to_owned();
+    assert_eq!(reference.len(), 20, "{cookie}");
+    assert_eq!(set_cookie(&started), None, "no browser-wide cookie");
     assert_eq!(cookie.http_only(), Some(true), "{cookie}");
     assert_eq!(cookie.same_site(), Some(SameSite::Lax), "{cookie}");
     assert_eq!(cookie.path(), Some("/"), "{cookie}");
@@ -306,11 +355,13 @@ async fn the_whole_sign_in_runs_end_to_end_and_logs_one_line_per_request() {
         record["step_index"], 1,
         "off to the provider: at the callback step"
     );
+    let nonce = record["nonce"].as_str().unwrap();
+    assert_eq!(nonce.len(), 43);
     assert_eq!(
-        record["nonce"], params["state"],
-        "the state sent out is the flow's nonce"
+        params["state"],
+        format!("{reference}.{nonce}"),
+        "the state sent out names the flow and carries its nonce"
     );
-    assert_eq!(params["state"].len(), 43);
     assert_eq!(
         record["data"]["oidc_nonce"], params["nonce"],
         "the OIDC nonce is bound, to be checked in the ID token"
@@ -350,8 +401,12 @@ async fn the_whole_sign_in_runs_end_to_end_and_logs_one_line_per_request() {
     );
 
     let back = follow_callback(&deployment, &browser, &callback, 0).await;
-    assert_eq!(back.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&back), "/sso", "back to the flow's clean URL");
+    let link = flow_link(&back);
+    assert_eq!(
+        link,
+        format!("/sso?flow={reference}"),
+        "back to the flow's link, without the provider's answer"
+    );
     let record = stored(&redis, &key);
     assert_eq!(record["step_index"], 2);
     assert!(record.get("nonce").is_none(), "the nonce was consumed");
@@ -366,7 +421,7 @@ async fn the_whole_sign_in_runs_end_to_end_and_logs_one_line_per_request() {
         "the verifier and the nonce are dropped once used"
     );
 
-    let (status, body) = confirm(&deployment, &browser, 0, 0).await;
+    let (status, body) = confirm(&deployment, &browser, &link, 0, 0).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("Signed in as Alice Liddell"), "{body}");
     assert_eq!(
@@ -375,10 +430,14 @@ async fn the_whole_sign_in_runs_end_to_end_and_logs_one_line_per_request() {
         "a finished flow is cleared"
     );
 
-    // Back to the confirmation after signing in: the start page says so.
-    let again = browser.get(deployment.at(0, "/sso")).send().await.unwrap();
-    assert_eq!(again.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&again), "/?notice=already_signed_in");
+    // Back to the confirmation after signing in (its flow's link, whose
+    // cookie the finish expired), or the flow route bare: the start page
+    // says so.
+    for path in [link.as_str(), "/sso"] {
+        let again = browser.get(deployment.at(0, path)).send().await.unwrap();
+        assert_eq!(again.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(location(&again), "/?notice=already_signed_in", "{path}");
+    }
 
     // Signed out, the same URL says plainly that nothing is going on.
     let out = browser
@@ -390,6 +449,10 @@ async fn the_whole_sign_in_runs_end_to_end_and_logs_one_line_per_request() {
     let (status, body) = page(browser.get(deployment.at(0, "/sso")).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(shows(&body, &pages::NO_SIGN_IN), "{body}");
+    // The ended flow's link: this browser no longer holds that sign-in.
+    let (status, body) = page(browser.get(deployment.at(0, &link)).send().await.unwrap()).await;
+    assert_eq!(status, pages::OTHER_BROWSER.status);
+    assert!(shows(&body, &pages::OTHER_BROWSER), "{body}");
 
     // One line per request, with its outcome; never the query (codes).
     let log = logs.text();
@@ -398,12 +461,18 @@ async fn the_whole_sign_in_runs_end_to_end_and_logs_one_line_per_request() {
         "app: GET /sso/callback -> 303 verified",
         "app: GET /sso -> 200 asked_to_confirm",
         "app: POST /sso -> 303 signed_in",
-        "app: GET /sso -> 303 already_signed_in",
         "app: POST /signout -> 303 signed_out",
         "app: GET /sso -> 400 no_sign_in",
+        "app: GET /sso -> 400 not_this_browsers_sign_in",
     ] {
         assert_eq!(logs.matching(&[line]).len(), 1, "{line:?} in\n{log}");
     }
+    assert_eq!(
+        logs.matching(&["app: GET /sso -> 303 already_signed_in"])
+            .len(),
+        2,
+        "{log}"
+    );
     assert_eq!(logs.matching(&["app: GET / -> 200 home"]).len(), 2, "{log}");
     assert!(!log.contains(&answer["code"]), "{log}");
 }
@@ -450,18 +519,20 @@ async fn a_replayed_callback_and_a_wrong_state_get_plain_pages() {
     let before = redis.get(&key);
     let params = query(&callback);
 
-    // A wrong state: refused before the code is even looked at.
-    let forged = format!(
-        "{}?{}",
-        deployment.settings.redirect_uri(),
-        form(&[
-            ("code", &params["code"]),
-            ("state", &example::pkce::random_token())
-        ])
-    );
-    let (status, body) = page(follow_callback(&deployment, &browser, &forged, 0).await).await;
-    assert_eq!(status, pages::REPLACED.status);
-    assert!(shows(&body, &pages::REPLACED), "{body}");
+    // A wrong state, naming this browser's flow or none: refused before
+    // the code is even looked at.
+    let (reference, _) = params["state"].split_once('.').unwrap();
+    let random = example::pkce::random_token();
+    for state in [format!("{reference}.{random}"), random.clone()] {
+        let forged = format!(
+            "{}?{}",
+            deployment.settings.redirect_uri(),
+            form(&[("code", &params["code"]), ("state", &state)])
+        );
+        let (status, body) = page(follow_callback(&deployment, &browser, &forged, 0).await).await;
+        assert_eq!(status, pages::NOT_THIS_SIGN_IN.status, "{state}");
+        assert!(shows(&body, &pages::NOT_THIS_SIGN_IN), "{state}: {body}");
+    }
     // No state at all.
     let bare = format!(
         "{}?{}",
@@ -474,14 +545,14 @@ async fn a_replayed_callback_and_a_wrong_state_get_plain_pages() {
 
     // The genuine callback still works, once.
     let back = follow_callback(&deployment, &browser, &callback, 0).await;
-    assert_eq!(back.status(), StatusCode::SEE_OTHER);
+    let link = flow_link(&back);
     let after = redis.get(&key);
     let (status, body) = page(follow_callback(&deployment, &browser, &callback, 0).await).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(shows(&body, &pages::ALREADY_USED), "{body}");
     assert_eq!(redis.get(&key), after, "the replay moved nothing");
 
-    let (status, body) = confirm(&deployment, &browser, 0, 0).await;
+    let (status, body) = confirm(&deployment, &browser, &link, 0, 0).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("Signed in as Alice Liddell"), "{body}");
 
@@ -489,10 +560,12 @@ async fn a_replayed_callback_and_a_wrong_state_get_plain_pages() {
     // start page.
     let replay = follow_callback(&deployment, &browser, &callback, 0).await;
     assert_eq!(location(&replay), "/?notice=already_signed_in");
-    // In a browser that is not signed in, it says there is no sign-in.
-    let (_, body) =
+    // In a browser that is not signed in (and never held that flow), it
+    // says the sign-in is not going on here.
+    let (status, body) =
         page(follow_callback(&deployment, &crate::common::browser(), &callback, 0).await).await;
-    assert!(shows(&body, &pages::NO_SIGN_IN), "{body}");
+    assert_eq!(status, pages::OTHER_BROWSER.status);
+    assert!(shows(&body, &pages::OTHER_BROWSER), "{body}");
 }
 
 #[tokio::test]
@@ -504,10 +577,10 @@ async fn cancel_is_not_a_failure() {
     // Cancelled at the app's confirmation.
     let authorize = start(&deployment, &browser, 0).await;
     let callback = sign_in_at_provider(&browser, &authorize, "alice", "wonderland").await;
-    follow_callback(&deployment, &browser, &callback, 0).await;
+    let link = flow_link(&follow_callback(&deployment, &browser, &callback, 0).await);
     let cancelled = post_form(
         &browser,
-        &deployment.at(0, "/sso"),
+        &deployment.at(0, &link),
         form(&[("action", "cancel")]),
     )
     .await;
@@ -556,13 +629,24 @@ async fn a_callback_made_for_another_browser_is_refused() {
     let planted = sign_in_at_provider(&attacker, &authorize, "bob", "builder").await;
 
     let authorize = start(&deployment, &victim, 0).await;
+    let records = || {
+        let mut keys = redis.keys();
+        keys.sort();
+        keys.into_iter()
+            .map(|key| redis.get(&key))
+            .collect::<Vec<_>>()
+    };
+    let before = records();
+    // Its `state` names the attacker's flow, whose cookie the victim's
+    // browser does not have.
     let (status, body) = page(follow_callback(&deployment, &victim, &planted, 0).await).await;
-    assert_eq!(status, pages::REPLACED.status);
-    assert!(shows(&body, &pages::REPLACED), "{body}");
+    assert_eq!(status, pages::OTHER_BROWSER.status);
+    assert!(shows(&body, &pages::OTHER_BROWSER), "{body}");
+    assert_eq!(records(), before, "neither flow moved");
 
     let callback = sign_in_at_provider(&victim, &authorize, "alice", "wonderland").await;
-    follow_callback(&deployment, &victim, &callback, 0).await;
-    let (_, body) = confirm(&deployment, &victim, 0, 0).await;
+    let link = flow_link(&follow_callback(&deployment, &victim, &callback, 0).await);
+    let (_, body) = confirm(&deployment, &victim, &link, 0, 0).await;
     assert!(body.contains("Signed in as Alice Liddell"), "{body}");
 }
 
@@ -587,8 +671,8 @@ async fn an_abandoned_flow_expires_after_its_ttl() {
 
     let late = follow_callback(&deployment, &browser, &callback, 0).await;
     assert!(
-        set_cookie(&late).is_some_and(|cookie| removes(&cookie)),
-        "the stale cookie is removed"
+        flow_cookie(&late).is_some_and(|cookie| removes(&cookie)),
+        "the stale flow cookie is removed"
     );
     let (status, body) = page(late).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -608,13 +692,11 @@ async fn two_browsers_sign_in_at_once_without_touching_each_other() {
     assert_eq!(redis.keys().len(), 2, "two flows, two records");
     let callback_alice = sign_in_at_provider(&first, &authorize_alice, "alice", "wonderland").await;
     let callback_bob = sign_in_at_provider(&second, &authorize_bob, "bob", "builder").await;
-    let back = follow_callback(&deployment, &second, &callback_bob, 0).await;
-    assert_eq!(back.status(), StatusCode::SEE_OTHER);
-    let back = follow_callback(&deployment, &first, &callback_alice, 0).await;
-    assert_eq!(back.status(), StatusCode::SEE_OTHER);
-    let (_, alice) = confirm(&deployment, &first, 0, 0).await;
+    let link_bob = flow_link(&follow_callback(&deployment, &second, &callback_bob, 0).await);
+    let link_alice = flow_link(&follow_callback(&deployment, &first, &callback_alice, 0).await);
+    let (_, alice) = confirm(&deployment, &first, &link_alice, 0, 0).await;
     assert_eq!(redis.keys().len(), 1, "bob's flow is still there");
-    let (_, bob) = confirm(&deployment, &second, 0, 0).await;
+    let (_, bob) = confirm(&deployment, &second, &link_bob, 0, 0).await;
     assert!(alice.contains("Signed in as Alice Liddell"), "{alice}");
     assert!(bob.contains("Signed in as Bob the Builder"), "{bob}");
     assert_eq!(redis.keys(), Vec::<String>::new());
@@ -625,8 +707,8 @@ async fn two_browsers_sign_in_at_once_without_touching_each_other() {
         async move {
             let authorize = start(deployment, &browser, 0).await;
             let callback = sign_in_at_provider(&browser, &authorize, user, password).await;
-            follow_callback(deployment, &browser, &callback, 0).await;
-            confirm(deployment, &browser, 0, 0).await.1
+            let link = flow_link(&follow_callback(deployment, &browser, &callback, 0).await);
+            confirm(deployment, &browser, &link, 0, 0).await.1
         }
     };
     let (alice, bob) = tokio::join!(
@@ -638,6 +720,62 @@ async fn two_browsers_sign_in_at_once_without_touching_each_other() {
 }
 
 #[tokio::test]
+async fn two_sign_ins_in_one_browser_each_finish_as_started() {
+    // Two tabs of one browser (one cookie jar): A starts, then B; A
+    // finishes, then B. Each has its own flow and cookie; the provider's
+    // `state` and the flow's links say which one a request continues.
+    let (logs, _capturing) = Logs::capture();
+    let redis = RedisServer::start();
+    let deployment = Deployment::single(&redis).await;
+    let browser = browser();
+
+    let authorize_a = start(&deployment, &browser, 0).await;
+    let authorize_b = start(&deployment, &browser, 0).await;
+    assert_eq!(
+        redis.keys().len(),
+        2,
+        "B's start left A's flow: {:?}",
+        redis.keys()
+    );
+    let (state_a, state_b) = (&query(&authorize_a)["state"], &query(&authorize_b)["state"]);
+    let (reference_a, reference_b) = (
+        state_a.split_once('.').unwrap().0,
+        state_b.split_once('.').unwrap().0,
+    );
+    assert_ne!(reference_a, reference_b);
+
+    // A first: its callback, then its confirmation (B, the newest flow, is
+    // still at its callback step: a page without A's link would be B's).
+    let callback_a = sign_in_at_provider(&browser, &authorize_a, "alice", "wonderland").await;
+    let link_a = flow_link(&follow_callback(&deployment, &browser, &callback_a, 0).await);
+    assert_eq!(link_a, format!("/sso?flow={reference_a}"));
+    let (status, body) = confirm(&deployment, &browser, &link_a, 0, 0).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("Signed in as Alice Liddell"), "{body}");
+    assert_eq!(redis.keys().len(), 1, "B's flow is still there");
+
+    // Then B, in the same browser, now signed in as Alice.
+    let callback_b = sign_in_at_provider(&browser, &authorize_b, "bob", "builder").await;
+    let link_b = flow_link(&follow_callback(&deployment, &browser, &callback_b, 0).await);
+    assert_eq!(link_b, format!("/sso?flow={reference_b}"));
+    let (status, body) = confirm(&deployment, &browser, &link_b, 0, 0).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("Signed in as Bob the Builder"), "{body}");
+    assert_eq!(redis.keys(), Vec::<String>::new(), "both flows finished");
+
+    let log = logs.text();
+    for line in [
+        "app: GET /sso/callback -> 303 verified",
+        "app: POST /sso -> 303 signed_in",
+    ] {
+        assert_eq!(logs.matching(&[line]).len(), 2, "{line:?} in\n{log}");
+    }
+    for failed in ["app: GET", "app: POST"].map(|request| [request, " -> 4"]) {
+        assert_eq!(logs.matching(&failed).len(), 0, "no failure: {log}");
+    }
+}
+
+#[tokio::test]
 async fn a_flow_started_on_one_instance_finishes_on_another() {
     let redis = RedisServer::start();
     let deployment = Deployment::new(&redis, 2, Duration::from_secs(600)).await;
@@ -646,54 +784,32 @@ async fn a_flow_started_on_one_instance_finishes_on_another() {
     let authorize = start(&deployment, &browser, 0).await;
     let callback = sign_in_at_provider(&browser, &authorize, "alice", "wonderland").await;
     let back = follow_callback(&deployment, &browser, &callback, 1).await;
-    assert_eq!(
-        back.status(),
-        StatusCode::SEE_OTHER,
-        "instance 1 took the callback"
-    );
-    let (status, body) = confirm(&deployment, &browser, 0, 1).await;
+    let link = flow_link(&back);
+    let (status, body) = confirm(&deployment, &browser, &link, 0, 1).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("Signed in as Alice Liddell"), "{body}");
     assert_eq!(redis.keys(), Vec::<String>::new());
 }
 
-#[tokio::test]
-async fn a_form_post_callback_comes_back_cross_site_with_a_same_site_none_cookie() {
-    let redis = RedisServer::start();
-    let deployment = Deployment::with_mode(
-        &redis,
-        1,
-        Duration::from_secs(600),
-        example::ResponseMode::FormPost,
-    )
-    .await;
-    // No cookie store: the test sends what a browser sends on a cross-site
-    // POST, by hand.
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-
-    let started = client
-        .post(deployment.at(0, "/sso/start"))
-        .send()
-        .await
-        .unwrap();
-    let cookie = set_cookie(&started).expect("the flow cookie");
-    assert_eq!(cookie.same_site(), Some(SameSite::None), "{cookie}");
-    assert_eq!(cookie.secure(), Some(true), "None needs Secure: {cookie}");
-    let authorize = location(&started);
-    let params = query(&authorize);
+/// Signs in at the provider with `response_mode=form_post`; checks that
+/// it answers with a form that posts to the app's callback, and returns
+/// that form's fields as the body the browser would post.
+async fn form_post_answer(
+    deployment: &Deployment,
+    client: &reqwest::Client,
+    authorize: &str,
+    user: &str,
+    password: &str,
+) -> String {
+    let params = query(authorize);
     assert_eq!(params["response_mode"], "form_post");
-
-    // The provider answers with a form that posts to the callback.
     let mut fields: Vec<(&str, &str)> = params
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_str()))
         .collect();
-    fields.extend([("username", "bob"), ("password", "builder")]);
+    fields.extend([("username", user), ("password", password)]);
     let answer = post_form(
-        &client,
+        client,
         &format!("{}/authorize", deployment.settings.provider.issuer),
         form(&fields),
     )
@@ -715,45 +831,229 @@ async fn a_form_post_callback_comes_back_cross_site_with_a_same_site_none_cookie
             + marker.len();
         html[start..start + html[start..].find('"').unwrap()].replace("&#39;", "'")
     };
-    let body = form(&[
+    assert_eq!(hidden("state"), params["state"]);
+    form(&[
         ("code", &hidden("code")),
         ("state", &hidden("state")),
         ("iss", &hidden("iss")),
-    ]);
-    assert_eq!(hidden("state"), params["state"]);
+    ])
+}
 
-    // Without the cookie (what a `Lax` one would mean on a cross-site
-    // POST), the flow is not found.
-    let lost = post_form(&client, &deployment.at(0, "/sso/callback"), body.clone()).await;
-    let (_, page_text) = page(lost).await;
-    assert!(shows(&page_text, &pages::NO_SIGN_IN), "{page_text}");
+/// A client without a cookie store: the tests send by hand what a browser
+/// sends on a cross-site POST.
+fn bare_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
 
-    // With it, the callback goes through.
-    let flow_cookie = format!("{}={}", cookie.name(), cookie.value());
-    let back = client
-        .post(deployment.at(0, "/sso/callback"))
+/// POSTs `body` as a form to `url`, with `cookie` (if any) and the
+/// `Sec-Fetch-Site` a browser would send.
+async fn post_as_browser(
+    client: &reqwest::Client,
+    url: &str,
+    cookie: Option<&str>,
+    site: &str,
+    body: String,
+) -> reqwest::Response {
+    let mut request = client
+        .post(url)
         .header("content-type", "application/x-www-form-urlencoded")
-        .header("cookie", &flow_cookie)
-        .body(body.clone())
+        .header("sec-fetch-site", site)
+        .body(body);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_form_post_callback_finds_its_flow_by_the_state_in_its_form() {
+    let (logs, _capturing) = Logs::capture();
+    let redis = RedisServer::start();
+    let deployment = Deployment::with_mode(
+        &redis,
+        1,
+        Duration::from_secs(600),
+        example::ResponseMode::FormPost,
+    )
+    .await;
+    assert!(deployment.settings.cross_site_callbacks);
+    let client = bare_client();
+
+    // The pipeline accepts cross-site callbacks: the flow's own cookie is
+    // `SameSite=None; Secure`, though the layer's stays `Lax` and not Secure.
+    let started = client
+        .post(deployment.at(0, "/sso/start"))
         .send()
         .await
         .unwrap();
-    assert_eq!(back.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&back), "/sso");
-    let record = stored(&redis, &format!("auth:pipeline:{}", flow_id(&cookie)));
+    let cookie = flow_cookie(&started).expect("the flow's cookie");
+    assert_eq!(cookie.same_site(), Some(SameSite::None), "{cookie}");
+    assert_eq!(cookie.secure(), Some(true), "None needs Secure: {cookie}");
+    assert_eq!(cookie.http_only(), Some(true), "{cookie}");
+    assert_eq!(set_cookie(&started), None, "no browser-wide cookie");
+    let reference = cookie
+        .name()
+        .strip_prefix("pipeline_id.")
+        .unwrap()
+        .to_owned();
+    let key = format!("auth:pipeline:{}", flow_id(&cookie));
+    let authorize = location(&started);
+    assert!(
+        query(&authorize)["state"].starts_with(&format!("{reference}.")),
+        "{authorize}"
+    );
+    let body = form_post_answer(&deployment, &client, &authorize, "bob", "builder").await;
+    let before = redis.get(&key);
+
+    // Without the cookie, which this browser would have sent: the flow the
+    // form's `state` names is not this browser's.
+    let lost = post_as_browser(
+        &client,
+        &deployment.at(0, "/sso/callback"),
+        None,
+        "cross-site",
+        body.clone(),
+    )
+    .await;
+    let (status, page_text) = page(lost).await;
+    assert_eq!(status, pages::OTHER_BROWSER.status);
+    assert!(shows(&page_text, &pages::OTHER_BROWSER), "{page_text}");
+    assert_eq!(redis.get(&key), before, "nothing moved");
+
+    // As a browser posts it from the provider's page: cross-site, with the
+    // `SameSite=None` cookie. The engine reads `state` from the form, the
+    // step reads `code` and `iss` from it too.
+    let flow_cookie = format!("{}={}", cookie.name(), cookie.value());
+    let back = post_as_browser(
+        &client,
+        &deployment.at(0, "/sso/callback"),
+        Some(&flow_cookie),
+        "cross-site",
+        body.clone(),
+    )
+    .await;
+    let link = flow_link(&back);
+    assert_eq!(link, format!("/sso?flow={reference}"));
+    let record = stored(&redis, &key);
     assert_eq!(record["data"]["identity"]["subject"], "bob");
+    assert!(record.get("nonce").is_none(), "the nonce was consumed");
 
     // The same POST again is a replay.
-    let replay = client
-        .post(deployment.at(0, "/sso/callback"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("cookie", &flow_cookie)
-        .body(body)
+    let replay = post_as_browser(
+        &client,
+        &deployment.at(0, "/sso/callback"),
+        Some(&flow_cookie),
+        "cross-site",
+        body,
+    )
+    .await;
+    let (_, page_text) = page(replay).await;
+    assert!(shows(&page_text, &pages::ALREADY_USED), "{page_text}");
+
+    // The cookie now goes with cross-site requests, so another site could
+    // submit the confirmation's form; the engine refuses a cross-site POST
+    // to any step but the callback.
+    let before = redis.get(&key);
+    let forged = post_as_browser(
+        &client,
+        &deployment.at(0, &link),
+        Some(&flow_cookie),
+        "cross-site",
+        form(&[("action", "continue")]),
+    )
+    .await;
+    let (status, page_text) = page(forged).await;
+    assert_eq!(status, pages::CROSS_SITE.status);
+    assert!(shows(&page_text, &pages::CROSS_SITE), "{page_text}");
+    assert_eq!(redis.get(&key), before, "nothing moved");
+
+    // From the app's own page, it signs in.
+    let done = post_as_browser(
+        &client,
+        &deployment.at(0, &link),
+        Some(&flow_cookie),
+        "same-origin",
+        form(&[("action", "continue")]),
+    )
+    .await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&done), "/");
+    assert!(
+        set_cookies(done.headers())
+            .iter()
+            .any(|cookie| cookie.name() == example::app::SESSION_COOKIE),
+        "the login session starts"
+    );
+    assert_eq!(redis.keys(), Vec::<String>::new());
+
+    let log = logs.text();
+    for line in [
+        "app: POST /sso/callback -> 400 not_this_browsers_sign_in",
+        "app: POST /sso/callback -> 303 verified",
+        "app: POST /sso/callback -> 400 link_already_used",
+        "app: POST /sso -> 403 posted_from_another_site",
+        "app: POST /sso -> 303 signed_in",
+    ] {
+        assert_eq!(logs.matching(&[line]).len(), 1, "{line:?} in\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn a_form_post_callback_to_a_pipeline_without_cross_site_callbacks_is_refused_plainly() {
+    let (logs, _capturing) = Logs::capture();
+    let redis = RedisServer::start();
+    let deployment = Deployment::configured(
+        &redis,
+        1,
+        Duration::from_secs(600),
+        example::ResponseMode::FormPost,
+        false,
+    )
+    .await;
+    let client = bare_client();
+
+    let started = client
+        .post(deployment.at(0, "/sso/start"))
         .send()
         .await
         .unwrap();
-    let (_, page_text) = page(replay).await;
-    assert!(shows(&page_text, &pages::ALREADY_USED), "{page_text}");
+    let cookie = flow_cookie(&started).expect("the flow's cookie");
+    assert_eq!(cookie.same_site(), Some(SameSite::Lax), "{cookie}");
+    let key = format!("auth:pipeline:{}", flow_id(&cookie));
+    let body = form_post_answer(
+        &deployment,
+        &client,
+        &location(&started),
+        "alice",
+        "wonderland",
+    )
+    .await;
+    let before = redis.get(&key);
+
+    // A browser does not send a `Lax` cookie on the provider's cross-site
+    // POST: the person reads that the step came from another site.
+    let refused = post_as_browser(
+        &client,
+        &deployment.at(0, "/sso/callback"),
+        None,
+        "cross-site",
+        body,
+    )
+    .await;
+    let (status, page_text) = page(refused).await;
+    assert_eq!(status, pages::CROSS_SITE.status);
+    assert!(shows(&page_text, &pages::CROSS_SITE), "{page_text}");
+    assert_eq!(redis.get(&key), before, "the flow is left as it was");
+    let log = logs.text();
+    assert_eq!(
+        logs.matching(&["app: POST /sso/callback -> 403 posted_from_another_site"])
+            .len(),
+        1,
+        "{log}"
+    );
 }
 
 #[tokio::test]
@@ -860,6 +1160,7 @@ async fn an_id_token_signed_with_a_key_the_provider_does_not_publish_is_refused(
             display_name: "the demo identity provider".to_owned(),
         },
         response_mode: example::ResponseMode::Query,
+        cross_site_callbacks: false,
         ttl: Duration::from_secs(600),
         key: Key::generate(),
     };
@@ -933,6 +1234,7 @@ async fn the_layers_own_answer_is_the_apps_page() {
             display_name: "the demo identity provider".to_owned(),
         },
         response_mode: example::ResponseMode::Query,
+        cross_site_callbacks: false,
         ttl: Duration::from_secs(600),
         key: Key::generate(),
     };
