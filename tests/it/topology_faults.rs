@@ -37,11 +37,14 @@ fn check(cluster: &RedisCluster, id: &str, tally: &Tally, what: &str) {
     );
 }
 
-/// After the fault: the same apps, unrestarted, serve the flow again.
+/// After the fault: the same apps, unrestarted, serve the flow again. A
+/// try answered 503 is "not confirmed": it may still have landed, so the
+/// answer counts at most one more per such try.
 async fn serves_again(cluster: &RedisCluster, apps: [&Server; 2], id: &str) {
     for app in apps {
         let before = stored_count(cluster, id).unwrap();
         let mut answer = None;
+        let mut unconfirmed = 0;
         // The first request may still meet the old topology; it must heal
         // within a few.
         for _ in 0..5 {
@@ -55,12 +58,18 @@ async fn serves_again(cluster: &RedisCluster, apps: [&Server; 2], id: &str) {
                 answer = Some(response.text().await.unwrap());
                 break;
             }
+            if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+                unconfirmed += 1;
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        assert_eq!(
-            answer,
-            Some((before + 1).to_string()),
-            "the app serves again"
+        let answer: u64 = answer
+            .expect("the app serves again")
+            .parse()
+            .expect("a count");
+        assert!(
+            (before + 1..=before + 1 + unconfirmed).contains(&answer),
+            "served {answer} after {before} with {unconfirmed} unconfirmed tries"
         );
     }
 }
