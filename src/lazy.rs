@@ -151,7 +151,14 @@ impl LazyPipelineState {
                 .await
                 .cloned(),
             _ => {
-                let fresh = || async { new_state(scope.had_cookie) };
+                let fresh = || async {
+                    let state = new_state(scope.had_cookie);
+                    if self.flows().closed {
+                        // Asked for after its request: never written.
+                        state.end_request(false);
+                    }
+                    state
+                };
                 Ok(scope.main.get_or_init(fresh).await.clone())
             }
         }
@@ -325,7 +332,9 @@ impl LazyPipelineState {
     /// refuse changes that would never be written.
     pub(crate) fn close(&self) -> Closed {
         let main = self.0.main.get().cloned();
-        if main.is_none() {
+        // A fresh state made later is finished as it is made (see `load`);
+        // one still to load is replaced by a finished one now.
+        if main.is_none() && self.0.id.is_some() {
             let closed = new_state(false);
             closed.end_request(false);
             // Fails only when a load is in flight right now (a task the
@@ -427,5 +436,13 @@ mod tests {
             0,
             "no store command after the request"
         );
+    }
+
+    #[tokio::test]
+    async fn a_fresh_state_asked_for_after_its_request_refuses_changes() {
+        let lazy = LazyPipelineState::fresh(false, Arc::new(Counted::default()));
+        assert!(lazy.close().main.is_none(), "never asked for");
+        let late = lazy.load().await.unwrap();
+        assert!(matches!(late.set("a", &2), Err(StateError::Finished)));
     }
 }
