@@ -242,28 +242,18 @@ impl<St: Store> Claim for Shared<St> {
         data: Data,
     ) -> BoxFuture<Result<Committed, StoreError>> {
         Box::pin(async move {
-            let config = &self.config;
             let record = encode(next_version(version), &data);
-            if too_large(id, &record, config.max_record_size) {
-                return Ok(Committed::TooLarge);
-            }
-            let key = config.key(id);
-            let outcome = timed(
-                Operation::Update,
-                config.store_timeout,
-                self.store.update(&key, version, &record, config.ttl),
-            )
-            .await;
-            match outcome {
-                Ok(UpdateOutcome::Written) => {
+            match compare_and_set(&self, id, version, &record).await {
+                Ok(None) => Ok(Committed::TooLarge),
+                Ok(Some(UpdateOutcome::Written)) => {
                     metrics::write(Wrote::Updated);
                     Ok(Committed::Yes)
                 }
-                Ok(UpdateOutcome::Missing) => {
+                Ok(Some(UpdateOutcome::Missing)) => {
                     tracing::info!(pipeline.id = %id, "pipeline state not committed: the flow was cleared or expired by another request");
                     Ok(Committed::AlreadyGone)
                 }
-                Ok(UpdateOutcome::Newer(_)) => {
+                Ok(Some(UpdateOutcome::Newer(_))) => {
                     tracing::info!(pipeline.id = %id, "pipeline state not committed: a concurrent request changed it");
                     Ok(Committed::Changed)
                 }
@@ -314,6 +304,26 @@ async fn remove<St: Store>(shared: &Shared<St>, removal: Removal) -> Result<Remo
     })
 }
 
+/// One compare-and-set of flow `id`'s record at `version` (one round
+/// trip), shared by the flush's update and the engine's commit; `None` when
+/// `record` is over the size limit and nothing was sent.
+async fn compare_and_set<St: Store>(
+    shared: &Shared<St>,
+    id: PipelineId,
+    version: u64,
+    record: &[u8],
+) -> Result<Option<UpdateOutcome>, StoreError> {
+    let config = &shared.config;
+    if too_large(id, record, config.max_record_size) {
+        return Ok(None);
+    }
+    let key = config.key(id);
+    let update = shared.store.update(&key, version, record, config.ttl);
+    timed(Operation::Update, config.store_timeout, update)
+        .await
+        .map(Some)
+}
+
 async fn update<St: Store>(
     shared: &Shared<St>,
     id: PipelineId,
@@ -322,19 +332,11 @@ async fn update<St: Store>(
     changes: Vec<Change>,
     whole: bool,
 ) -> Result<Flushed, StoreError> {
-    let config = &shared.config;
-    let key = config.key(id);
     let mut record = encode(next_version(version), &data);
     for attempt in 0..=MAX_REBASES {
-        if too_large(id, &record, config.max_record_size) {
+        let Some(outcome) = compare_and_set(shared, id, version, &record).await? else {
             return Ok(Flushed::TooLarge);
-        }
-        let outcome = timed(
-            Operation::Update,
-            config.store_timeout,
-            shared.store.update(&key, version, &record, config.ttl),
-        )
-        .await?;
+        };
         let newer = match outcome {
             UpdateOutcome::Written => {
                 metrics::write(if attempt == 0 {

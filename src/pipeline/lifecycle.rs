@@ -151,7 +151,10 @@ where
             // another site.
             return self.fail(None, FlowError::CrossSite, Some(kind), None);
         }
-        let verified = match self.check_nonce(&state, reference.nonce.as_deref(), &stored) {
+        // A request that brings a nonce back has it checked and consumed.
+        let presented = reference.nonce.as_deref();
+        let checked = presented.map(|nonce| verify_nonce(&state, &stored, nonce));
+        let verified = match checked.transpose() {
             Ok(verified) => verified,
             // Nonce failures never end the flow (and nothing was consumed).
             Err(error) => return self.fail(None, error, Some(kind), None),
@@ -251,20 +254,6 @@ where
             ));
         }
         Ok(stored)
-    }
-
-    /// Checks and consumes the nonce if the request carries one; returns
-    /// whose it was (see [`verify_nonce`]).
-    fn check_nonce(
-        &self,
-        state: &PipelineState,
-        presented: Option<&str>,
-        stored: &Stored,
-    ) -> Result<Option<Namespace>, FlowError> {
-        let Some(presented) = presented else {
-            return Ok(None);
-        };
-        verify_nonce(state, stored, presented).map(Some)
     }
 
     /// The response for a step's result: its own answer, or the error
