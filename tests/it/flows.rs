@@ -211,6 +211,22 @@ async fn confirm(browser: &mut Browser, app: &Server, link: &str) -> (StatusCode
     (status, body)
 }
 
+fn called_back(code: &str) -> (StatusCode, String) {
+    (StatusCode::OK, format!("called back with {code}"))
+}
+
+fn finished(code: &str) -> (StatusCode, String) {
+    (StatusCode::OK, format!("finished {code}"))
+}
+
+/// The provider's auto-submitted form posting `code` and `state` back.
+fn form_post(app: &Server, code: &str, state: &str) -> reqwest::RequestBuilder {
+    client()
+        .post(app.url("/flow"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("code={code}&state={state}"))
+}
+
 fn refused(kind: &str) -> (StatusCode, String) {
     (StatusCode::BAD_REQUEST, format!("outcome={kind}"))
 }
@@ -239,25 +255,19 @@ async fn two_flows_of_one_browser_started_a_then_b_both_finish() {
 
     assert_eq!(
         callback(&mut browser, &app, "a", &a.state).await,
-        (StatusCode::OK, "called back with a".to_owned())
+        called_back("a")
     );
     assert_eq!(
         callback(&mut browser, &app, "b", &b.state).await,
-        (StatusCode::OK, "called back with b".to_owned())
+        called_back("b")
     );
-    assert_eq!(
-        confirm(&mut browser, &app, &a.link).await,
-        (StatusCode::OK, "finished a".to_owned())
-    );
+    assert_eq!(confirm(&mut browser, &app, &a.link).await, finished("a"));
     assert_eq!(
         browser.flow_cookies(),
         [b.cookie.as_str()],
         "A's cookie expired"
     );
-    assert_eq!(
-        confirm(&mut browser, &app, &b.link).await,
-        (StatusCode::OK, "finished b".to_owned())
-    );
+    assert_eq!(confirm(&mut browser, &app, &b.link).await, finished("b"));
     assert!(browser.flow_cookies().is_empty());
     assert_eq!(redis.keys(), Vec::<String>::new());
 }
@@ -300,7 +310,7 @@ async fn a_callback_replayed_into_the_other_flow_is_refused() {
     );
     assert_eq!(
         callback(&mut browser, &app, "b", &b.state).await,
-        (StatusCode::OK, "called back with b".to_owned()),
+        called_back("b"),
         "B's own callback still works"
     );
 }
@@ -394,7 +404,7 @@ async fn a_browser_keeps_at_most_max_flows_cookies_and_drops_the_oldest() {
         let code = format!("c{n}");
         assert_eq!(
             callback(&mut browser, &app, &code, &flow.state).await,
-            (StatusCode::OK, format!("called back with {code}"))
+            called_back(&code)
         );
     }
 }
@@ -415,19 +425,12 @@ async fn a_cross_site_post_callback_finds_its_flow_when_the_pipeline_accepts_it(
 
     // The provider's page posts the answer back: a cross-site POST, with
     // only SameSite=None cookies, the state in the form.
-    let form = format!("code=posted&state={}", flow.state);
-    let post = client()
-        .post(app.url("/flow"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form);
+    let post = form_post(&app, "posted", &flow.state);
     let (status, body, _) = browser.send(post, true).await;
-    assert_eq!(
-        (status, body.as_str()),
-        (StatusCode::OK, "called back with posted")
-    );
+    assert_eq!((status, body), called_back("posted"));
     assert_eq!(
         confirm(&mut browser, &app, &flow.link).await,
-        (StatusCode::OK, "finished posted".to_owned())
+        finished("posted")
     );
 }
 
@@ -445,11 +448,7 @@ async fn a_cross_site_post_callback_is_refused_with_its_own_outcome_when_the_pip
     let key = browser.key(&flow.cookie);
     let before = redis.get(&key).unwrap();
 
-    let form = format!("code=posted&state={}", flow.state);
-    let post = client()
-        .post(app.url("/flow"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form);
+    let post = form_post(&app, "posted", &flow.state);
     let (status, body, _) = browser.send(post, true).await;
     assert_eq!((status, body), refused("cross_site"));
     assert_eq!(
@@ -459,7 +458,7 @@ async fn a_cross_site_post_callback_is_refused_with_its_own_outcome_when_the_pip
     );
     assert_eq!(
         callback(&mut browser, &app, "got", &flow.state).await,
-        (StatusCode::OK, "called back with got".to_owned()),
+        called_back("got"),
         "the same callback as a GET redirect still works"
     );
 }
@@ -481,7 +480,7 @@ async fn a_cross_site_post_to_a_step_that_is_not_a_callback_is_refused() {
     assert_eq!((status, body), refused("cross_site"));
     assert_eq!(
         confirm(&mut browser, &app, &flow.link).await,
-        (StatusCode::OK, "finished c".to_owned()),
+        finished("c"),
         "the person's own submit still finishes it"
     );
 }
