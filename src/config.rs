@@ -1,6 +1,6 @@
 //! The layer's settings and the state every request of one layer shares.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
@@ -88,13 +88,6 @@ impl Config {
         key.push_str(id.encode(&mut [0; PipelineId::LEN]));
         key
     }
-}
-
-/// What a layer's services and their response futures share.
-#[derive(Debug)]
-pub(crate) struct Shared<St> {
-    pub(crate) store: Arc<St>,
-    pub(crate) config: Config,
 }
 
 #[cfg(test)]

@@ -1,21 +1,18 @@
 //! After the handler: encoding the [`Outcome`] the handle gave and writing
 //! it (at most one round trip unless a concurrent writer forces a merge).
 
-use std::sync::Arc;
-
 use http::HeaderValue;
 
 use crate::{
-    config::Shared,
+    backend::{Claimed, Committed, timed},
+    config::Config,
     flow_cookie::CookieSlot,
     id::PipelineId,
-    load::BoxFuture,
-    load::timed,
     merge::{Change, rebase},
     metrics::{self, Operation, Wrote},
     record::{Data, decode, encode, next_version},
-    state::{Claim, Claimed, Committed, Outcome, Removal},
-    store::{Store, StoreError, UpdateOutcome},
+    state::{Outcome, Removal},
+    store::{CasOutcome, Store, StoreError},
 };
 
 /// How many times a write is re-applied on top of newer records before the
@@ -45,12 +42,13 @@ pub(crate) enum Flushed {
 /// write that does not succeed ends it, and its answer is the request's; the
 /// states written before it stay written.
 pub(crate) async fn write_all<St: Store>(
-    shared: Arc<Shared<St>>,
+    store: &St,
+    config: &Config,
     outcomes: Vec<(Outcome, CookieSlot)>,
 ) -> Flushed {
     let mut cookies = Vec::new();
     for (outcome, slot) in outcomes {
-        match write(&shared, outcome, &slot).await {
+        match write(store, config, outcome, &slot).await {
             Flushed::Saved(set) => cookies.extend(set),
             refused => return refused,
         }
@@ -60,8 +58,13 @@ pub(crate) async fn write_all<St: Store>(
 
 /// Encodes and writes what the request changed in a state whose id travels
 /// in `slot`'s cookie.
-async fn write<St: Store>(shared: &Shared<St>, outcome: Outcome, slot: &CookieSlot) -> Flushed {
-    let cookie = &shared.config.cookie;
+async fn write<St: Store>(
+    store: &St,
+    config: &Config,
+    outcome: Outcome,
+    slot: &CookieSlot,
+) -> Flushed {
+    let cookie = &config.cookie;
     let result = match outcome {
         Outcome::Unchanged => Ok(Flushed::Saved(Vec::new())),
         Outcome::Create {
@@ -75,9 +78,9 @@ async fn write<St: Store>(shared: &Shared<St>, outcome: Outcome, slot: &CookieSl
             } else {
                 Wrote::Created
             };
-            let created = create(shared, id, encode(1, &data), replacing, wrote).await;
+            let created = create(store, config, id, encode(1, &data), replacing, wrote).await;
             created.map(|created| match created {
-                Created::Yes(id) => Flushed::Saved(cookies_for(shared, slot, id)),
+                Created::Yes(id) => Flushed::Saved(cookies_for(config, slot, id)),
                 Created::Refused(refused) => refused,
             })
         }
@@ -87,8 +90,8 @@ async fn write<St: Store>(shared: &Shared<St>, outcome: Outcome, slot: &CookieSl
             data,
             changes,
             whole,
-        } => update(shared, id, version, data, changes, whole).await,
-        Outcome::Delete(removal) => delete(shared, removal, slot).await,
+        } => update(store, config, id, version, data, changes, whole).await,
+        Outcome::Delete(removal) => delete(store, config, removal, slot).await,
         Outcome::ExpireCookie => Ok(Flushed::Saved(vec![cookie.removal_in(slot)])),
     };
     if matches!(result, Ok(Flushed::Conflict)) {
@@ -102,8 +105,8 @@ async fn write<St: Store>(shared: &Shared<St>, outcome: Outcome, slot: &CookieSl
 
 /// The `Set-Cookie`s for a record created under `id`: its cookie, and for a
 /// new flow the removal of the oldest flows' cookies past the limit.
-fn cookies_for<St>(shared: &Shared<St>, slot: &CookieSlot, id: PipelineId) -> Vec<HeaderValue> {
-    let cookie = &shared.config.cookie;
+fn cookies_for(config: &Config, slot: &CookieSlot, id: PipelineId) -> Vec<HeaderValue> {
+    let cookie = &config.cookie;
     let mut set = vec![cookie.set_in(slot, id)];
     if let CookieSlot::Flow(flow) = slot {
         set.extend(flow.evict.iter().map(|tag| cookie.flow_removal(tag)));
@@ -138,18 +141,18 @@ fn too_large(id: PipelineId, record: &[u8], limit: usize) -> bool {
 /// has the loaded version, so a regenerate never undoes a concurrent change
 /// or brings back a flow another request cleared.
 async fn create<St: Store>(
-    shared: &Shared<St>,
+    store: &St,
+    config: &Config,
     mut id: PipelineId,
     record: Vec<u8>,
     replacing: Option<Removal>,
     wrote: Wrote,
 ) -> Result<Created, StoreError> {
-    let config = &shared.config;
     if too_large(id, &record, config.max_record_size) {
         return Ok(Created::Refused(Flushed::TooLarge));
     }
     if let Some(removal) = replacing {
-        match remove(shared, removal).await? {
+        match remove(store, config, removal).await? {
             Removed::Yes => {}
             Removed::AlreadyGone => {
                 tracing::info!(pipeline.id = %removal.id, "pipeline state not replaced: another request cleared it first, or it expired");
@@ -165,7 +168,7 @@ async fn create<St: Store>(
         let created = timed(
             Operation::Create,
             config.store_timeout,
-            shared.store.create(&key, &record, config.ttl),
+            store.create(&key, &record, config.ttl),
         )
         .await?;
         if created {
@@ -186,83 +189,75 @@ async fn create<St: Store>(
 /// gone (another request cleared it first, or it expired) is cleared as
 /// asked: the answer is the handler's, with the cookie expired.
 async fn delete<St: Store>(
-    shared: &Shared<St>,
+    store: &St,
+    config: &Config,
     removal: Removal,
     slot: &CookieSlot,
 ) -> Result<Flushed, StoreError> {
-    match remove(shared, removal).await? {
+    match remove(store, config, removal).await? {
         Removed::Yes | Removed::AlreadyGone => {
             metrics::write(Wrote::Cleared);
-            Ok(Flushed::Saved(vec![shared.config.cookie.removal_in(slot)]))
+            Ok(Flushed::Saved(vec![config.cookie.removal_in(slot)]))
         }
         Removed::Changed => Ok(Flushed::Conflict),
     }
 }
 
-/// The engine's claim of a flow before its finish hook (a compare-and-delete)
-/// and its commit of a nested run's end (a compare-and-set), now rather than
-/// at the flush.
-impl<St: Store> Claim for Shared<St> {
-    fn claim(
-        self: Arc<Self>,
-        id: PipelineId,
-        version: u64,
-    ) -> BoxFuture<Result<Claimed, StoreError>> {
-        Box::pin(async move {
-            let removed = remove(
-                &self,
-                Removal {
-                    id,
-                    version: Some(version),
-                },
-            )
-            .await;
-            match removed {
-                Ok(Removed::Yes) => {
-                    metrics::write(Wrote::Cleared);
-                    Ok(Claimed::Yes)
-                }
-                Ok(Removed::AlreadyGone) => Ok(Claimed::AlreadyGone),
-                Ok(Removed::Changed) => Ok(Claimed::Changed),
-                Err(error) => {
-                    tracing::error!(pipeline.id = %id, %error, "pipeline flow not claimed: the store failed");
-                    Err(error)
-                }
-            }
-        })
+/// The engine's claim of a flow before its finish hook: a compare-and-delete
+/// at the loaded version, now rather than at the flush.
+pub(crate) async fn claim<St: Store>(
+    store: &St,
+    config: &Config,
+    id: PipelineId,
+    version: u64,
+) -> Result<Claimed, StoreError> {
+    let removal = Removal {
+        id,
+        version: Some(version),
+    };
+    match remove(store, config, removal).await {
+        Ok(Removed::Yes) => {
+            metrics::write(Wrote::Cleared);
+            Ok(Claimed::Yes)
+        }
+        Ok(Removed::AlreadyGone) => Ok(Claimed::AlreadyGone),
+        Ok(Removed::Changed) => Ok(Claimed::Changed),
+        Err(error) => {
+            tracing::error!(pipeline.id = %id, %error, "pipeline flow not claimed: the store failed");
+            Err(error)
+        }
     }
+}
 
-    /// The end of a nested run, written now: one compare-and-set at the
-    /// loaded version, never re-applied on a newer record (a concurrent
-    /// writer means another request may be ending the same run).
-    fn commit(
-        self: Arc<Self>,
-        id: PipelineId,
-        version: u64,
-        data: Data,
-    ) -> BoxFuture<Result<Committed, StoreError>> {
-        Box::pin(async move {
-            let record = encode(next_version(version), &data);
-            match compare_and_set(&self, id, version, &record).await {
-                Ok(None) => Ok(Committed::TooLarge),
-                Ok(Some(UpdateOutcome::Written)) => {
-                    metrics::write(Wrote::Updated);
-                    Ok(Committed::Yes)
-                }
-                Ok(Some(UpdateOutcome::Missing)) => {
-                    tracing::info!(pipeline.id = %id, "pipeline state not committed: the flow was cleared or expired by another request");
-                    Ok(Committed::AlreadyGone)
-                }
-                Ok(Some(UpdateOutcome::Newer(_))) => {
-                    tracing::info!(pipeline.id = %id, "pipeline state not committed: a concurrent request changed it");
-                    Ok(Committed::Changed)
-                }
-                Err(error) => {
-                    tracing::error!(pipeline.id = %id, %error, "pipeline state not committed: the store failed");
-                    Err(error)
-                }
-            }
-        })
+/// The end of a nested run, written now: one compare-and-set at the loaded
+/// version, never re-applied on a newer record (a concurrent writer means
+/// another request may be ending the same run).
+pub(crate) async fn commit<St: Store>(
+    store: &St,
+    config: &Config,
+    id: PipelineId,
+    version: u64,
+    data: Data,
+) -> Result<Committed, StoreError> {
+    let record = encode(next_version(version), &data);
+    match compare_and_set(store, config, id, version, &record).await {
+        Ok(None) => Ok(Committed::TooLarge),
+        Ok(Some(CasOutcome::Done)) => {
+            metrics::write(Wrote::Updated);
+            Ok(Committed::Yes)
+        }
+        Ok(Some(CasOutcome::Missing)) => {
+            tracing::info!(pipeline.id = %id, "pipeline state not committed: the flow was cleared or expired by another request");
+            Ok(Committed::AlreadyGone)
+        }
+        Ok(Some(CasOutcome::Newer(_))) => {
+            tracing::info!(pipeline.id = %id, "pipeline state not committed: a concurrent request changed it");
+            Ok(Committed::Changed)
+        }
+        Err(error) => {
+            tracing::error!(pipeline.id = %id, %error, "pipeline state not committed: the store failed");
+            Err(error)
+        }
     }
 }
 
@@ -276,28 +271,26 @@ enum Removed {
 
 /// Removes a record: at its loaded version (compare-and-delete), or
 /// whatever it holds when it could not be read.
-async fn remove<St: Store>(shared: &Shared<St>, removal: Removal) -> Result<Removed, StoreError> {
-    let config = &shared.config;
+async fn remove<St: Store>(
+    store: &St,
+    config: &Config,
+    removal: Removal,
+) -> Result<Removed, StoreError> {
     let key = config.key(removal.id);
     let Some(version) = removal.version else {
-        timed(
-            Operation::Delete,
-            config.store_timeout,
-            shared.store.delete(&key),
-        )
-        .await?;
+        timed(Operation::Delete, config.store_timeout, store.delete(&key)).await?;
         return Ok(Removed::Yes);
     };
     let outcome = timed(
         Operation::DeleteIfVersion,
         config.store_timeout,
-        shared.store.delete_if_version(&key, version),
+        store.delete_if_version(&key, version),
     )
     .await?;
     Ok(match outcome {
-        UpdateOutcome::Written => Removed::Yes,
-        UpdateOutcome::Missing => Removed::AlreadyGone,
-        UpdateOutcome::Newer(_) => {
+        CasOutcome::Done => Removed::Yes,
+        CasOutcome::Missing => Removed::AlreadyGone,
+        CasOutcome::Newer(_) => {
             tracing::info!(pipeline.id = %removal.id, "pipeline state not removed: a concurrent request changed it");
             Removed::Changed
         }
@@ -308,24 +301,25 @@ async fn remove<St: Store>(shared: &Shared<St>, removal: Removal) -> Result<Remo
 /// trip), shared by the flush's update and the engine's commit; `None` when
 /// `record` is over the size limit and nothing was sent.
 async fn compare_and_set<St: Store>(
-    shared: &Shared<St>,
+    store: &St,
+    config: &Config,
     id: PipelineId,
     version: u64,
     record: &[u8],
-) -> Result<Option<UpdateOutcome>, StoreError> {
-    let config = &shared.config;
+) -> Result<Option<CasOutcome>, StoreError> {
     if too_large(id, record, config.max_record_size) {
         return Ok(None);
     }
     let key = config.key(id);
-    let update = shared.store.update(&key, version, record, config.ttl);
+    let update = store.update(&key, version, record, config.ttl);
     timed(Operation::Update, config.store_timeout, update)
         .await
         .map(Some)
 }
 
 async fn update<St: Store>(
-    shared: &Shared<St>,
+    store: &St,
+    config: &Config,
     id: PipelineId,
     mut version: u64,
     data: Data,
@@ -334,11 +328,11 @@ async fn update<St: Store>(
 ) -> Result<Flushed, StoreError> {
     let mut record = encode(next_version(version), &data);
     for attempt in 0..=MAX_REBASES {
-        let Some(outcome) = compare_and_set(shared, id, version, &record).await? else {
+        let Some(outcome) = compare_and_set(store, config, id, version, &record).await? else {
             return Ok(Flushed::TooLarge);
         };
         let newer = match outcome {
-            UpdateOutcome::Written => {
+            CasOutcome::Done => {
                 metrics::write(if attempt == 0 {
                     Wrote::Updated
                 } else {
@@ -346,21 +340,21 @@ async fn update<St: Store>(
                 });
                 return Ok(Flushed::Saved(Vec::new()));
             }
-            UpdateOutcome::Missing => {
+            CasOutcome::Missing => {
                 tracing::info!(
                     pipeline.id = %id,
                     "pipeline state not saved: the flow was cleared or expired by another request"
                 );
                 return Ok(Flushed::Conflict);
             }
-            UpdateOutcome::Newer(_) if whole => {
+            CasOutcome::Newer(_) if whole => {
                 tracing::info!(
                     pipeline.id = %id,
                     "pipeline state not saved: the whole state was replaced while a concurrent request changed it"
                 );
                 return Ok(Flushed::Conflict);
             }
-            UpdateOutcome::Newer(raw) => raw,
+            CasOutcome::Newer(raw) => raw,
         };
         let newer = match decode(&newer) {
             Ok(newer) => newer,

@@ -16,15 +16,17 @@ use tower_service::Service;
 use crate::{
     ResponseBody,
     answer::LayerErrorKind,
+    backend::{Backend, BoxFuture, Found},
     body::answer,
-    config::{Config, LoadMode, Shared},
+    config::{Config, LoadMode},
     cookies::Incoming,
     error::LoadError,
     flow_cookie::CookieSlot,
     flush::{Flushed, write_all},
+    id::PipelineId,
     lazy::{Closed, LazyPipelineState},
-    load::{BoxFuture, Load},
     metrics,
+    shared::Shared,
     state::{Outcome, PipelineState},
     store::Store,
 };
@@ -53,7 +55,8 @@ where
     /// Eager mode: waiting for the record; the inner service and request
     /// wait too.
     Load {
-        load: BoxFuture<Result<PipelineState, LoadError>>,
+        id: PipelineId,
+        load: BoxFuture<Result<Found, LoadError>>,
         pending: Option<(S, Request<ReqBody>)>,
     },
     /// The inner service is running.
@@ -85,6 +88,7 @@ where
                 let load = shared.clone().load(id);
                 return Self {
                     step: Step::Load {
+                        id,
                         load,
                         pending: Some((inner, request)),
                     },
@@ -140,14 +144,15 @@ where
         let mut this = self.project();
         loop {
             match this.step.as_mut().project() {
-                StepProj::Load { load, pending } => {
+                StepProj::Load { id, load, pending } => {
                     let loaded = ready!(load.as_mut().poll(cx));
                     let (inner, request) = pending.take().expect("polled after completion");
-                    let Ok(state) = loaded else {
+                    let Ok(found) = loaded else {
                         // Logged by the load; the handler is not called.
                         let refused = this.shared.config.answer(LayerErrorKind::Unavailable);
                         return Poll::Ready(Ok(answer(refused)));
                     };
+                    let state = PipelineState::found(*id, found, this.shared.clone());
                     let lazy = LazyPipelineState::loaded(state, this.shared.clone());
                     let future = enter(this.shared, this.lazy, lazy, inner, request);
                     this.step.set(Step::Call { future });
@@ -162,7 +167,10 @@ where
                         // Nothing asked for, or nothing changed.
                         return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                     }
-                    let flush = Box::pin(write_all(this.shared.clone(), outcomes));
+                    let shared = this.shared.clone();
+                    let flush = Box::pin(async move {
+                        write_all(&*shared.store, &shared.config, outcomes).await
+                    });
                     this.step.set(Step::Flush {
                         flush,
                         response: Some(response),

@@ -10,8 +10,9 @@ use tower_layer::Layer;
 use crate::{
     LayerError, PipelineStateService,
     answer::ErrorHook,
-    config::{Config, LoadMode, Shared},
+    config::{Config, LoadMode},
     cookies::{Protection, assert_cookie_text},
+    shared::Shared,
 };
 
 /// A tower layer that keeps each flow's state in a [`Store`](crate::Store)

@@ -13,12 +13,12 @@ use tokio::sync::OnceCell;
 
 use crate::{
     LayerError, LayerErrorKind,
+    backend::Backend,
     config::LoadMode,
     cookies::MAX_CANDIDATES,
     error::LoadError,
     flow_cookie::{CookieSlot, FlowCookie, Tag, to_evict},
     id::PipelineId,
-    load::Load,
     state::{Origin, PipelineState},
 };
 
@@ -67,7 +67,7 @@ struct Scope {
     had_cookie: bool,
     /// The layer, to load with and answer through; `None` for a handle made
     /// from a detached state.
-    layer: Option<Arc<dyn Load>>,
+    layer: Option<Arc<dyn Backend>>,
     /// The flows this request started or continued, each with its own
     /// cookie; written after the browser's state.
     flows: Mutex<Flows>,
@@ -93,7 +93,7 @@ impl LazyPipelineState {
         main: Option<PipelineState>,
         id: Option<PipelineId>,
         had_cookie: bool,
-        layer: Option<Arc<dyn Load>>,
+        layer: Option<Arc<dyn Backend>>,
     ) -> Self {
         Self(Arc::new(Scope {
             main: OnceCell::new_with(main),
@@ -106,17 +106,17 @@ impl LazyPipelineState {
 
     /// No usable id came (`had_cookie`: a malformed or forged one did): a
     /// fresh state, made when first asked for.
-    pub(crate) fn fresh(had_cookie: bool, layer: Arc<dyn Load>) -> Self {
+    pub(crate) fn fresh(had_cookie: bool, layer: Arc<dyn Backend>) -> Self {
         Self::with(None, None, had_cookie, Some(layer))
     }
 
     /// A state to load from the store on first use.
-    pub(crate) fn pending(id: PipelineId, layer: Arc<dyn Load>) -> Self {
+    pub(crate) fn pending(id: PipelineId, layer: Arc<dyn Backend>) -> Self {
         Self::with(None, Some(id), true, Some(layer))
     }
 
     /// A state loaded before the handler (eager mode).
-    pub(crate) fn loaded(state: PipelineState, layer: Arc<dyn Load>) -> Self {
+    pub(crate) fn loaded(state: PipelineState, layer: Arc<dyn Backend>) -> Self {
         Self::with(Some(state), None, true, Some(layer))
     }
 
@@ -147,7 +147,7 @@ impl LazyPipelineState {
         match (scope.id, &scope.layer) {
             (Some(id), Some(layer)) => scope
                 .main
-                .get_or_try_init(|| layer.clone().load(id))
+                .get_or_try_init(|| PipelineState::load(layer, id))
                 .await
                 .cloned(),
             _ => {
@@ -188,7 +188,7 @@ impl LazyPipelineState {
     pub fn error_response(&self, error: &LoadError) -> Response<Bytes> {
         let _ = error; // one answer for every load failure, whatever its cause
         match &self.0.layer {
-            Some(layer) => layer.answer(LayerErrorKind::Unavailable),
+            Some(layer) => layer.config().answer(LayerErrorKind::Unavailable),
             // A detached state never fails to load.
             None => LayerError::unavailable().plain_response(),
         }
@@ -286,7 +286,7 @@ impl LazyPipelineState {
         let Some(id) = id else {
             return Ok(None);
         };
-        let state = layer.clone().load(id).await?;
+        let state = PipelineState::load(layer, id).await?;
         let slot = CookieSlot::Flow(FlowCookie {
             tag: tag.clone(),
             cross_site,
@@ -380,26 +380,40 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::{StateError, load::BoxFuture};
+    use crate::{
+        StateError,
+        backend::{BoxFuture, Claimed, Committed, Found},
+        config::Config,
+        record::Data,
+        store::StoreError,
+    };
 
     /// Counts loads; every load finds a live record with `{"a": 1}`.
     #[derive(Default)]
     struct Counted(AtomicUsize);
 
-    impl Load for Counted {
-        fn load(self: Arc<Self>, id: PipelineId) -> BoxFuture<Result<PipelineState, LoadError>> {
+    impl Backend for Counted {
+        fn load(self: Arc<Self>, _: PipelineId) -> BoxFuture<Result<Found, LoadError>> {
             self.0.fetch_add(1, Ordering::SeqCst);
-            let mut data = crate::record::Data::new();
+            let mut data = Data::new();
             data.insert("a".into(), 1.into());
-            let origin = Origin::Loaded { id, version: 1 };
-            Box::pin(async move { Ok(PipelineState::from_origin(origin, data)) })
+            Box::pin(async move { Ok(Found::Live { version: 1, data }) })
         }
 
-        fn answer(&self, _: LayerErrorKind) -> Response<Bytes> {
-            unreachable!("these loads never fail")
+        fn claim(self: Arc<Self>, _: PipelineId, _: u64) -> BoxFuture<Result<Claimed, StoreError>> {
+            unreachable!("these tests never finish a flow")
         }
 
-        fn config(&self) -> &crate::config::Config {
+        fn commit(
+            self: Arc<Self>,
+            _: PipelineId,
+            _: u64,
+            _: Data,
+        ) -> BoxFuture<Result<Committed, StoreError>> {
+            unreachable!("these tests never end a nested run")
+        }
+
+        fn config(&self) -> &Config {
             unreachable!("these tests use no cookies")
         }
     }

@@ -39,6 +39,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod answer;
+mod backend;
 mod body;
 mod config;
 mod cookies;
@@ -57,6 +58,7 @@ mod metrics;
 pub mod pipeline;
 mod record;
 mod service;
+mod shared;
 mod state;
 pub mod store;
 

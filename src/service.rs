@@ -8,7 +8,7 @@ use std::{
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::{config::Shared, future::ResponseFuture, store::Store};
+use crate::{future::ResponseFuture, shared::Shared, store::Store};
 
 /// Loads the flow's state before calling the inner service and writes it
 /// back after. Made by [`PipelineStateLayer`](crate::PipelineStateLayer).

@@ -19,7 +19,7 @@ use super::{
     step::StepFuture,
     verify::{Namespace, verify_nonce},
 };
-use crate::{LazyPipelineState, PipelineState, Status, state::Claimed};
+use crate::{LazyPipelineState, PipelineState, Status, backend::Claimed};
 
 /// Why a flow was refused, and its kind when known.
 type Refused = (FlowError, Option<String>);

@@ -15,7 +15,7 @@ use super::{
     step::StepFuture,
     verify::Namespace,
 };
-use crate::{PipelineState, state::Committed};
+use crate::{PipelineState, backend::Committed};
 
 /// What [`Flow::nest`] gives the step that nests a pipeline.
 pub enum Nested<R> {

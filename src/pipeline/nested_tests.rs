@@ -665,10 +665,10 @@ mod in_memory {
 
     use super::*;
     use crate::{
-        config::{Config, Shared},
+        config::Config,
         id::PipelineId,
-        load::Load,
         record::{decode, encode},
+        shared::Shared,
         store::{MemoryStore, Store},
     };
 
@@ -708,8 +708,8 @@ mod in_memory {
         let pipeline = setup(&record);
         let (loaded, inner_nonce) = to_the_inner_callback(&pipeline).await;
         let (shared, id) = stored(&loaded, Config::default()).await;
-        let first = shared.clone().load(id).await.unwrap();
-        let second = shared.clone().load(id).await.unwrap();
+        let first = shared.state(id).await;
+        let second = shared.state(id).await;
         let uri = format!("/flow?state={inner_nonce}");
 
         let answer = pipeline.dispatch(request(&first, Method::GET, &uri)).await;
@@ -740,7 +740,7 @@ mod in_memory {
         let pipeline = setup(&record);
         let (loaded, inner_nonce) = to_the_inner_callback(&pipeline).await;
         let (shared, id) = stored(&loaded, Config::default()).await;
-        let state = shared.clone().load(id).await.unwrap();
+        let state = shared.state(id).await;
         let uri = format!("/flow?state={inner_nonce}&refuse-after");
         let answer = pipeline.dispatch(request(&state, Method::GET, &uri)).await;
         assert_eq!(answer, "error:user_mismatch");
@@ -800,7 +800,7 @@ mod in_memory {
             ..Config::default()
         };
         let (shared, id) = stored(&loaded, config).await;
-        let state = shared.clone().load(id).await.unwrap();
+        let state = shared.state(id).await;
         let answer = outer.dispatch(request(&state, Method::GET, "/")).await;
         assert_eq!(answer, "error:failed");
         assert_eq!(version(&shared, id).await, 1, "nothing written now");

@@ -7,7 +7,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
 use crate::{
-    StateError,
+    LoadError, StateError,
+    backend::{Backend, Found},
     flow_cookie::{CookieSlot, Tag},
     id::PipelineId,
     record::Data,
@@ -18,7 +19,6 @@ mod secured;
 
 pub(crate) use self::outcome::{Outcome, Removal};
 use self::secured::Secured;
-pub(crate) use self::secured::{Claim, Claimed, Committed};
 
 /// How the state arrived with the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +97,7 @@ struct Inner {
     /// Claims or commits the loaded record before the response (the
     /// engine's finish, and a nested run's); `None` for a state that was
     /// not loaded from a store.
-    claimer: Option<Arc<dyn Claim>>,
+    backend: Option<Arc<dyn Backend>>,
     /// The loaded record was deleted by a claim: nothing of it is left to
     /// remove at the end of the request.
     claimed: bool,
@@ -143,7 +143,7 @@ impl PipelineState {
             cleared: false,
             replaced: false,
             secured: None,
-            claimer: None,
+            backend: None,
             claimed: false,
             finished: false,
             cookie: CookieSlot::Main,
@@ -169,10 +169,32 @@ impl PipelineState {
         }
     }
 
-    /// A loaded state that can [`claim`](Self::claim) its record.
-    pub(crate) fn with_claimer(self, claimer: Arc<dyn Claim>) -> Self {
-        self.lock().claimer = Some(claimer);
-        self
+    /// Flow `id`'s state, read from the store through `backend` (one
+    /// round trip), which it then claims and commits its record through.
+    pub(crate) async fn load(
+        backend: &Arc<dyn Backend>,
+        id: PipelineId,
+    ) -> Result<Self, LoadError> {
+        let found = backend.clone().load(id).await?;
+        Ok(Self::found(id, found, backend.clone()))
+    }
+
+    /// The state for what a load of flow `id` found; it claims and commits
+    /// its record through `backend`.
+    pub(crate) fn found(id: PipelineId, found: Found, backend: Arc<dyn Backend>) -> Self {
+        let state = match found {
+            Found::Live { version, data } => {
+                Self::from_origin(Origin::Loaded { id, version }, data)
+            }
+            Found::Missing => Self::expired(id, false),
+            Found::Unreadable => Self::expired(id, true),
+        };
+        state.lock().backend = Some(backend);
+        state
+    }
+
+    fn expired(id: PipelineId, leftover: bool) -> Self {
+        Self::from_origin(Origin::Expired { id, leftover }, Data::new())
     }
 
     /// A new, empty state that belongs to no request: for unit tests of

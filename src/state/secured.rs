@@ -5,16 +5,13 @@
 //! A nested run is finished the same way with a commit: the state written
 //! now at its loaded version, before its data is handed over.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{Origin, PipelineState, Target};
 use crate::{
     StateError,
-    id::PipelineId,
-    load::BoxFuture,
+    backend::{Claimed, Committed},
     record::{Data, next_version},
     store::StoreError,
 };
@@ -26,56 +23,6 @@ pub(super) enum Secured {
     Fields(Data),
     /// The flow ended.
     Cleared,
-}
-
-/// Deletes or writes a loaded record at its version now, before the
-/// response: what the layer gives a loaded handle so the engine can claim a
-/// flow, or commit a nested run's end, without ever talking to a store
-/// itself. Each call is one compare-and-set round trip.
-pub(crate) trait Claim: Send + Sync + 'static {
-    /// Deletes flow `id`'s record if it still has `version`.
-    fn claim(
-        self: Arc<Self>,
-        id: PipelineId,
-        version: u64,
-    ) -> BoxFuture<Result<Claimed, StoreError>>;
-
-    /// Writes `data` as flow `id`'s record, at version
-    /// [`next_version`]`(version)`, if it still has `version`.
-    fn commit(
-        self: Arc<Self>,
-        id: PipelineId,
-        version: u64,
-        data: Data,
-    ) -> BoxFuture<Result<Committed, StoreError>>;
-}
-
-/// What a claim found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Claimed {
-    /// The record was deleted by this request: the flow is this request's
-    /// to finish.
-    Yes,
-    /// Another request deleted it first (or it expired).
-    AlreadyGone,
-    /// A concurrent request changed it: nothing was deleted.
-    Changed,
-}
-
-/// What a commit found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Committed {
-    /// Written by this request (or nothing stored to race for: a state that
-    /// was not loaded from a store, or that the flush will create anew).
-    Yes,
-    /// The record is gone: another request finished or cleared the flow, or
-    /// it expired.
-    AlreadyGone,
-    /// A concurrent request changed it: nothing was written.
-    Changed,
-    /// The state encodes over the layer's record size limit: nothing was
-    /// written.
-    TooLarge,
 }
 
 impl PipelineState {
@@ -134,15 +81,15 @@ impl PipelineState {
     /// requests finishing one flow only one goes on. A state with no stored
     /// record (new, or not from a store) has nothing to race for: claimed.
     pub(crate) async fn claim(&self) -> Result<Claimed, StoreError> {
-        let (claimer, id, version) = {
+        let (backend, id, version) = {
             let inner = self.lock();
-            match (&inner.origin, &inner.claimer) {
+            match (&inner.origin, &inner.backend) {
                 _ if inner.claimed => return Ok(Claimed::Yes),
-                (Origin::Loaded { id, version }, Some(claimer)) => (claimer.clone(), *id, *version),
+                (Origin::Loaded { id, version }, Some(backend)) => (backend.clone(), *id, *version),
                 _ => return Ok(Claimed::Yes),
             }
         };
-        let claimed = claimer.claim(id, version).await?;
+        let claimed = backend.claim(id, version).await?;
         if claimed == Claimed::Yes {
             self.lock().claimed = true;
         }
@@ -158,19 +105,19 @@ impl PipelineState {
     /// no stored record to race for (new, regenerated, or not from a store)
     /// writes nothing here: the flush creates it.
     pub(crate) async fn commit(&self) -> Result<Committed, StoreError> {
-        let (committer, id, version, data) = {
+        let (backend, id, version, data) = {
             let inner = self.lock();
             if inner.claimed {
                 return Ok(Committed::AlreadyGone);
             }
-            match (&inner.origin, &inner.claimer, inner.target) {
-                (Origin::Loaded { id, version }, Some(committer), Target::Loaded) => {
-                    (committer.clone(), *id, *version, inner.data.clone())
+            match (&inner.origin, &inner.backend, inner.target) {
+                (Origin::Loaded { id, version }, Some(backend), Target::Loaded) => {
+                    (backend.clone(), *id, *version, inner.data.clone())
                 }
                 _ => return Ok(Committed::Yes),
             }
         };
-        let committed = committer.commit(id, version, data.clone()).await?;
+        let committed = backend.commit(id, version, data.clone()).await?;
         if committed == Committed::Yes {
             let mut inner = self.lock();
             if let Origin::Loaded {
@@ -193,13 +140,16 @@ impl PipelineState {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use serde_json::json;
 
     use super::*;
     use crate::{
-        config::{Config, Shared},
-        load::Load,
+        config::Config,
+        id::PipelineId,
         record::{decode, encode},
+        shared::Shared,
         state::Outcome,
         store::{MemoryStore, Store},
     };
@@ -242,7 +192,7 @@ mod tests {
     #[tokio::test]
     async fn a_commit_writes_now_and_the_flush_writes_only_what_changes_after_it() {
         let (shared, id) = stored(json!({"a": 1, "b": 1}), Config::default()).await;
-        let state = shared.clone().load(id).await.unwrap();
+        let state = shared.state(id).await;
         state.set("a", &2).unwrap();
         assert_eq!(state.commit().await.unwrap(), Committed::Yes);
         let written = record(&shared, id).await.unwrap();
@@ -267,7 +217,7 @@ mod tests {
         );
 
         let (shared, id) = stored(json!({"a": 1}), Config::default()).await;
-        let state = shared.clone().load(id).await.unwrap();
+        let state = shared.state(id).await;
         state.set("a", &2).unwrap();
         state.commit().await.unwrap();
         state.set("a", &3).unwrap();
@@ -287,8 +237,8 @@ mod tests {
     #[tokio::test]
     async fn of_two_commits_at_one_version_only_the_first_writes() {
         let (shared, id) = stored(json!({"run": 1}), Config::default()).await;
-        let first = shared.clone().load(id).await.unwrap();
-        let second = shared.clone().load(id).await.unwrap();
+        let first = shared.state(id).await;
+        let second = shared.state(id).await;
         first.remove("run").unwrap();
         second.remove("run").unwrap();
         second.set("other", &1).unwrap();
@@ -302,14 +252,14 @@ mod tests {
         );
 
         shared.store.delete(&shared.config.key(id)).await.unwrap();
-        let gone = shared.clone().load(id).await.unwrap();
+        let gone = shared.state(id).await;
         assert_eq!(
             gone.commit().await.unwrap(),
             Committed::Yes,
             "expired: nothing stored to race for"
         );
         let (shared, id) = stored(json!({"a": 1}), Config::default()).await;
-        let state = shared.clone().load(id).await.unwrap();
+        let state = shared.state(id).await;
         shared.store.delete(&shared.config.key(id)).await.unwrap();
         assert_eq!(state.commit().await.unwrap(), Committed::AlreadyGone);
     }
@@ -321,7 +271,7 @@ mod tests {
             ..Config::default()
         };
         let (shared, id) = stored(json!({"a": 1}), config).await;
-        let state = shared.clone().load(id).await.unwrap();
+        let state = shared.state(id).await;
         state.set("a", &"x".repeat(200)).unwrap();
         assert_eq!(state.commit().await.unwrap(), Committed::TooLarge);
         assert_eq!(record(&shared, id).await.unwrap().version, 1);
@@ -334,7 +284,7 @@ mod tests {
             Config::default(),
         )
         .await;
-        let state = shared.clone().load(id).await.unwrap();
+        let state = shared.state(id).await;
         state.remove_secured("nonce").unwrap();
         state.set("step", &1).unwrap();
         state.commit().await.unwrap();
@@ -350,7 +300,7 @@ mod tests {
         );
 
         let (shared, id) = stored(json!({"nonce": "n"}), Config::default()).await;
-        let state = shared.clone().load(id).await.unwrap();
+        let state = shared.state(id).await;
         state.remove_secured("nonce").unwrap();
         state.commit().await.unwrap();
         state.set("step", &1).unwrap();
@@ -374,7 +324,7 @@ mod tests {
         detached.set("a", &1).unwrap();
         assert_eq!(detached.commit().await.unwrap(), Committed::Yes);
         let (shared, id) = stored(json!({"a": 1}), Config::default()).await;
-        let state = shared.clone().load(id).await.unwrap();
+        let state = shared.state(id).await;
         state.regenerate(&json!({"b": 1})).unwrap();
         assert_eq!(state.commit().await.unwrap(), Committed::Yes);
         assert_eq!(

@@ -10,7 +10,7 @@ use std::{
 
 use tokio::time::Instant;
 
-use super::{Store, StoreError, UpdateOutcome, record_version};
+use super::{CasOutcome, Store, StoreError, record_version};
 
 /// Expired entries are swept out every this many creations, so memory stays
 /// bounded by the live flows even if nobody reads the dead ones.
@@ -92,10 +92,10 @@ impl Entries {
 impl Entries {
     /// The live entry under `key` if it has `version`; otherwise what a
     /// compare-and-set reports (missing, or the newer record).
-    fn at_version(&mut self, key: &str, version: u64) -> Result<&mut Entry, UpdateOutcome> {
-        let entry = self.live(key).ok_or(UpdateOutcome::Missing)?;
+    fn at_version(&mut self, key: &str, version: u64) -> Result<&mut Entry, CasOutcome> {
+        let entry = self.live(key).ok_or(CasOutcome::Missing)?;
         if entry.version != Some(version) {
-            return Err(UpdateOutcome::Newer(entry.record.clone()));
+            return Err(CasOutcome::Newer(entry.record.clone()));
         }
         Ok(entry)
     }
@@ -136,12 +136,12 @@ impl Store for MemoryStore {
         version: u64,
         record: &[u8],
         ttl: Duration,
-    ) -> Result<UpdateOutcome, StoreError> {
+    ) -> Result<CasOutcome, StoreError> {
         let mut entries = self.lock();
         Ok(match entries.at_version(key, version) {
             Ok(entry) => {
                 *entry = Entry::new(record, ttl);
-                UpdateOutcome::Written
+                CasOutcome::Done
             }
             Err(outcome) => outcome,
         })
@@ -152,17 +152,13 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn delete_if_version(
-        &self,
-        key: &str,
-        version: u64,
-    ) -> Result<UpdateOutcome, StoreError> {
+    async fn delete_if_version(&self, key: &str, version: u64) -> Result<CasOutcome, StoreError> {
         let mut entries = self.lock();
         if let Err(outcome) = entries.at_version(key, version) {
             return Ok(outcome);
         }
         entries.map.remove(key);
-        Ok(UpdateOutcome::Written)
+        Ok(CasOutcome::Done)
     }
 }
 
@@ -181,17 +177,17 @@ mod tests {
         assert!(!store.create("k", V2, MINUTE).await.unwrap());
         assert_eq!(
             store.update("k", 7, V2, MINUTE).await.unwrap(),
-            UpdateOutcome::Newer(V1.to_vec())
+            CasOutcome::Newer(V1.to_vec())
         );
         assert_eq!(
             store.update("k", 1, V2, MINUTE).await.unwrap(),
-            UpdateOutcome::Written
+            CasOutcome::Done
         );
         assert_eq!(store.load("k", None).await.unwrap().as_deref(), Some(V2));
         store.delete("k").await.unwrap();
         assert_eq!(
             store.update("k", 2, V2, MINUTE).await.unwrap(),
-            UpdateOutcome::Missing
+            CasOutcome::Missing
         );
     }
 
@@ -201,17 +197,17 @@ mod tests {
         store.create("k", V1, MINUTE).await.unwrap();
         assert_eq!(
             store.delete_if_version("k", 7).await.unwrap(),
-            UpdateOutcome::Newer(V1.to_vec())
+            CasOutcome::Newer(V1.to_vec())
         );
         assert_eq!(store.len(), 1, "a stale version deletes nothing");
         assert_eq!(
             store.delete_if_version("k", 1).await.unwrap(),
-            UpdateOutcome::Written
+            CasOutcome::Done
         );
         assert!(store.is_empty());
         assert_eq!(
             store.delete_if_version("k", 1).await.unwrap(),
-            UpdateOutcome::Missing
+            CasOutcome::Missing
         );
     }
 

@@ -29,12 +29,14 @@ pub(crate) use self::redis::Durability;
 pub use self::redis::{RedisConnection, RedisStore};
 pub use crate::record::version_of as record_version;
 
-/// What a compare-and-set found.
+/// What a compare-and-set ([`Store::update`]) or a compare-and-delete
+/// ([`Store::delete_if_version`]) found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum UpdateOutcome {
-    /// The record had the expected version and was replaced.
-    Written,
+pub enum CasOutcome {
+    /// The record had the expected version and was replaced (an update) or
+    /// deleted (a delete).
+    Done,
     /// No record under that key (expired or deleted meanwhile): nothing was
     /// written, so a cleared flow is never brought back.
     Missing,
@@ -78,36 +80,23 @@ pub trait Store: Send + Sync + 'static {
         version: u64,
         record: &[u8],
         ttl: Duration,
-    ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send;
+    ) -> impl Future<Output = Result<CasOutcome, StoreError>> + Send;
 
     /// Deletes the record under `key`, if any.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Atomically deletes the record under `key` only if its
-    /// [`record_version`] is `version`: [`UpdateOutcome::Written`] when it
-    /// was deleted, [`UpdateOutcome::Missing`] when there was none,
-    /// [`UpdateOutcome::Newer`] (nothing deleted) when a concurrent request
-    /// wrote first. The layer uses it to clear a loaded flow, so a clear
-    /// never drops a concurrent request's acknowledged write, and of two
-    /// requests that both clear one flow only the first succeeds.
-    ///
-    /// The default implementation is a [`load`](Self::load) followed by a
-    /// [`delete`](Self::delete): two round trips, and not atomic. Stores
-    /// should override it; `RedisStore` and [`MemoryStore`] do.
+    /// [`record_version`] is `version`: [`CasOutcome::Done`] when it was
+    /// deleted, [`CasOutcome::Missing`] when there was none,
+    /// [`CasOutcome::Newer`] (nothing deleted) when a concurrent request
+    /// wrote first. The layer uses it to clear a loaded flow and to claim a
+    /// flow before its finish hook, so a clear never drops a concurrent
+    /// request's acknowledged write, and of two requests that both clear or
+    /// finish one flow only the first succeeds. A load then a delete is not
+    /// atomic and must not stand in for it.
     fn delete_if_version(
         &self,
         key: &str,
         version: u64,
-    ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send {
-        async move {
-            let Some(current) = self.load(key, None).await? else {
-                return Ok(UpdateOutcome::Missing);
-            };
-            if record_version(&current) != Some(version) {
-                return Ok(UpdateOutcome::Newer(current));
-            }
-            self.delete(key).await?;
-            Ok(UpdateOutcome::Written)
-        }
-    }
+    ) -> impl Future<Output = Result<CasOutcome, StoreError>> + Send;
 }

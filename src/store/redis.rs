@@ -20,7 +20,7 @@ use redis::{
     cmd, pipe,
 };
 
-use super::{Store, StoreError, UpdateOutcome};
+use super::{CasOutcome, Store, StoreError};
 
 /// The versioned compare-and-set (and compare-and-delete); what it takes
 /// and answers is described at its top. It reads the stored version from the
@@ -413,16 +413,12 @@ impl<C: RedisConnection> Store for RedisStore<C> {
         version: u64,
         record: &[u8],
         ttl: Duration,
-    ) -> Result<UpdateOutcome, StoreError> {
+    ) -> Result<CasOutcome, StoreError> {
         self.compare_and_set(key, version, Some((record, ttl)))
             .await
     }
 
-    async fn delete_if_version(
-        &self,
-        key: &str,
-        version: u64,
-    ) -> Result<UpdateOutcome, StoreError> {
+    async fn delete_if_version(&self, key: &str, version: u64) -> Result<CasOutcome, StoreError> {
         self.compare_and_set(key, version, None).await
     }
 
@@ -448,7 +444,7 @@ impl<C: RedisConnection> RedisStore<C> {
         key: &str,
         version: u64,
         replacement: Option<(&[u8], Duration)>,
-    ) -> Result<UpdateOutcome, StoreError> {
+    ) -> Result<CasOutcome, StoreError> {
         // `EVALSHA` by hand rather than `Script::invoke_async`, so that
         // `WAIT` can ride in the same pipeline when durability is on; a
         // `NOSCRIPT` (nothing ran: Redis restarted or flushed its scripts)
@@ -470,16 +466,16 @@ impl<C: RedisConnection> RedisStore<C> {
             }
         })?;
         let outcome = match reply {
-            Value::Int(1) => UpdateOutcome::Written,
-            Value::Int(0) => UpdateOutcome::Missing,
-            Value::BulkString(current) => UpdateOutcome::Newer(current),
+            Value::Int(1) => CasOutcome::Done,
+            Value::Int(0) => CasOutcome::Missing,
+            Value::BulkString(current) => CasOutcome::Newer(current),
             other => {
                 return Err(StoreError::Protocol(format!(
                     "compare-and-set script answered {other:?}"
                 )));
             }
         };
-        self.confirm(outcome == UpdateOutcome::Written, acknowledged)?;
+        self.confirm(outcome == CasOutcome::Done, acknowledged)?;
         Ok(outcome)
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tower_pipeline_state::{
     MemoryStore, RedisStore, Store,
-    store::{Bb8Pool, UpdateOutcome},
+    store::{Bb8Pool, CasOutcome},
 };
 
 use crate::common::RedisServer;
@@ -129,13 +129,13 @@ async fn update_at_the_stored_version_writes<S: Store>(subject: &Subject<S>) {
     assert!(store.create("k", V1, MINUTE).await.unwrap());
     assert_eq!(
         store.update("k", 1, V2, MINUTE).await.unwrap(),
-        UpdateOutcome::Written
+        CasOutcome::Done
     );
     assert_eq!(store.load("k", None).await.unwrap().as_deref(), Some(V2));
     // The version compared next is the one the written record carries.
     assert_eq!(
         store.update("k", 2, V3, MINUTE).await.unwrap(),
-        UpdateOutcome::Written
+        CasOutcome::Done
     );
     assert_eq!(store.load("k", None).await.unwrap().as_deref(), Some(V3));
     assert_eq!(subject.records(), 1);
@@ -149,7 +149,7 @@ async fn update_at_another_version_writes_nothing_and_answers_the_current_record
     for version in [0, 2, 7, u64::MAX] {
         assert_eq!(
             store.update("k", version, V2, MINUTE).await.unwrap(),
-            UpdateOutcome::Newer(V1.to_vec()),
+            CasOutcome::Newer(V1.to_vec()),
             "version {version}"
         );
     }
@@ -161,14 +161,14 @@ async fn update_of_a_missing_key_creates_nothing<S: Store>(subject: &Subject<S>)
     let store = &subject.store;
     assert_eq!(
         store.update("k", 1, V2, MINUTE).await.unwrap(),
-        UpdateOutcome::Missing
+        CasOutcome::Missing
     );
     // Nor does it bring a deleted record back.
     assert!(store.create("gone", V1, MINUTE).await.unwrap());
     store.delete("gone").await.unwrap();
     assert_eq!(
         store.update("gone", 1, V2, MINUTE).await.unwrap(),
-        UpdateOutcome::Missing
+        CasOutcome::Missing
     );
     assert_eq!(store.load("k", None).await.unwrap(), None);
     assert_eq!(store.load("gone", None).await.unwrap(), None);
@@ -191,12 +191,12 @@ async fn a_record_without_the_fixed_header_matches_no_version<S: Store>(subject:
         assert!(store.create(&key, record, MINUTE).await.unwrap());
         assert_eq!(
             store.update(&key, 1, V2, MINUTE).await.unwrap(),
-            UpdateOutcome::Newer(record.to_vec()),
+            CasOutcome::Newer(record.to_vec()),
             "update of {record:?}"
         );
         assert_eq!(
             store.delete_if_version(&key, 1).await.unwrap(),
-            UpdateOutcome::Newer(record.to_vec()),
+            CasOutcome::Newer(record.to_vec()),
             "versioned delete of {record:?}"
         );
         assert_eq!(
@@ -230,12 +230,12 @@ async fn a_record_is_deleted_only_at_the_version_given<S: Store>(subject: &Subje
     assert!(store.create("k", V1, MINUTE).await.unwrap());
     assert_eq!(
         store.update("k", 1, V2, MINUTE).await.unwrap(),
-        UpdateOutcome::Written
+        CasOutcome::Done
     );
 
     assert_eq!(
         store.delete_if_version("k", 1).await.unwrap(),
-        UpdateOutcome::Newer(V2.to_vec()),
+        CasOutcome::Newer(V2.to_vec()),
         "a clear based on an older version is refused"
     );
     assert_eq!(
@@ -246,12 +246,12 @@ async fn a_record_is_deleted_only_at_the_version_given<S: Store>(subject: &Subje
 
     assert_eq!(
         store.delete_if_version("k", 2).await.unwrap(),
-        UpdateOutcome::Written
+        CasOutcome::Done
     );
     assert_eq!(subject.records(), 0);
     assert_eq!(
         store.delete_if_version("k", 2).await.unwrap(),
-        UpdateOutcome::Missing,
+        CasOutcome::Missing,
         "a second clear finds nothing"
     );
 }
@@ -276,17 +276,17 @@ async fn records_live_as_long_as_their_last_ttl<S: Store>(subject: &Subject<S>) 
     assert!(created("updated").await.unwrap());
     assert_eq!(
         store.update("updated", 1, V2, MINUTE).await.unwrap(),
-        UpdateOutcome::Written
+        CasOutcome::Done
     );
     assert!(created("refused").await.unwrap());
     assert_eq!(
         store.update("refused", 7, V2, MINUTE).await.unwrap(),
-        UpdateOutcome::Newer(V1.to_vec())
+        CasOutcome::Newer(V1.to_vec())
     );
     assert!(store.create("shortened", V1, MINUTE).await.unwrap());
     assert_eq!(
         store.update("shortened", 1, V2, SECOND).await.unwrap(),
-        UpdateOutcome::Written
+        CasOutcome::Done
     );
     assert_eq!(subject.records(), 6);
 
