@@ -7,10 +7,13 @@ use std::{fmt, sync::Arc};
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header::CONTENT_TYPE};
 
-/// Why the layer answered by itself.
+/// An answer of the layer's own, given instead of the handler's (or before
+/// it ran), as the error hook
+/// ([`PipelineStateLayer::on_error`](crate::PipelineStateLayer::on_error))
+/// gets it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum LayerErrorKind {
+pub enum LayerError {
     /// The flow could not be loaded: the store failed, did not answer within
     /// `store_timeout`, or holds a record of a newer format. `503`; the
     /// handler did not run.
@@ -18,92 +21,85 @@ pub enum LayerErrorKind {
     /// The write after the handler was not confirmed (it may still have
     /// been applied). `503` instead of the handler's response.
     NotConfirmed,
-    /// A concurrent request got there first; nothing was saved. The
-    /// configured conflict status (default `409`) instead of the handler's
-    /// response.
-    Conflict,
+    /// A concurrent request got there first; nothing was saved. `status` is
+    /// the layer's conflict status (default `409`), instead of the
+    /// handler's response.
+    Conflict {
+        /// The configured conflict status.
+        status: StatusCode,
+    },
     /// The state is over `max_record_size`; nothing was saved. `500`
     /// instead of the handler's response.
     TooLarge,
 }
 
-impl LayerErrorKind {
+impl LayerError {
     /// A short, stable name for logs and metrics: `unavailable`,
     /// `not_confirmed`, `conflict` or `too_large`.
     ///
     /// ```
-    /// use tower_pipeline_state::LayerErrorKind;
+    /// use tower_pipeline_state::LayerError;
     ///
-    /// assert_eq!(LayerErrorKind::NotConfirmed.as_str(), "not_confirmed");
+    /// assert_eq!(LayerError::NotConfirmed.kind(), "not_confirmed");
     /// ```
-    pub fn as_str(self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         match self {
             Self::Unavailable => "unavailable",
             Self::NotConfirmed => "not_confirmed",
-            Self::Conflict => "conflict",
+            Self::Conflict { .. } => "conflict",
             Self::TooLarge => "too_large",
         }
-    }
-}
-
-/// An answer of the layer's own, as the error hook
-/// ([`PipelineStateLayer::on_error`](crate::PipelineStateLayer::on_error))
-/// gets it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LayerError {
-    kind: LayerErrorKind,
-    status: StatusCode,
-}
-
-impl LayerError {
-    pub(crate) fn new(kind: LayerErrorKind, conflict_status: StatusCode) -> Self {
-        let status = match kind {
-            LayerErrorKind::Unavailable | LayerErrorKind::NotConfirmed => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            LayerErrorKind::Conflict => conflict_status,
-            LayerErrorKind::TooLarge => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Self { kind, status }
-    }
-
-    pub(crate) fn unavailable() -> Self {
-        Self {
-            kind: LayerErrorKind::Unavailable,
-            status: StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    /// Why the layer answered.
-    pub fn kind(&self) -> LayerErrorKind {
-        self.kind
     }
 
     /// The status the answer must have: a page of the application's own
     /// should keep it (a `2xx` here would say "saved" when nothing was).
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use tower_pipeline_state::LayerError;
+    ///
+    /// assert_eq!(LayerError::Unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+    /// ```
     pub fn status(&self) -> StatusCode {
-        self.status
+        match self {
+            Self::Unavailable | Self::NotConfirmed => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Conflict { status } => *status,
+            Self::TooLarge => StatusCode::INTERNAL_SERVER_ERROR,
+        }
     }
 
     /// The layer's own short plain-text message for it.
+    ///
+    /// ```
+    /// use tower_pipeline_state::LayerError;
+    ///
+    /// assert!(LayerError::TooLarge.message().contains("too large"));
+    /// ```
     pub fn message(&self) -> &'static str {
-        match self.kind {
-            LayerErrorKind::Unavailable => "pipeline state store unavailable\n",
-            LayerErrorKind::NotConfirmed => {
+        match self {
+            Self::Unavailable => "pipeline state store unavailable\n",
+            Self::NotConfirmed => {
                 "pipeline state store unavailable; the changes may not have been saved\n"
             }
-            LayerErrorKind::Conflict => {
+            Self::Conflict { .. } => {
                 "the flow was changed by a concurrent request; nothing was saved, try again\n"
             }
-            LayerErrorKind::TooLarge => "pipeline state too large; nothing was saved\n",
+            Self::TooLarge => "pipeline state too large; nothing was saved\n",
         }
     }
 
     /// The layer's answer when no hook is set: the status and the message
     /// as plain text.
+    ///
+    /// ```
+    /// use tower_pipeline_state::LayerError;
+    ///
+    /// let response = LayerError::Unavailable.plain_response();
+    /// assert_eq!(response.status(), 503);
+    /// ```
     pub fn plain_response(&self) -> Response<Bytes> {
         let mut response = Response::new(Bytes::from_static(self.message().as_bytes()));
-        *response.status_mut() = self.status;
+        *response.status_mut() = self.status();
         response.headers_mut().insert(
             CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -117,6 +113,8 @@ impl fmt::Display for LayerError {
         f.write_str(self.message().trim_end())
     }
 }
+
+impl std::error::Error for LayerError {}
 
 /// Renders one of the layer's answers.
 type Render = dyn Fn(&LayerError) -> Response<Bytes> + Send + Sync;
@@ -141,13 +139,8 @@ impl fmt::Debug for ErrorHook {
     }
 }
 
-/// Renders `kind` through `hook`, or as plain text without one.
-pub(crate) fn render(
-    hook: Option<&ErrorHook>,
-    kind: LayerErrorKind,
-    conflict_status: StatusCode,
-) -> Response<Bytes> {
-    let error = LayerError::new(kind, conflict_status);
+/// Renders `error` through `hook`, or as plain text without one.
+pub(crate) fn render(hook: Option<&ErrorHook>, error: LayerError) -> Response<Bytes> {
     match hook {
         Some(hook) => (hook.0)(&error),
         None => error.plain_response(),

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 
 use crate::{
-    answer::{ErrorHook, LayerErrorKind, render},
+    answer::{ErrorHook, LayerError, render},
     cookies::CookieConfig,
     id::PipelineId,
 };
@@ -73,9 +73,16 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The layer's own answer of `kind`, through the application's hook.
-    pub(crate) fn answer(&self, kind: LayerErrorKind) -> Response<Bytes> {
-        render(self.error_hook.as_ref(), kind, self.conflict_status)
+    /// The layer's own answer `error`, through the application's hook.
+    pub(crate) fn answer(&self, error: LayerError) -> Response<Bytes> {
+        render(self.error_hook.as_ref(), error)
+    }
+
+    /// The layer's conflict answer, with the configured status.
+    pub(crate) fn conflict(&self) -> LayerError {
+        LayerError::Conflict {
+            status: self.conflict_status,
+        }
     }
 
     /// The Redis key of flow `id`. Built by hand rather than with `format!`:

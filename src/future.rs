@@ -15,7 +15,7 @@ use tower_service::Service;
 
 use crate::{
     ResponseBody,
-    answer::LayerErrorKind,
+    answer::LayerError,
     backend::{Backend, BoxFuture, Found},
     body::answer,
     config::{Config, LoadMode},
@@ -149,7 +149,7 @@ where
                     let (inner, request) = pending.take().expect("polled after completion");
                     let Ok(found) = loaded else {
                         // Logged by the load; the handler is not called.
-                        let refused = this.shared.config.answer(LayerErrorKind::Unavailable);
+                        let refused = this.shared.config.answer(LayerError::Unavailable);
                         return Poll::Ready(Ok(answer(refused)));
                     };
                     let state = PipelineState::found(*id, found, this.shared.clone());
@@ -223,7 +223,7 @@ fn respond<B>(
     flushed: Flushed,
     config: &Config,
 ) -> Response<ResponseBody<B>> {
-    let kind = match flushed {
+    let error = match flushed {
         Flushed::Saved(cookies) => {
             let mut response = response.map(ResponseBody::inner);
             for cookie in cookies {
@@ -231,11 +231,11 @@ fn respond<B>(
             }
             return response;
         }
-        Flushed::Conflict => LayerErrorKind::Conflict,
-        Flushed::TooLarge => LayerErrorKind::TooLarge,
+        Flushed::Conflict => config.conflict(),
+        Flushed::TooLarge => LayerError::TooLarge,
         // A write that timed out or lost its connection may still have been
         // carried out by Redis: "not confirmed", not "not written".
-        Flushed::Failed => LayerErrorKind::NotConfirmed,
+        Flushed::Failed => LayerError::NotConfirmed,
     };
-    answer(config.answer(kind))
+    answer(config.answer(error))
 }

@@ -12,7 +12,7 @@ use http::{Extensions, HeaderMap, Response};
 use tokio::sync::OnceCell;
 
 use crate::{
-    LayerError, LayerErrorKind,
+    LayerError,
     backend::Backend,
     config::LoadMode,
     cookies::MAX_CANDIDATES,
@@ -188,9 +188,9 @@ impl LazyPipelineState {
     pub fn error_response(&self, error: &LoadError) -> Response<Bytes> {
         let _ = error; // one answer for every load failure, whatever its cause
         match &self.0.layer {
-            Some(layer) => layer.config().answer(LayerErrorKind::Unavailable),
+            Some(layer) => layer.config().answer(LayerError::Unavailable),
             // A detached state never fails to load.
-            None => LayerError::unavailable().plain_response(),
+            None => LayerError::Unavailable.plain_response(),
         }
     }
 

@@ -62,7 +62,7 @@ mod shared;
 mod state;
 pub mod store;
 
-pub use answer::{LayerError, LayerErrorKind};
+pub use answer::LayerError;
 pub use body::ResponseBody;
 pub use config::LoadMode;
 pub use cookie::{Key, SameSite};

@@ -36,7 +36,7 @@ use axum::{
 use cookie::{Cookie, CookieJar, SameSite};
 use serde::Deserialize;
 use tower_pipeline_state::{
-    Key, LayerError, LayerErrorKind, PipelineStateLayer, Store,
+    Key, LayerError, PipelineStateLayer, Store,
     pipeline::{Failure, Finished, Flow, FlowError, Pipeline},
 };
 
@@ -561,10 +561,10 @@ fn error_page(failure: Failure, ttl: Duration) -> Response {
 
 /// The page for one of the layer's own answers, with the layer's status.
 fn layer_error_page(error: &LayerError, ttl: Duration) -> HttpResponse<String> {
-    let message = match error.kind() {
-        LayerErrorKind::Unavailable => pages::UNAVAILABLE,
-        LayerErrorKind::NotConfirmed => pages::NOT_SAVED,
-        LayerErrorKind::Conflict => pages::ANSWERED_ELSEWHERE,
+    let message = match error {
+        LayerError::Unavailable => pages::UNAVAILABLE,
+        LayerError::NotConfirmed => pages::NOT_SAVED,
+        LayerError::Conflict { .. } => pages::ANSWERED_ELSEWHERE,
         _ => pages::INTERNAL,
     };
     let mut response = HttpResponse::new(render(&message, ttl));

@@ -17,7 +17,7 @@ fn page(error: &LayerError) -> Response<String> {
     Response::builder()
         .status(error.status())
         .header(CONTENT_TYPE, "text/html; charset=utf-8")
-        .body(format!("<h1>{}</h1><p>{error}</p>", error.kind().as_str()))
+        .body(format!("<h1>{}</h1><p>{error}</p>", error.kind()))
         .unwrap()
 }
 
