@@ -6,7 +6,7 @@ use http::HeaderValue;
 use crate::{
     backend::{Claimed, Committed, timed},
     config::Config,
-    flow_cookie::CookieSlot,
+    cookies::CookieSlot,
     id::PipelineId,
     merge::{Change, rebase},
     metrics::{self, Operation, Wrote},

@@ -15,9 +15,8 @@ use crate::{
     LayerError,
     backend::Backend,
     config::LoadMode,
-    cookies::MAX_CANDIDATES,
+    cookies::{CookieSlot, FlowCookie, Reference},
     error::LoadError,
-    flow_cookie::{CookieSlot, FlowCookie, Tag, to_evict},
     id::PipelineId,
     state::{Origin, PipelineState},
 };
@@ -237,74 +236,60 @@ impl LazyPipelineState {
         }
         let evict = self.0.layer.as_ref().map_or_else(Vec::new, |layer| {
             let config = layer.config();
-            let present = config.cookie.flow_cookies(headers).map(|(tag, _)| tag);
-            to_evict(present.collect(), config.max_flows)
+            config.cookie.to_evict(headers, config.max_flows)
         });
         let slot = CookieSlot::Flow(FlowCookie {
-            tag: Tag::generate(),
+            reference: Reference::generate(),
             cross_site,
             evict,
         });
         self.register(new_state(false).in_cookie(slot))
     }
 
-    /// The flow this request continues: the one whose cookie `tag` names,
-    /// or without a tag the newest flow cookie the request carries. Loaded
-    /// (one `GETEX`) the first time a request asks; `Ok(None)` when the
-    /// request carries no such cookie, or only values that are not ours.
-    /// A detached handle's one state stands for every flow.
+    /// The flow this request continues: the one whose cookie `reference`
+    /// names, or without a reference the newest flow cookie the request
+    /// carries. Loaded (one `GETEX`) the first time a request asks;
+    /// `Ok(None)` when the request carries no such cookie, or only values
+    /// that are not ours. A detached handle's one state stands for every
+    /// flow.
     pub(crate) async fn flow(
         &self,
         headers: &HeaderMap,
-        tag: Option<&Tag>,
+        reference: Option<&Reference>,
         cross_site: bool,
     ) -> Result<Option<PipelineState>, LoadError> {
         let Some(layer) = &self.0.layer else {
             return self.load().await.map(Some);
         };
         let cookie = &layer.config().cookie;
-        let tag = match tag {
-            Some(tag) => tag.clone(),
-            None => match cookie
-                .flow_cookies(headers)
-                .max_by_key(|(tag, _)| tag.started())
-            {
-                Some((newest, _)) => newest,
-                None => return Ok(None),
-            },
+        let Some(reference) = reference.cloned().or_else(|| cookie.newest_flow(headers)) else {
+            return Ok(None);
         };
-        if let Some(state) = self.selected(&tag) {
+        if let Some(state) = self.selected(&reference) {
             return Ok(Some(state));
         }
-        // Several cookies of one name (one planted for a wider path): the
-        // first whose value is ours, among the first few.
-        let id = cookie
-            .flow_cookies(headers)
-            .filter(|(present, _)| *present == tag)
-            .take(MAX_CANDIDATES)
-            .find_map(|(_, value)| cookie.verify_flow(&tag, value));
-        let Some(id) = id else {
+        let Some(id) = cookie.flow_id(headers, &reference) else {
             return Ok(None);
         };
         let state = PipelineState::load(layer, id).await?;
         let slot = CookieSlot::Flow(FlowCookie {
-            tag: tag.clone(),
+            reference: reference.clone(),
             cross_site,
             evict: Vec::new(),
         });
         // A concurrent call of this request may have loaded it meanwhile.
         Ok(Some(
-            self.selected(&tag)
+            self.selected(&reference)
                 .unwrap_or_else(|| self.register(state.in_cookie(slot))),
         ))
     }
 
-    fn selected(&self, tag: &Tag) -> Option<PipelineState> {
+    fn selected(&self, reference: &Reference) -> Option<PipelineState> {
         let flows = self.flows();
         flows
             .states
             .iter()
-            .find(|state| state.flow_tag().as_ref() == Some(tag))
+            .find(|state| state.flow_reference().as_ref() == Some(reference))
             .cloned()
     }
 

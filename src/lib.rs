@@ -46,7 +46,6 @@ mod cookies;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
-mod flow_cookie;
 mod flush;
 mod future;
 mod id;

@@ -19,7 +19,7 @@ use super::{
     running::Running,
     verify::Namespace,
 };
-use crate::{PipelineState, StateError, flow_cookie::Tag};
+use crate::{PipelineState, StateError, cookies::Reference};
 
 /// The context a step runs in: the flow's kind and user, its data, its
 /// nonce, and the ways to move on.
@@ -60,8 +60,9 @@ pub struct Flow<B, R> {
     pub(crate) index: usize,
     pub(crate) kind: String,
     pub(crate) user: Option<String>,
-    /// The flow's reference (its cookie's tag); `None` on a detached state.
-    pub(crate) tag: Option<Tag>,
+    /// The flow's reference (its cookie's name); `None` on a detached
+    /// state.
+    pub(crate) reference: Option<Reference>,
     /// Whose step index, nonce and data this context reads and changes: the
     /// outer flow's, or a nested run's.
     pub(crate) scope: Namespace,
@@ -127,7 +128,7 @@ impl<B, R> Flow<B, R> {
     /// `None` only for a flow on a detached state (unit tests), which has no
     /// cookie of its own.
     pub fn reference(&self) -> Option<&str> {
-        self.tag.as_ref().map(Tag::as_str)
+        self.reference.as_ref().map(Reference::as_str)
     }
 
     /// `path` with the flow's reference added as a query parameter (named
@@ -145,14 +146,14 @@ impl<B, R> Flow<B, R> {
     /// }
     /// ```
     pub fn link(&self, path: &str) -> String {
-        let Some(tag) = &self.tag else {
+        let Some(reference) = &self.reference else {
             return path.to_owned();
         };
         let separator = if path.contains('?') { '&' } else { '?' };
         let name: String =
             form_urlencoded::byte_serialize(self.pipeline.inner.reference_param.as_bytes())
                 .collect();
-        format!("{path}{separator}{name}={tag}")
+        format!("{path}{separator}{name}={reference}")
     }
 
     /// The value to send out as the provider's `state` (OAuth 2.0, OpenID
@@ -172,8 +173,8 @@ impl<B, R> Flow<B, R> {
     /// ```
     pub fn callback_state(&self) -> Result<String, FlowError> {
         let nonce = self.nonce()?;
-        Ok(match &self.tag {
-            Some(tag) => format!("{tag}.{}", nonce.as_str()),
+        Ok(match &self.reference {
+            Some(reference) => format!("{reference}.{}", nonce.as_str()),
             None => nonce.as_str().to_owned(),
         })
     }
@@ -281,7 +282,7 @@ impl<B, R> fmt::Debug for Flow<B, R> {
             .field("kind", &self.kind)
             .field("user", &self.user)
             .field("step_index", &self.index)
-            .field("reference", &self.tag)
+            .field("reference", &self.reference)
             .field("nonce_verified", &self.nonce_verified())
             .finish_non_exhaustive()
     }

@@ -14,7 +14,7 @@ use super::{
     Corruption, Failure, Finished, Flow, FlowError, InnerStep, Nonce, Pipeline,
     fields::{PIPELINE, Stored},
     nested,
-    reference::{self, Reference},
+    presented::{self, Presented},
     running::Running,
     step::StepFuture,
     verify::{Namespace, verify_nonce},
@@ -115,7 +115,7 @@ where
             return self.fail(None, FlowError::MissingLayer, None, None);
         };
         let (parts, body) = request.into_parts();
-        let (reference, body) = match reference::find(
+        let (presented, body) = match presented::find(
             &parts,
             body,
             &self.inner.nonce_param,
@@ -129,13 +129,13 @@ where
         let selected = lazy
             .flow(
                 &parts.headers,
-                reference.tag.as_ref(),
+                presented.reference.as_ref(),
                 self.inner.cross_site,
             )
             .await;
         let state = match selected {
             Ok(Some(state)) => state,
-            Ok(None) => return self.fail(None, self.not_held(&parts, &reference), None, None),
+            Ok(None) => return self.fail(None, self.not_held(&parts, &presented), None, None),
             Err(error) => return self.fail(None, error.into(), None, None),
         };
         let stored = match self.load(&state, &parts) {
@@ -146,14 +146,14 @@ where
             }
         };
         let kind = stored.flow.clone();
-        if reference.nonce.is_none() && reference::is_cross_site_write(&parts) {
+        if presented.nonce.is_none() && presented::is_cross_site_write(&parts) {
             // Only a callback, which brings the nonce back, may come from
             // another site.
             return self.fail(None, FlowError::CrossSite, Some(kind), None);
         }
         // A request that brings a nonce back has it checked and consumed.
-        let presented = reference.nonce.as_deref();
-        let checked = presented.map(|nonce| verify_nonce(&state, &stored, nonce));
+        let brought = presented.nonce.as_deref();
+        let checked = brought.map(|nonce| verify_nonce(&state, &stored, nonce));
         let verified = match checked.transpose() {
             Ok(verified) => verified,
             // Nonce failures never end the flow (and nothing was consumed).
@@ -170,10 +170,10 @@ where
     /// the browser did not send: withheld on a cross-site POST (as the
     /// browser marks it) to a pipeline whose cookies are `SameSite=Lax`, or
     /// never there (another browser's flow).
-    fn not_held(&self, parts: &Parts, reference: &Reference) -> FlowError {
-        match reference.tag {
+    fn not_held(&self, parts: &Parts, presented: &Presented) -> FlowError {
+        match presented.reference {
             None => FlowError::NoFlow,
-            Some(_) if !self.inner.cross_site && reference::is_cross_site_write(parts) => {
+            Some(_) if !self.inner.cross_site && presented::is_cross_site_write(parts) => {
                 FlowError::CrossSite
             }
             Some(_) => FlowError::OtherBrowser,
@@ -203,7 +203,7 @@ where
             index,
             kind: stored.flow,
             user: stored.uid,
-            tag: state.flow_tag(),
+            reference: state.flow_reference(),
             scope: Namespace::Outer,
             verified,
         }

@@ -141,7 +141,7 @@ mod nested;
 #[cfg(test)]
 mod nested_tests;
 mod nonce;
-mod reference;
+mod presented;
 mod running;
 mod signature;
 mod step;

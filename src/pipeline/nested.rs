@@ -197,7 +197,7 @@ where
             index: usize::try_from(run.step_index).expect("checked against the step count"),
             kind: run.flow,
             user: self.user.clone(),
-            tag: self.tag.clone(),
+            reference: self.reference.clone(),
             scope: Namespace::Nested(name.to_owned()),
             verified: self.verified.clone(),
         };

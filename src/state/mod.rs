@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::{
     LoadError, StateError,
     backend::{Backend, Found},
-    flow_cookie::{CookieSlot, Tag},
+    cookies::{CookieSlot, Reference},
     id::PipelineId,
     record::Data,
 };
@@ -161,10 +161,11 @@ impl PipelineState {
         self.lock().cookie.clone()
     }
 
-    /// The tag of the flow whose own cookie carries this state, if one does.
-    pub(crate) fn flow_tag(&self) -> Option<Tag> {
+    /// The reference of the flow whose own cookie carries this state, if
+    /// one does.
+    pub(crate) fn flow_reference(&self) -> Option<Reference> {
         match &self.lock().cookie {
-            CookieSlot::Flow(flow) => Some(flow.tag.clone()),
+            CookieSlot::Flow(flow) => Some(flow.reference.clone()),
             CookieSlot::Main => None,
         }
     }

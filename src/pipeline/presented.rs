@@ -1,9 +1,10 @@
-//! How a request names the flow it continues: the reference it carries.
+//! What a request presents: the reference that names the flow it continues,
+//! and the nonce a callback brings back.
 //!
-//! A flow's reference is its [`Tag`], the name of its own cookie. It goes out
+//! A flow's reference names its own cookie. It goes out
 //! in two places: in the application's links and forms as a query parameter
-//! (`?flow=<tag>`, see [`PipelineBuilder::reference_param`]), and to an
-//! identity provider inside the `state` value, as `<tag>.<nonce>`, which the
+//! (`?flow=<reference>`, see [`PipelineBuilder::reference_param`]), and to an
+//! identity provider inside the `state` value, as `<reference>.<nonce>`, which the
 //! provider sends back on its callback (in the query, or in a form POST body
 //! for OpenID Connect `form_post` and SAML's POST binding). A request that
 //! names no flow continues the browser's newest one.
@@ -16,7 +17,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, Limited};
 
 use super::FlowError;
-use crate::flow_cookie::Tag;
+use crate::cookies::Reference;
 
 /// The largest form body read to find a callback's `state`: a SAML response
 /// (signed XML, base64-encoded) fits with room to spare.
@@ -24,9 +25,9 @@ pub(crate) const MAX_FORM: usize = 1024 * 1024;
 
 /// What a request carries to name its flow.
 #[derive(Debug, Default)]
-pub(crate) struct Reference {
-    /// The flow's tag; `None`: the request names no flow.
-    pub(crate) tag: Option<Tag>,
+pub(crate) struct Presented {
+    /// The flow's reference; `None`: the request names no flow.
+    pub(crate) reference: Option<Reference>,
     /// The nonce the request brings back (the `state` parameter), to check.
     pub(crate) nonce: Option<String>,
 }
@@ -39,7 +40,7 @@ pub(crate) async fn find<B>(
     body: B,
     nonce_param: &str,
     reference_param: &str,
-) -> Result<(Reference, B), FlowError>
+) -> Result<(Presented, B), FlowError>
 where
     B: Body + From<Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -62,33 +63,33 @@ where
         body = B::from(bytes);
     }
     let named = match named {
-        Some(text) => Some(Tag::parse(text.as_bytes()).ok_or(FlowError::NoFlow)?),
+        Some(text) => Some(Reference::parse(text.as_bytes()).ok_or(FlowError::NoFlow)?),
         None => None,
     };
     let Some(state) = state else {
         return Ok((
-            Reference {
-                tag: named,
+            Presented {
+                reference: named,
                 nonce: None,
             },
             body,
         ));
     };
-    // `<tag>.<nonce>`; a bare nonce (no tag) names no flow.
-    let (tag, nonce) = match state.split_once('.') {
-        Some((tag, nonce)) => (
-            Some(Tag::parse(tag.as_bytes()).ok_or(FlowError::NonceMismatch)?),
+    // `<reference>.<nonce>`; a bare nonce (no reference) names no flow.
+    let (reference, nonce) = match state.split_once('.') {
+        Some((reference, nonce)) => (
+            Some(Reference::parse(reference.as_bytes()).ok_or(FlowError::NonceMismatch)?),
             nonce.to_owned(),
         ),
         None => (None, state),
     };
-    if named.is_some() && tag.is_some() && named != tag {
+    if named.is_some() && reference.is_some() && named != reference {
         // Two references that disagree: never guess which one counts.
         return Err(FlowError::NonceMismatch);
     }
     Ok((
-        Reference {
-            tag: tag.or(named),
+        Presented {
+            reference: reference.or(named),
             nonce: Some(nonce),
         },
         body,
@@ -139,7 +140,7 @@ mod tests {
 
     use super::*;
 
-    async fn found(method: Method, uri: &str, form: &str) -> Result<Reference, FlowError> {
+    async fn found(method: Method, uri: &str, form: &str) -> Result<Presented, FlowError> {
         let request = Request::builder()
             .method(method)
             .uri(uri)
@@ -147,43 +148,50 @@ mod tests {
             .body(Full::new(Bytes::from(form.to_owned())))
             .unwrap();
         let (parts, body) = request.into_parts();
-        let (reference, body) = find(&parts, body, "state", "flow").await?;
+        let (presented, body) = find(&parts, body, "state", "flow").await?;
         let kept = body.collect().await.unwrap().to_bytes();
         assert_eq!(kept, form.as_bytes(), "the body is handed back whole");
-        Ok(reference)
+        Ok(presented)
     }
 
     #[tokio::test]
     async fn the_state_names_the_flow_in_the_query_or_a_form_post() {
-        let tag = Tag::generate();
-        let state = format!("state={tag}.n0nce");
+        let reference = Reference::generate();
+        let state = format!("state={reference}.n0nce");
         for (method, uri, form) in [
             (Method::GET, format!("/cb?code=1&{state}"), String::new()),
             (Method::POST, "/cb".to_owned(), format!("code=1&{state}")),
-            (Method::POST, format!("/cb?flow={tag}"), state.clone()),
+            (Method::POST, format!("/cb?flow={reference}"), state.clone()),
         ] {
-            let reference = found(method, &uri, &form).await.unwrap();
-            assert_eq!(reference.tag.as_ref(), Some(&tag), "{uri} {form}");
-            assert_eq!(reference.nonce.as_deref(), Some("n0nce"));
+            let presented = found(method, &uri, &form).await.unwrap();
+            assert_eq!(
+                presented.reference.as_ref(),
+                Some(&reference),
+                "{uri} {form}"
+            );
+            assert_eq!(presented.nonce.as_deref(), Some("n0nce"));
         }
     }
 
     #[tokio::test]
     async fn links_name_the_flow_and_bare_nonces_name_none() {
-        let tag = Tag::generate();
-        let linked = found(Method::GET, &format!("/w?flow={tag}"), "")
+        let reference = Reference::generate();
+        let linked = found(Method::GET, &format!("/w?flow={reference}"), "")
             .await
             .unwrap();
-        assert_eq!((linked.tag, linked.nonce), (Some(tag), None));
+        assert_eq!((linked.reference, linked.nonce), (Some(reference), None));
         let bare = found(Method::GET, "/cb?state=n0nce", "").await.unwrap();
-        assert_eq!((bare.tag, bare.nonce.as_deref()), (None, Some("n0nce")));
+        assert_eq!(
+            (bare.reference, bare.nonce.as_deref()),
+            (None, Some("n0nce"))
+        );
         let none = found(Method::POST, "/w", "value=1").await.unwrap();
-        assert_eq!((none.tag, none.nonce), (None, None));
+        assert_eq!((none.reference, none.nonce), (None, None));
     }
 
     #[tokio::test]
     async fn ambiguous_or_malformed_references_are_refused() {
-        let (one, two) = (Tag::generate(), Tag::generate());
+        let (one, two) = (Reference::generate(), Reference::generate());
         for (uri, form, kind) in [
             ("/cb?state=a&state=b".to_owned(), "", "nonce_mismatch"),
             ("/cb?state=bad.n0nce".to_owned(), "", "nonce_mismatch"),
