@@ -223,7 +223,7 @@ struct Record {
 }
 
 /// The same compare-and-set script the crate sends.
-const COMPARE_AND_SET: &str = include_str!("../src/store/compare_and_set.lua");
+const COMPARE_AND_SET: &str = include_str!("../src/store/redis/compare_and_set.lua");
 
 fn limit_key(headers: &HeaderMap) -> Option<String> {
     let cookies = headers.get(header::COOKIE)?.to_str().ok()?;

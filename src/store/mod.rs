@@ -10,21 +10,15 @@
 
 use std::{future::Future, time::Duration};
 
-#[cfg(feature = "bb8")]
-mod bb8;
-#[cfg(feature = "cluster")]
-mod cluster;
 mod error;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
-#[cfg(feature = "bb8")]
-pub use self::bb8::{Bb8Pool, PooledConnection};
 pub use self::error::StoreError;
 pub use self::memory::MemoryStore;
-#[cfg(feature = "redis")]
-pub(crate) use self::redis::Durability;
+#[cfg(feature = "bb8")]
+pub use self::redis::{Bb8Pool, PooledConnection};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisConnection, RedisStore};
 pub use crate::record::version_of as record_version;

@@ -20,8 +20,8 @@ use redis::{
 };
 
 use super::{
-    RedisStore, StoreError,
-    redis::{CONNECTION_TIMEOUT, MINIMUM_VERSION, has_getex, probe, version_in},
+    CONNECTION_TIMEOUT, RedisStore, StoreError,
+    server::{MINIMUM_VERSION, has_getex, probe, version_in},
 };
 
 #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
