@@ -29,8 +29,29 @@ pub struct PipelineBuilder<B, R> {
     on_error: Option<Box<ErrorFn<R>>>,
 }
 
+impl<B, R> Pipeline<B, R> {
+    /// Starts defining a pipeline called `name` (stored with each flow, and
+    /// logged).
+    ///
+    /// ```
+    /// use tower_pipeline_state::pipeline::Pipeline;
+    ///
+    /// // `String` bodies and responses here; with axum, `Body` and `Response`.
+    /// let pipeline = Pipeline::<String, String>::builder("setup")
+    ///     .flow_kind("setup")
+    ///     .step("welcome", |_request, flow| async move { flow.next().await })
+    ///     .on_finish(|_request, _finished| async { Ok("done".to_owned()) })
+    ///     .on_error(|failure| failure.error.to_string())
+    ///     .build();
+    /// assert_eq!(pipeline.name(), "setup");
+    /// ```
+    pub fn builder(name: impl Into<String>) -> PipelineBuilder<B, R> {
+        PipelineBuilder::new(name.into())
+    }
+}
+
 impl<B, R> PipelineBuilder<B, R> {
-    pub(crate) fn new(name: String) -> Self {
+    fn new(name: String) -> Self {
         Self {
             name,
             kinds: Vec::new(),

@@ -2,7 +2,7 @@
 //! data (`bind` / `fetch`), its nonce, and the ways to move on (`advance`,
 //! `next`).
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
 use http::{
     Method, Request,
@@ -13,13 +13,36 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 
 use super::{
-    FlowError, Nonce, Pipeline,
-    fields::{DATA, NESTED, NONCE, STEP_INDEX},
-    lifecycle, nested,
+    Finished, FlowError, Nonce,
+    fields::{self, DATA, NESTED, NONCE, STEP_INDEX, decode_bound},
     running::Running,
-    verify::Namespace,
+    scope::Scope,
+    step_future::StepFuture,
 };
 use crate::{PipelineState, StateError, cookies::Reference};
+
+/// What a [`Flow`] needs of its pipeline, whatever it is: its name, its
+/// steps' names, the parameter its links name a flow with, and entering a
+/// step. A pipeline's definition is the one implementation; a `Flow` holds
+/// it this way so that a step (which takes a `Flow`) and a pipeline (which
+/// holds steps) do not name each other.
+pub(crate) trait Engine<B, R>: Send + Sync {
+    /// The pipeline's name.
+    fn name(&self) -> &str;
+
+    /// The name of step `index`.
+    fn step_name(&self, index: usize) -> &str;
+
+    /// The query parameter the application's links name a flow with.
+    fn reference_param(&self) -> &str;
+
+    /// Runs the step at `flow`'s index with `request`, or finishes the flow
+    /// past its last step.
+    fn enter(&self, flow: Flow<B, R>, request: Request<B>) -> StepFuture<R>;
+
+    /// Runs the pipeline's finish hook.
+    fn finish(&self, request: Request<B>, finished: Finished) -> StepFuture<R>;
+}
 
 /// The context a step runs in: the flow's kind and user, its data, its
 /// nonce, and the ways to move on.
@@ -50,7 +73,8 @@ use crate::{PipelineState, StateError, cookies::Reference};
 /// }
 /// ```
 pub struct Flow<B, R> {
-    pub(crate) pipeline: Pipeline<B, R>,
+    /// The pipeline whose step runs (in a nested run, the inner one).
+    pub(crate) engine: Arc<dyn Engine<B, R>>,
     pub(crate) state: PipelineState,
     /// Which step this request is running, for failure reports.
     pub(crate) running: Running,
@@ -65,15 +89,15 @@ pub struct Flow<B, R> {
     pub(crate) reference: Option<Reference>,
     /// Whose step index, nonce and data this context reads and changes: the
     /// outer flow's, or a nested run's.
-    pub(crate) scope: Namespace,
+    pub(crate) scope: Scope,
     /// Whose nonce this request brought back (and consumed), if any.
-    pub(crate) verified: Option<Namespace>,
+    pub(crate) verified: Option<Scope>,
 }
 
 impl<B, R> Flow<B, R> {
     /// The pipeline's name (in a nested run, the inner pipeline's).
     pub fn pipeline(&self) -> &str {
-        self.pipeline.name()
+        self.engine.name()
     }
 
     /// The flow kind the flow was started with.
@@ -94,7 +118,7 @@ impl<B, R> Flow<B, R> {
 
     /// The name of the step running.
     pub fn step_name(&self) -> &str {
-        &self.pipeline.inner.steps[self.index].name
+        self.engine.step_name(self.index)
     }
 
     /// Whether this request brought back the flow's nonce (checked in
@@ -112,8 +136,8 @@ impl<B, R> Flow<B, R> {
     /// In a nested run, the run's own nonce.
     pub fn nonce(&self) -> Result<Nonce, FlowError> {
         let nonce = match &self.scope {
-            Namespace::Outer => self.state.get::<String>(NONCE)?,
-            Namespace::Nested(name) => nested::run(&self.state, name)?.nonce,
+            Scope::Outer => self.state.get::<String>(NONCE)?,
+            Scope::Nested(name) => fields::run(&self.state, name)?.nonce,
         };
         nonce
             .map(Nonce::from_stored)
@@ -151,8 +175,7 @@ impl<B, R> Flow<B, R> {
         };
         let separator = if path.contains('?') { '&' } else { '?' };
         let name: String =
-            form_urlencoded::byte_serialize(self.pipeline.inner.reference_param.as_bytes())
-                .collect();
+            form_urlencoded::byte_serialize(self.engine.reference_param().as_bytes()).collect();
         format!("{path}{separator}{name}={reference}")
     }
 
@@ -206,15 +229,15 @@ impl<B, R> Flow<B, R> {
     /// Everything bound so far.
     pub fn data(&self) -> Result<Map<String, Value>, FlowError> {
         match &self.scope {
-            Namespace::Outer => Ok(self.state.get(DATA)?.unwrap_or_default()),
-            Namespace::Nested(name) => Ok(nested::run(&self.state, name)?.data),
+            Scope::Outer => Ok(self.state.get(DATA)?.unwrap_or_default()),
+            Scope::Nested(name) => Ok(fields::run(&self.state, name)?.data),
         }
     }
 
     fn set_data(&self, data: Map<String, Value>) -> Result<(), FlowError> {
         match &self.scope {
-            Namespace::Outer => Ok(self.state.set(DATA, &data)?),
-            Namespace::Nested(name) => nested::change_run(&self.state, name, |run| run.data = data),
+            Scope::Outer => Ok(self.state.set(DATA, &data)?),
+            Scope::Nested(name) => fields::change_run(&self.state, name, |run| run.data = data),
         }
     }
 
@@ -229,16 +252,16 @@ impl<B, R> Flow<B, R> {
     pub fn advance(&self) -> Result<(), FlowError> {
         let next = self.index + 1;
         match &self.scope {
-            Namespace::Outer => {
+            Scope::Outer => {
                 self.state.set(STEP_INDEX, &next)?;
                 if self.state.contains(NESTED) {
                     self.state.remove(NESTED)?;
                 }
                 Ok(())
             }
-            Namespace::Nested(name) => {
+            Scope::Nested(name) => {
                 let next = u64::try_from(next).expect("a step index fits in 64 bits");
-                nested::change_run(&self.state, name, |run| run.step_index = next)
+                fields::change_run(&self.state, name, |run| run.step_index = next)
             }
         }
     }
@@ -267,18 +290,19 @@ where
             parts.headers.remove(header);
         }
         let request = Request::from_parts(parts, B::default());
+        let engine = self.engine.clone();
         let flow = Flow {
             index: self.index + 1,
             ..self
         };
-        lifecycle::enter(flow, request).await
+        engine.enter(flow, request).await
     }
 }
 
 impl<B, R> fmt::Debug for Flow<B, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Flow")
-            .field("pipeline", &self.pipeline.name())
+            .field("pipeline", &self.engine.name())
             .field("kind", &self.kind)
             .field("user", &self.user)
             .field("step_index", &self.index)
@@ -286,21 +310,4 @@ impl<B, R> fmt::Debug for Flow<B, R> {
             .field("nonce_verified", &self.nonce_verified())
             .finish_non_exhaustive()
     }
-}
-
-/// Reads `key` from a flow's data as `T`.
-pub(crate) fn decode_bound<T: DeserializeOwned>(
-    data: &Map<String, Value>,
-    key: &str,
-) -> Result<Option<T>, FlowError> {
-    data.get(key)
-        .map(|value| {
-            T::deserialize(value).map_err(|source| {
-                FlowError::State(StateError::Field {
-                    field: format!("{DATA}.{key}"),
-                    source,
-                })
-            })
-        })
-        .transpose()
 }

@@ -11,7 +11,7 @@ use std::{
 
 use http::{Request, request::Parts};
 
-use super::{Failure, PipelineBuilder, Signature, hooks::FinishHook, step::StepDef};
+use super::{Failure, Signature, hooks::FinishHook, step::StepDef};
 
 /// How the engine learns who is making a request.
 pub(crate) type UserFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
@@ -54,25 +54,6 @@ pub(crate) struct Definition<B, R> {
 }
 
 impl<B, R> Pipeline<B, R> {
-    /// Starts defining a pipeline called `name` (stored with each flow, and
-    /// logged).
-    ///
-    /// ```
-    /// use tower_pipeline_state::pipeline::Pipeline;
-    ///
-    /// // `String` bodies and responses here; with axum, `Body` and `Response`.
-    /// let pipeline = Pipeline::<String, String>::builder("setup")
-    ///     .flow_kind("setup")
-    ///     .step("welcome", |_request, flow| async move { flow.next().await })
-    ///     .on_finish(|_request, _finished| async { Ok("done".to_owned()) })
-    ///     .on_error(|failure| failure.error.to_string())
-    ///     .build();
-    /// assert_eq!(pipeline.name(), "setup");
-    /// ```
-    pub fn builder(name: impl Into<String>) -> PipelineBuilder<B, R> {
-        PipelineBuilder::new(name.into())
-    }
-
     /// The pipeline's name.
     pub fn name(&self) -> &str {
         &self.inner.name

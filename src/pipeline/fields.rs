@@ -1,12 +1,17 @@
 //! How a flow is laid out in its [`PipelineState`](crate::PipelineState):
 //! one top-level field per concern, so that concurrent requests conflict
 //! exactly when they move the same thing (two submissions of one step both
-//! move `step_index`; the second is refused).
+//! move `step_index`; the second is refused). A flow and a run nested in it
+//! start the same way ([`Run::start`]), and the nested runs and the bound
+//! data are read and changed here.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
+
+use super::{Corruption, FlowError, Nonce, Signature};
+use crate::{PipelineState, StateError};
 
 /// The pipeline's name, so one pipeline never runs another's flow.
 pub(crate) const PIPELINE: &str = "pipeline";
@@ -30,8 +35,10 @@ pub(crate) type Runs = BTreeMap<String, Run>;
 /// outer flow's).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Run {
-    /// The run's flow kind, one of the inner pipeline's.
-    pub(crate) flow: String,
+    /// The run's flow kind, one of the inner pipeline's (stored as `flow`,
+    /// Sentry's name for it).
+    #[serde(rename = "flow")]
+    pub(crate) kind: String,
     /// The signature of the inner pipeline that started the run.
     pub(crate) signature: String,
     pub(crate) step_index: u64,
@@ -48,7 +55,9 @@ pub(crate) struct Run {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Stored {
     pub(crate) pipeline: String,
-    pub(crate) flow: String,
+    /// The flow kind (stored as `flow`, Sentry's name for it).
+    #[serde(rename = "flow")]
+    pub(crate) kind: String,
     pub(crate) uid: Option<String>,
     pub(crate) signature: String,
     pub(crate) step_index: u64,
@@ -59,6 +68,83 @@ pub(crate) struct Stored {
     pub(crate) nested: Runs,
 }
 
+impl Run {
+    /// A run of flow `kind` starting now: at step 0, with `signature`, a
+    /// fresh nonce and no data.
+    pub(crate) fn start(kind: &str, signature: &Signature) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            signature: signature.as_str().to_owned(),
+            step_index: 0,
+            nonce: Some(Nonce::generate().as_str().to_owned()),
+            data: Map::new(),
+        }
+    }
+}
+
+impl Stored {
+    /// A flow of pipeline `pipeline` started by `uid`, as `run` starts.
+    pub(crate) fn start(pipeline: &str, uid: Option<String>, run: Run) -> Self {
+        Self {
+            pipeline: pipeline.to_owned(),
+            kind: run.kind,
+            uid,
+            signature: run.signature,
+            step_index: run.step_index,
+            nonce: run.nonce,
+            data: run.data,
+            nested: Runs::new(),
+        }
+    }
+}
+
+/// The nested runs as the state holds them now.
+pub(crate) fn runs(state: &PipelineState) -> Result<Runs, FlowError> {
+    Ok(state.get::<Runs>(NESTED)?.unwrap_or_default())
+}
+
+/// The run named `name` as the state holds it now.
+pub(crate) fn run(state: &PipelineState, name: &str) -> Result<Run, FlowError> {
+    runs(state)?.remove(name).ok_or_else(|| missing(name))
+}
+
+/// Changes the run named `name`.
+pub(crate) fn change_run(
+    state: &PipelineState,
+    name: &str,
+    change: impl FnOnce(&mut Run),
+) -> Result<(), FlowError> {
+    let mut runs = runs(state)?;
+    change(runs.get_mut(name).ok_or_else(|| missing(name))?);
+    state.set(NESTED, &runs)?;
+    Ok(())
+}
+
+/// A run a context refers to is not in the state (it ended, or the state
+/// was changed under the step).
+pub(crate) fn missing(name: &str) -> FlowError {
+    FlowError::Corrupt(Corruption::Fields(format!(
+        "the nested run of pipeline `{name}` is missing"
+    )))
+}
+
+/// Reads `key` from a flow's bound data as `T`.
+pub(crate) fn decode_bound<T: DeserializeOwned>(
+    data: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<T>, FlowError> {
+    data.get(key)
+        .map(|value| {
+            T::deserialize(value).map_err(|source| {
+                FlowError::State(StateError::Field {
+                    field: format!("{DATA}.{key}"),
+                    source,
+                })
+            })
+        })
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,7 +153,7 @@ mod tests {
     fn field_names_match_the_struct() {
         let stored = Stored {
             pipeline: "p".into(),
-            flow: "login".into(),
+            kind: "login".into(),
             uid: None,
             signature: "s".into(),
             step_index: 0,
@@ -76,7 +162,7 @@ mod tests {
             nested: Runs::from([(
                 "idp".to_owned(),
                 Run {
-                    flow: "login".into(),
+                    kind: "login".into(),
                     signature: "s".into(),
                     step_index: 1,
                     nonce: Some("m".into()),

@@ -7,7 +7,7 @@ use http::Request;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::{FlowError, step::StepFuture};
+use super::{FlowError, fields::decode_bound, step_future::StepFuture};
 
 /// A flow that went through all its steps, as handed to the finish hook (see
 /// [`PipelineBuilder::on_finish`](super::PipelineBuilder::on_finish)). The
@@ -41,7 +41,7 @@ impl Finished {
     /// # Ok(()) }
     /// ```
     pub fn fetch<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, FlowError> {
-        super::context::decode_bound(&self.data, key)
+        decode_bound(&self.data, key)
     }
 }
 

@@ -3,23 +3,22 @@
 //! [`Pipeline::fail`], which logs it with its kind and asks the application
 //! for the response.
 
-use std::future::ready;
-
 use bytes::Bytes;
 use http::{Request, request::Parts};
 use http_body::Body;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{
-    Corruption, Failure, Finished, Flow, FlowError, InnerStep, Nonce, Pipeline,
-    fields::{PIPELINE, Stored},
-    nested,
+    Corruption, Failure, Flow, FlowError, InnerStep, Pipeline,
+    check::check_run,
+    context::Engine,
+    fields::{PIPELINE, Run, Stored},
     presented::{self, Presented},
     running::Running,
-    step::StepFuture,
-    verify::{Namespace, verify_nonce},
+    scope::Scope,
+    verify::verify_nonce,
 };
-use crate::{LazyPipelineState, PipelineState, Status, backend::Claimed};
+use crate::{LazyPipelineState, PipelineState, Status};
 
 /// Why a flow was refused, and its kind when known.
 type Refused = (FlowError, Option<String>);
@@ -55,16 +54,8 @@ where
         let (parts, body) = request.into_parts();
         let state = lazy.start_flow(&parts.headers, self.inner.cross_site);
         let user = (self.inner.user)(&parts);
-        let stored = Stored {
-            pipeline: self.inner.name.clone(),
-            flow: kind.to_owned(),
-            uid: user.clone(),
-            signature: self.inner.signature.as_str().to_owned(),
-            step_index: 0,
-            nonce: Some(Nonce::generate().as_str().to_owned()),
-            data: Map::new(),
-            nested: Default::default(),
-        };
+        let run = Run::start(kind, &self.inner.signature);
+        let stored = Stored::start(&self.inner.name, user, run);
         if let Err(error) = state.replace(&stored) {
             return self.fail(Some(&state), error.into(), Some(kind.to_owned()), None);
         }
@@ -76,7 +67,10 @@ where
         );
         let running = Running::default();
         let flow = self.flow(&state, &running, parts.clone(), 0, stored, None);
-        let result = enter(flow, Request::from_parts(parts, body)).await;
+        let result = self
+            .inner
+            .enter(flow, Request::from_parts(parts, body))
+            .await;
         // A start that fails keeps nothing: the new flow was never usable.
         self.settle(&state, &running, Some(kind.to_owned()), false, result)
     }
@@ -145,7 +139,7 @@ where
                 return self.fail(clear, error, kind, None);
             }
         };
-        let kind = stored.flow.clone();
+        let kind = stored.kind.clone();
         if presented.nonce.is_none() && presented::is_cross_site_write(&parts) {
             // Only a callback, which brings the nonce back, may come from
             // another site.
@@ -162,7 +156,10 @@ where
         let index = usize::try_from(stored.step_index).expect("checked against the step count");
         let running = Running::default();
         let flow = self.flow(&state, &running, parts.clone(), index, stored, verified);
-        let result = enter(flow, Request::from_parts(parts, body)).await;
+        let result = self
+            .inner
+            .enter(flow, Request::from_parts(parts, body))
+            .await;
         self.settle(&state, &running, Some(kind), true, result)
     }
 
@@ -193,18 +190,18 @@ where
         parts: Parts,
         index: usize,
         stored: Stored,
-        verified: Option<Namespace>,
+        verified: Option<Scope>,
     ) -> Flow<B, R> {
         Flow {
-            pipeline: self.clone(),
+            engine: self.inner.clone(),
             state: state.clone(),
             running: running.clone(),
             parts,
             index,
-            kind: stored.flow,
+            kind: stored.kind,
             user: stored.uid,
             reference: state.flow_reference(),
-            scope: Namespace::Outer,
+            scope: Scope::Outer,
             verified,
         }
     }
@@ -231,29 +228,21 @@ where
                 None,
             )
         })?;
-        let kind = Some(stored.flow.clone());
+        let kind = Some(stored.kind.clone());
         // The user first: a request that is not the starter's must not be
         // able to end the flow by provoking any other outcome.
         if (self.inner.user)(parts) != stored.uid {
             return Err((FlowError::UserMismatch, kind));
         }
-        if stored.signature != self.inner.signature.as_str() {
-            return Err((FlowError::SignatureChanged, kind));
+        match check_run(
+            &self.inner,
+            &stored.signature,
+            &stored.kind,
+            stored.step_index,
+        ) {
+            Ok(()) => Ok(stored),
+            Err(error) => Err((error, kind)),
         }
-        if !self.inner.kinds.contains(&stored.flow) {
-            return Err((FlowError::UnknownFlowKind(stored.flow.clone()), kind));
-        }
-        let steps = self.inner.steps.len();
-        if usize::try_from(stored.step_index).map_or(true, |index| index > steps) {
-            return Err((
-                FlowError::Corrupt(Corruption::StepOutOfBounds {
-                    index: stored.step_index,
-                    steps,
-                }),
-                kind,
-            ));
-        }
-        Ok(stored)
     }
 
     /// The response for a step's result: its own answer, or the error
@@ -360,61 +349,4 @@ fn log(
             "pipeline flow did not continue"
         ),
     }
-}
-
-/// Runs the step at the flow's index, or finishes the flow past the last.
-pub(crate) fn enter<B, R>(flow: Flow<B, R>, request: Request<B>) -> StepFuture<R>
-where
-    B: Default + Send + 'static,
-    R: Send + 'static,
-{
-    let pipeline = flow.pipeline.clone();
-    let Some(step) = pipeline.inner.steps.get(flow.index) else {
-        if let Some(nested) = nested::past_end(&flow) {
-            return nested;
-        }
-        flow.running.enter(None);
-        return finish(flow, request);
-    };
-    flow.entering(&step.name);
-    if step.callback && !flow.nonce_verified() {
-        return Box::pin(ready(Err(FlowError::NonceMissing)));
-    }
-    tracing::debug!(pipeline = %pipeline.inner.name, step = %step.name, index = flow.index, "entering pipeline step");
-    step.handler.call(request, flow)
-}
-
-/// Claims the flow (deletes its record at the loaded version, one round trip
-/// before the response), hands the collected data to the finish hook, then
-/// clears the flow. Of two requests finishing one flow, only the one whose
-/// claim succeeds runs the hook; the other fails with
-/// [`FlowError::Concurrent`].
-fn finish<B, R>(flow: Flow<B, R>, request: Request<B>) -> StepFuture<R>
-where
-    B: Default + Send + 'static,
-    R: Send + 'static,
-{
-    Box::pin(async move {
-        let finished = Finished {
-            pipeline: flow.pipeline.name().to_owned(),
-            kind: flow.kind.clone(),
-            user: flow.user.clone(),
-            data: flow.data()?,
-        };
-        match flow.state.claim().await? {
-            Claimed::Yes => {}
-            Claimed::AlreadyGone | Claimed::Changed => return Err(FlowError::Concurrent),
-        }
-        let result = flow.pipeline.inner.finish.call(request, finished).await;
-        flow.state.clear_secured()?;
-        if result.is_ok() {
-            tracing::info!(
-                pipeline = %flow.pipeline.name(),
-                flow = %flow.kind,
-                outcome = "finished",
-                "pipeline flow finished"
-            );
-        }
-        result
-    })
 }

@@ -131,8 +131,10 @@
 //! ```
 
 mod builder;
+mod check;
 mod context;
 mod definition;
+mod enter;
 mod error;
 mod fields;
 mod hooks;
@@ -143,8 +145,10 @@ mod nested_tests;
 mod nonce;
 mod presented;
 mod running;
+mod scope;
 mod signature;
 mod step;
+mod step_future;
 #[cfg(test)]
 mod tests;
 mod verify;

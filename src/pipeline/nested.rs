@@ -3,17 +3,16 @@
 //! flow's state ([`NESTED`]), with its own step index, signature, kind,
 //! nonce and data.
 
-use std::{fmt, future::ready};
+use std::fmt;
 
 use http::Request;
-use serde_json::Map;
 
 use super::{
-    Corruption, Finished, Flow, FlowError, Nonce, Pipeline,
-    fields::{NESTED, Run, Runs},
-    lifecycle,
-    step::StepFuture,
-    verify::Namespace,
+    Finished, Flow, FlowError, Pipeline,
+    check::check_run,
+    context::Engine,
+    fields::{self, NESTED, Run, missing, runs},
+    scope::Scope,
 };
 use crate::{PipelineState, backend::Committed};
 
@@ -175,7 +174,7 @@ where
         request: Request<B>,
     ) -> Result<Nested<R>, FlowError> {
         let name = inner.name();
-        if let Namespace::Nested(outer) = &self.scope {
+        if let Scope::Nested(outer) = &self.scope {
             return Err(FlowError::failed(format!(
                 "pipeline `{name}` cannot run nested in `{outer}`, itself a nested run: runs nest one level deep"
             )));
@@ -183,25 +182,29 @@ where
         self.running.enter_inner(name, None);
         let run = match runs(&self.state)?.remove(name) {
             Some(run) => {
-                check(inner, &run)?;
+                check_run(&inner.inner, &run.signature, &run.kind, run.step_index)?;
                 run
             }
             None => self.begin(inner, kind)?,
         };
         let (parts, body) = request.into_parts();
         let flow = Flow {
-            pipeline: inner.clone(),
+            engine: inner.inner.clone(),
             state: self.state.clone(),
             running: self.running.clone(),
             parts: parts.clone(),
             index: usize::try_from(run.step_index).expect("checked against the step count"),
-            kind: run.flow,
+            kind: run.kind,
             user: self.user.clone(),
             reference: self.reference.clone(),
-            scope: Namespace::Nested(name.to_owned()),
+            scope: Scope::Nested(name.to_owned()),
             verified: self.verified.clone(),
         };
-        match lifecycle::enter(flow, Request::from_parts(parts, body)).await {
+        match inner
+            .inner
+            .enter(flow, Request::from_parts(parts, body))
+            .await
+        {
             Ok(answer) => {
                 self.running.leave_inner();
                 Ok(Nested::Answer(answer))
@@ -220,20 +223,14 @@ where
         if !inner.flow_kinds().any(|known| known == kind) {
             return Err(FlowError::UnknownFlowKind(kind.to_owned()));
         }
-        let run = Run {
-            flow: kind.to_owned(),
-            signature: inner.signature().as_str().to_owned(),
-            step_index: 0,
-            nonce: Some(Nonce::generate().as_str().to_owned()),
-            data: Map::new(),
-        };
+        let run = Run::start(kind, inner.signature());
         let mut runs = runs(&self.state)?;
         runs.insert(inner.name().to_owned(), run.clone());
         self.state.set(NESTED, &runs)?;
         tracing::info!(
             pipeline = %inner.name(),
             flow = kind,
-            nested_in = %self.pipeline.name(),
+            nested_in = %self.engine.name(),
             outcome = "started",
             "nested pipeline run started"
         );
@@ -263,93 +260,22 @@ where
         }
         tracing::info!(
             pipeline = %name,
-            flow = %run.flow,
-            nested_in = %self.pipeline.name(),
+            flow = %run.kind,
+            nested_in = %self.engine.name(),
             outcome = "finished",
             "nested pipeline run finished"
         );
         Ok(Finished {
             pipeline: name.to_owned(),
-            kind: run.flow,
+            kind: run.kind,
             user: self.user.clone(),
             data: run.data,
         })
     }
 }
 
-impl<B, R> Flow<B, R> {
-    /// Records which step of this context runs, for failure reports.
-    pub(crate) fn entering(&self, step: &str) {
-        match &self.scope {
-            Namespace::Outer => self.running.enter(Some(self.index)),
-            Namespace::Nested(name) => self.running.enter_inner(name, Some(step)),
-        }
-    }
-}
-
-/// What entering past the last step of a nested run gives: no finish hook
-/// runs, [`Flow::nest`] ends the run. `None` for the outer flow.
-pub(crate) fn past_end<B, R>(flow: &Flow<B, R>) -> Option<StepFuture<R>>
-where
-    R: Send + 'static,
-{
-    match flow.scope {
-        Namespace::Outer => None,
-        Namespace::Nested(_) => Some(Box::pin(ready(Err(FlowError::NestedFinished)))),
-    }
-}
-
-/// Refuses a stored run that `inner` must not continue, as a flow is
-/// refused.
-fn check<B, R>(inner: &Pipeline<B, R>, run: &Run) -> Result<(), FlowError> {
-    if run.signature != inner.signature().as_str() {
-        return Err(FlowError::SignatureChanged);
-    }
-    if !inner.flow_kinds().any(|known| known == run.flow) {
-        return Err(FlowError::UnknownFlowKind(run.flow.clone()));
-    }
-    let steps = inner.inner.steps.len();
-    if usize::try_from(run.step_index).map_or(true, |index| index > steps) {
-        return Err(FlowError::Corrupt(Corruption::StepOutOfBounds {
-            index: run.step_index,
-            steps,
-        }));
-    }
-    Ok(())
-}
-
 /// Whether `inner`'s run is past its last step.
 fn past_last<B, R>(state: &PipelineState, inner: &Pipeline<B, R>) -> Result<bool, FlowError> {
-    let index = run(state, inner.name())?.step_index;
+    let index = fields::run(state, inner.name())?.step_index;
     Ok(usize::try_from(index).map_or(true, |index| index >= inner.inner.steps.len()))
-}
-
-/// The nested runs as the state holds them now.
-pub(crate) fn runs(state: &PipelineState) -> Result<Runs, FlowError> {
-    Ok(state.get::<Runs>(NESTED)?.unwrap_or_default())
-}
-
-/// The run named `name` as the state holds it now.
-pub(crate) fn run(state: &PipelineState, name: &str) -> Result<Run, FlowError> {
-    runs(state)?.remove(name).ok_or_else(|| missing(name))
-}
-
-/// Changes the run named `name`.
-pub(crate) fn change_run(
-    state: &PipelineState,
-    name: &str,
-    change: impl FnOnce(&mut Run),
-) -> Result<(), FlowError> {
-    let mut runs = runs(state)?;
-    change(runs.get_mut(name).ok_or_else(|| missing(name))?);
-    state.set(NESTED, &runs)?;
-    Ok(())
-}
-
-/// A run a context refers to is not in the state (it ended, or the state
-/// was changed under the step).
-fn missing(name: &str) -> FlowError {
-    FlowError::Corrupt(Corruption::Fields(format!(
-        "the nested run of pipeline `{name}` is missing"
-    )))
 }

@@ -68,7 +68,12 @@ fn idp(record: &Record) -> Pipeline<Body, Response> {
                     return Err(FlowError::failed("the provider refused"));
                 }
                 if has(&request, "nest-again") {
-                    let again = flow.pipeline.clone();
+                    let again = Pipeline::<Body, Response>::builder("again")
+                        .flow_kind("login")
+                        .step("only", |_request, flow| async move { flow.next().await })
+                        .on_finish(|_request, _finished| async { Ok(String::new()) })
+                        .on_error(|failure| failure.error.to_string())
+                        .build();
                     return flow
                         .nest(&again, "login", request)
                         .await

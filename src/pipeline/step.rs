@@ -1,17 +1,11 @@
 //! What a step is: an async function of the request and the flow's
 //! [`Flow`] context, stored behind one object-safe trait.
 
-use std::{future::Future, pin::Pin};
+use std::future::Future;
 
 use http::Request;
 
-use super::{Flow, FlowError};
-
-/// The future a step (or the finish hook) returns, boxed: steps are stored
-/// side by side, and a step that calls [`Flow::next`] runs the next step
-/// inside its own future.
-pub(crate) type StepFuture<R> =
-    Pin<Box<dyn Future<Output = Result<R, FlowError>> + Send + 'static>>;
+use super::{Flow, FlowError, step_future::StepFuture};
 
 /// One step's handler, type-erased. Implemented for every
 /// `Fn(Request<B>, Flow<B, R>) -> impl Future<Output = Result<R, FlowError>>`,
