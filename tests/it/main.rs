@@ -21,6 +21,7 @@ mod faults;
 mod flows;
 mod healing;
 mod hostile;
+mod imports;
 mod lifecycle;
 #[cfg(feature = "metrics")]
 mod metrics;
