@@ -18,6 +18,7 @@ use crate::{
     cookies::{CookieSlot, FlowCookie, Reference},
     error::LoadError,
     id::PipelineId,
+    lock::lock,
     state::{Origin, PipelineState},
 };
 
@@ -305,11 +306,7 @@ impl LazyPipelineState {
     }
 
     fn flows(&self) -> MutexGuard<'_, Flows> {
-        // No user code runs under the lock: a poisoned one is consistent.
-        self.0
-            .flows
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.0.flows)
     }
 
     /// Closes the handle as the request ends: the states to write. A handle

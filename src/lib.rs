@@ -52,6 +52,7 @@ mod id;
 mod layer;
 mod lazy;
 mod load;
+mod lock;
 mod merge;
 mod metrics;
 pub mod pipeline;

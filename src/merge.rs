@@ -57,14 +57,8 @@ pub(crate) fn rebase<'a>(changes: &'a [Change], newer: &mut Data) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::object as data;
     use serde_json::json;
-
-    fn data(value: Value) -> Data {
-        match value {
-            Value::Object(map) => map,
-            _ => unreachable!("test data is an object"),
-        }
-    }
 
     #[test]
     fn diff_finds_set_changed_and_removed_fields_only() {

@@ -126,17 +126,21 @@ fn skip_digits(bytes: &[u8]) -> (&[u8], &[u8]) {
     bytes.split_at(end)
 }
 
+/// A state's fields written as a JSON object literal, for tests.
+#[cfg(test)]
+pub(crate) fn object(value: Value) -> Data {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("test data must be a JSON object, not {other}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
-    fn data(value: Value) -> Data {
-        match value {
-            Value::Object(map) => map,
-            _ => unreachable!("test data is an object"),
-        }
-    }
+    use self::object as data;
 
     #[test]
     fn the_format_is_read_from_the_header() {

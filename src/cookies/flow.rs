@@ -20,7 +20,7 @@ use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use http::HeaderMap;
 
 use super::{
-    CookieConfig,
+    config::CookieConfig,
     header::{MAX_CANDIDATES, cookie_pairs},
 };
 use crate::id::PipelineId;

@@ -4,7 +4,7 @@
 use http::HeaderMap;
 
 use super::{
-    CookieConfig,
+    config::CookieConfig,
     header::{MAX_CANDIDATES, cookie_pairs},
 };
 use crate::id::PipelineId;

@@ -5,7 +5,10 @@
 
 use cookie::{Cookie, CookieJar, Key};
 
-use super::{CookieConfig, Protection, flow::Reference};
+use super::{
+    config::{CookieConfig, Protection},
+    flow::Reference,
+};
 use crate::id::PipelineId;
 
 impl CookieConfig {

@@ -5,7 +5,7 @@ use cookie::{Cookie, SameSite};
 use http::HeaderValue;
 
 use super::{
-    CookieConfig,
+    config::CookieConfig,
     flow::{CookieSlot, Reference},
 };
 use crate::id::PipelineId;

@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::InnerStep;
+use crate::lock::lock;
 
 /// Which step runs: the outer pipeline's step index (`None`: none yet, or
 /// the finish hook), and the nested run's step when a step nests one.
@@ -20,10 +21,7 @@ struct Current {
 
 impl Running {
     fn lock(&self) -> MutexGuard<'_, Current> {
-        // Only plain assignments run under the lock.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.0)
     }
 
     /// The outer pipeline's step `index` runs (`None`: its finish hook).

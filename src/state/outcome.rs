@@ -1,7 +1,7 @@
 //! [`Outcome`]: what a request's changes need from the store, the one value
 //! the handle hands the writer when the request ends.
 
-use super::{Inner, Origin, PipelineState, Secured, Target};
+use super::handle::{Inner, Origin, PipelineState, Secured, Target};
 use crate::{
     id::PipelineId,
     merge::{Change, diff},
@@ -168,13 +168,11 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::record::object;
 
     fn loaded(version: u64) -> (PipelineState, PipelineId) {
         let id = PipelineId::generate();
-        let data = match json!({"a": 1}) {
-            Value::Object(map) => map,
-            _ => unreachable!("an object"),
-        };
+        let data = object(json!({"a": 1}));
         let state = PipelineState::from_origin(Origin::Loaded { id, version }, data);
         (state, id)
     }

@@ -8,22 +8,13 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Origin, PipelineState, Target};
+use super::handle::{Origin, PipelineState, Secured, Target};
 use crate::{
     StateError,
     backend::{Claimed, Committed},
-    record::{Data, next_version},
+    record::next_version,
     store::StoreError,
 };
-
-/// What must be written even if the response is a server error.
-#[derive(Debug, Clone)]
-pub(super) enum Secured {
-    /// The state as loaded, with only the security changes applied.
-    Fields(Data),
-    /// The flow ended.
-    Cleared,
-}
 
 impl PipelineState {
     /// [`remove`](Self::remove), kept even if the response is a server
@@ -148,18 +139,11 @@ mod tests {
     use crate::{
         config::Config,
         id::PipelineId,
-        record::{decode, encode},
+        record::{decode, encode, object},
         shared::Shared,
         state::Outcome,
         store::{MemoryStore, Store},
     };
-
-    fn object(value: Value) -> Data {
-        match value {
-            Value::Object(map) => map,
-            _ => unreachable!("test data is an object"),
-        }
-    }
 
     /// A store holding one record of `fields` at version 1, and its id.
     async fn stored(fields: Value, config: Config) -> (Arc<Shared<MemoryStore>>, PipelineId) {

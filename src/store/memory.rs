@@ -10,7 +10,12 @@ use std::{
 
 use tokio::time::Instant;
 
-use super::{CasOutcome, Store, StoreError, record_version};
+use super::{
+    StoreError,
+    operations::{CasOutcome, Store},
+};
+use crate::lock::lock;
+use crate::record::version_of as record_version;
 
 /// Expired entries are swept out every this many creations, so memory stays
 /// bounded by the live flows even if nobody reads the dead ones.
@@ -74,7 +79,7 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Entries> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner)
     }
 }
 

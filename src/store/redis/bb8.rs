@@ -14,7 +14,8 @@ use std::{fmt, time::Duration};
 use bb8_redis::RedisConnectionManager;
 use redis::{Cmd, RedisFuture, RedisResult, Value, aio::ConnectionLike};
 
-use super::{RedisConnection, RedisStore, StoreError, server::check_server};
+use super::{RedisConnection, RedisStore, server::check_server};
+use crate::store::StoreError;
 
 /// A response timeout long enough never to fire: bb8-redis builds its
 /// connections with redis-rs's default of 500 ms, which would cut every

@@ -20,9 +20,11 @@ use redis::{
 };
 
 use super::{
-    CONNECTION_TIMEOUT, RedisStore, StoreError,
+    RedisStore,
+    connection::CONNECTION_TIMEOUT,
     server::{MINIMUM_VERSION, has_getex, probe, version_in},
 };
+use crate::store::StoreError;
 
 #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 impl RedisStore<ClusterConnection> {

@@ -4,27 +4,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{RedisConnection, RedisStore};
+use super::{RedisConnection, RedisStore, wait::Durability};
 use crate::PipelineStateLayer;
-
-/// How many replicas must acknowledge a write, and how long to wait for
-/// them (`WAIT replicas timeout`); set with
-/// [`PipelineStateLayer::durability`](crate::PipelineStateLayer::durability).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Durability {
-    pub(crate) replicas: u32,
-    pub(crate) timeout: Duration,
-}
-
-impl Durability {
-    /// `WAIT`'s timeout in whole milliseconds, at least 1 (0 would block
-    /// forever).
-    pub(super) fn millis(self) -> u64 {
-        let millis = self.timeout.as_millis()
-            + u128::from(!self.timeout.subsec_nanos().is_multiple_of(1_000_000));
-        u64::try_from(millis).unwrap_or(u64::MAX).max(1)
-    }
-}
 
 impl<C> RedisStore<C> {
     /// The same store, its writes confirmed by `WAIT` (see
@@ -85,24 +66,5 @@ impl<C: RedisConnection + Clone> PipelineStateLayer<RedisStore<C>> {
         self.store = Arc::new(store);
         self.config.durability = Some((replicas, timeout));
         self
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wait_timeouts_round_up_to_whole_milliseconds_and_never_reach_zero() {
-        let millis = |timeout| {
-            Durability {
-                replicas: 1,
-                timeout,
-            }
-            .millis()
-        };
-        assert_eq!(millis(Duration::from_millis(250)), 250);
-        assert_eq!(millis(Duration::from_micros(1500)), 2);
-        assert_eq!(millis(Duration::from_nanos(1)), 1);
     }
 }

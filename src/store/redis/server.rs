@@ -3,7 +3,7 @@
 
 use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind, Value, aio::ConnectionLike, cmd};
 
-use super::StoreError;
+use crate::store::StoreError;
 
 /// The oldest Redis this crate runs on: the first with `GETEX`.
 pub(crate) const MINIMUM_VERSION: &str = "6.2";
