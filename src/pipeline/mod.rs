@@ -140,8 +140,6 @@ mod fields;
 mod hooks;
 mod lifecycle;
 mod nested;
-#[cfg(test)]
-mod nested_tests;
 mod nonce;
 mod presented;
 mod running;

@@ -8,6 +8,9 @@
 //! Records are produced by the layer; a store only needs [`record_version`]
 //! to implement the compare-and-set of [`Store::update`].
 
+#[cfg(feature = "store-contract")]
+#[cfg_attr(docsrs, doc(cfg(feature = "store-contract")))]
+pub mod contract;
 mod error;
 mod memory;
 mod operations;

@@ -27,6 +27,119 @@ pub enum CasOutcome {
 ///
 /// Each method is one round trip to the backing service. Implementations must
 /// be safe to call concurrently from many requests.
+///
+/// # Implementing a store
+///
+/// A store keeps the layer's records as opaque bytes. What it must promise
+/// is what Redis does with the commands [`RedisStore`](crate::RedisStore)
+/// sends: every operation touches one key and is atomic, every record
+/// carries a TTL, and the two versioned operations ([`update`](Self::update)
+/// and [`delete_if_version`](Self::delete_if_version)) compare the stored
+/// record's [`record_version`] and act in the same atomic step. A store that
+/// reads, compares and then writes in separate steps loses updates under
+/// concurrent requests, which is what this crate exists to prevent. Report
+/// your backend's failures as [`StoreError::Backend`] around your client's
+/// error, and never turn one into an empty answer.
+///
+/// The [`contract`](crate::store::contract) module (feature
+/// `store-contract`) checks those promises; run it in your store's tests.
+/// A store over a map in memory, checked by it:
+///
+/// ```
+/// use std::{collections::HashMap, sync::{Arc, Mutex}, time::Duration};
+///
+/// use tokio::time::Instant;
+/// use tower_pipeline_state::{
+///     Store, StoreError,
+///     store::{CasOutcome, record_version},
+/// };
+///
+/// /// Records and when they expire, behind one lock: each operation holds
+/// /// it from its read to its write, which makes it atomic.
+/// #[derive(Clone, Default)]
+/// struct MapStore(Arc<Mutex<HashMap<String, (Vec<u8>, Instant)>>>);
+///
+/// impl MapStore {
+///     /// The live record under `key`, dropping it when it has expired.
+///     fn live(map: &mut HashMap<String, (Vec<u8>, Instant)>, key: &str) -> Option<Vec<u8>> {
+///         match map.get(key) {
+///             Some((_, expires)) if *expires <= Instant::now() => {
+///                 map.remove(key);
+///                 None
+///             }
+///             found => found.map(|(record, _)| record.clone()),
+///         }
+///     }
+///
+///     fn len(&self) -> usize {
+///         let mut map = self.0.lock().unwrap();
+///         map.retain(|_, (_, expires)| *expires > Instant::now());
+///         map.len()
+///     }
+/// }
+///
+/// impl Store for MapStore {
+///     async fn load(&self, key: &str, refresh: Option<Duration>) -> Result<Option<Vec<u8>>, StoreError> {
+///         let mut map = self.0.lock().unwrap();
+///         let found = Self::live(&mut map, key);
+///         if let (Some(ttl), Some((_, expires))) = (refresh, map.get_mut(key)) {
+///             *expires = Instant::now() + ttl;
+///         }
+///         Ok(found)
+///     }
+///
+///     async fn create(&self, key: &str, record: &[u8], ttl: Duration) -> Result<bool, StoreError> {
+///         let mut map = self.0.lock().unwrap();
+///         if Self::live(&mut map, key).is_some() {
+///             return Ok(false);
+///         }
+///         map.insert(key.to_owned(), (record.to_vec(), Instant::now() + ttl));
+///         Ok(true)
+///     }
+///
+///     async fn update(&self, key: &str, version: u64, record: &[u8], ttl: Duration) -> Result<CasOutcome, StoreError> {
+///         let mut map = self.0.lock().unwrap();
+///         match Self::live(&mut map, key) {
+///             None => Ok(CasOutcome::Missing),
+///             Some(current) if record_version(&current) != Some(version) => Ok(CasOutcome::Newer(current)),
+///             Some(_) => {
+///                 map.insert(key.to_owned(), (record.to_vec(), Instant::now() + ttl));
+///                 Ok(CasOutcome::Done)
+///             }
+///         }
+///     }
+///
+///     async fn delete(&self, key: &str) -> Result<(), StoreError> {
+///         self.0.lock().unwrap().remove(key);
+///         Ok(())
+///     }
+///
+///     async fn delete_if_version(&self, key: &str, version: u64) -> Result<CasOutcome, StoreError> {
+///         let mut map = self.0.lock().unwrap();
+///         match Self::live(&mut map, key) {
+///             None => Ok(CasOutcome::Missing),
+///             Some(current) if record_version(&current) != Some(version) => Ok(CasOutcome::Newer(current)),
+///             Some(_) => {
+///                 map.remove(key);
+///                 Ok(CasOutcome::Done)
+///             }
+///         }
+///     }
+/// }
+///
+/// // In the store's tests: every contract, each on a fresh store.
+/// # #[cfg(feature = "store-contract")]
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use tower_pipeline_state::store::contract::{self, Subject};
+///
+/// contract::check(|| async {
+///     let store = MapStore::default();
+///     let view = store.clone();
+///     Subject::new(store, move || view.len())
+/// })
+/// .await;
+/// # });
+/// ```
 pub trait Store: Send + Sync + 'static {
     /// Reads the record under `key`, `None` when there is none. When
     /// `refresh` is given, the key's TTL is set to it by the same command

@@ -10,7 +10,7 @@ use std::sync::{
 use http::{Method, Request};
 use serde_json::{Map, Value, json};
 
-use super::*;
+use crate::pipeline::*;
 use crate::{
     PipelineState,
     state::{Origin, Outcome},
