@@ -42,9 +42,6 @@ pub(crate) struct Config {
     pub(crate) load_mode: LoadMode,
     pub(crate) max_record_size: usize,
     pub(crate) cookie: CookieConfig,
-    /// How many flow cookies a browser keeps; starting one more drops the
-    /// oldest.
-    pub(crate) max_flows: usize,
     pub(crate) error_hook: Option<ErrorHook>,
     /// Replicas that must acknowledge each write, and how long to wait for
     /// them; the `WAIT` itself is sent by the store (`RedisStore`), on the
@@ -65,7 +62,6 @@ impl Default for Config {
             load_mode: LoadMode::Lazy,
             max_record_size: 64 * 1024,
             cookie: CookieConfig::default(),
-            max_flows: 5,
             error_hook: None,
             durability: None,
         }

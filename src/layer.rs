@@ -273,7 +273,7 @@ impl<St> PipelineStateLayer<St> {
             (1..=50).contains(&count),
             "max_flows must be between 1 and 50, got {count}"
         );
-        self.config.max_flows = count;
+        self.config.cookie.max_flows = count;
         self
     }
 

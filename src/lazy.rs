@@ -236,8 +236,17 @@ impl LazyPipelineState {
             return state.clone();
         }
         let evict = self.0.layer.as_ref().map_or_else(Vec::new, |layer| {
-            let config = layer.config();
-            config.cookie.to_evict(headers, config.max_flows)
+            // Never the flow this request continues: its write would set
+            // the cookie the eviction expires.
+            let continued: Vec<Reference> = self
+                .flows()
+                .states
+                .iter()
+                .filter_map(PipelineState::flow_reference)
+                .collect();
+            let mut evict = layer.config().cookie.to_evict(headers);
+            evict.retain(|reference| !continued.contains(reference));
+            evict
         });
         let slot = CookieSlot::Flow(FlowCookie {
             reference: Reference::generate(),

@@ -25,6 +25,9 @@ pub(crate) struct CookieConfig {
     pub(crate) domain: Option<String>,
     pub(crate) protection: Protection,
     pub(crate) max_len: usize,
+    /// How many flow cookies a browser keeps (starting one more drops the
+    /// oldest), and so how many a request makes the layer look at.
+    pub(crate) max_flows: usize,
 }
 
 impl Default for CookieConfig {
@@ -40,6 +43,7 @@ impl Default for CookieConfig {
             domain: None,
             protection: Protection::Plain,
             max_len: 256,
+            max_flows: 5,
         }
     }
 }

@@ -30,6 +30,9 @@ use crate::id::PipelineId;
 const TIME_BYTES: usize = 6;
 /// Random bytes after the time: 72 bits, so a reference cannot be guessed.
 const RANDOM_BYTES: usize = 9;
+/// How far ahead of this server's clock another app server's clock may
+/// be: a reference dated further in the future was not made by this layer.
+const MAX_CLOCK_SKEW_MILLIS: u64 = 60_000;
 /// A reference's length in characters (15 bytes in unpadded URL-safe
 /// base64).
 pub(crate) const REFERENCE_LEN: usize = (TIME_BYTES + RANDOM_BYTES) * 4 / 3;
@@ -45,13 +48,10 @@ pub(crate) struct Reference(String);
 impl Reference {
     /// A fresh reference for a flow starting now.
     pub(crate) fn generate() -> Self {
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_millis());
         let mut bytes = [0u8; TIME_BYTES + RANDOM_BYTES];
         // The low six bytes of the time: the high ones are zero for
         // millennia.
-        let time = u64::try_from(millis).unwrap_or(u64::MAX).to_be_bytes();
+        let time = now_millis().to_be_bytes();
         bytes[..TIME_BYTES].copy_from_slice(&time[8 - TIME_BYTES..]);
         getrandom::fill(&mut bytes[TIME_BYTES..])
             .expect("the operating system's random source failed");
@@ -72,20 +72,39 @@ impl Reference {
         Some(Self(text.to_owned()))
     }
 
-    /// When the flow started, in milliseconds since the Unix epoch.
+    /// When the flow started, in milliseconds since the Unix epoch, as far
+    /// as it can be trusted: a cookie name is the client's to write, so a
+    /// reference dated past now (beyond the clock skew between app servers)
+    /// was planted, and counts as the oldest of all rather than the newest,
+    /// so it neither passes for the flow a request continues nor outlives
+    /// the flows started after it. Within the skew, it counts as now.
     pub(crate) fn started(&self) -> u64 {
         let bytes = URL_SAFE_NO_PAD
             .decode(&self.0)
             .expect("a parsed or generated reference is valid base64");
         let mut time = [0u8; 8];
         time[8 - TIME_BYTES..].copy_from_slice(&bytes[..TIME_BYTES]);
-        u64::from_be_bytes(time)
+        let claimed = u64::from_be_bytes(time);
+        let now = now_millis();
+        if claimed > now.saturating_add(MAX_CLOCK_SKEW_MILLIS) {
+            0
+        } else {
+            claimed.min(now)
+        }
     }
 
     /// The text form.
     pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Now, in milliseconds since the Unix epoch.
+fn now_millis() -> u64 {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis());
+    u64::try_from(millis).unwrap_or(u64::MAX)
 }
 
 impl fmt::Display for Reference {
@@ -124,17 +143,22 @@ pub(crate) struct FlowCookie {
 
 impl CookieConfig {
     /// The flow cookies the request carries (`<name>.<reference>`), with
-    /// their raw values, in header order. Their values are checked only when
-    /// one is chosen ([`flow_id`](Self::flow_id)).
+    /// their raw values: the first [`max_flows`](Self::max_flows) by
+    /// position, since a browser the layer served holds no more, and each
+    /// costs work later. A name whose reference does not parse is not one
+    /// of ours and does not count. Values are checked only when one is
+    /// chosen ([`flow_id`](Self::flow_id)).
     pub(crate) fn flow_cookies<'h>(
         &'h self,
         headers: &'h HeaderMap,
     ) -> impl Iterator<Item = (Reference, &'h [u8])> + 'h {
         let prefix = self.name.as_bytes();
-        cookie_pairs(headers).filter_map(move |(name, value)| {
-            let reference = name.strip_prefix(prefix)?.strip_prefix(b".")?;
-            Some((Reference::parse(reference)?, value))
-        })
+        cookie_pairs(headers)
+            .filter_map(move |(name, value)| {
+                let reference = name.strip_prefix(prefix)?.strip_prefix(b".")?;
+                Some((Reference::parse(reference)?, value))
+            })
+            .take(self.max_flows)
     }
 
     /// The reference of the newest flow whose cookie the request carries.
@@ -152,14 +176,14 @@ impl CookieConfig {
         self.flow_cookies(headers)
             .filter(|(present, _)| present == reference)
             .take(MAX_CANDIDATES)
-            .find_map(|(_, value)| self.open(&name, Some(reference), value))
+            .find_map(|(_, value)| self.open(&name, true, value))
     }
 
     /// The flows whose cookies to expire when the request starts one more:
-    /// the oldest, past the layer's limit.
-    pub(crate) fn to_evict(&self, headers: &HeaderMap, max_flows: usize) -> Vec<Reference> {
+    /// the oldest, past the layer's limit (so at most that many).
+    pub(crate) fn to_evict(&self, headers: &HeaderMap) -> Vec<Reference> {
         let present = self.flow_cookies(headers).map(|(reference, _)| reference);
-        to_evict(present.collect(), max_flows)
+        to_evict(present.collect(), self.max_flows)
     }
 
     /// Flow `reference`'s cookie name.
@@ -296,5 +320,80 @@ mod tests {
             .map(|(reference, value)| (reference, value.to_vec()))
             .collect();
         assert_eq!(found, [(one, b"1".to_vec()), (two, b"4".to_vec())]);
+    }
+
+    #[test]
+    fn a_flow_cookie_value_does_not_open_under_another_layers_name_with_the_same_key() {
+        let key = Key::generate();
+        let layer = |name: &str| CookieConfig {
+            name: name.to_owned(),
+            protection: Protection::Signed(vec![key.clone()]),
+            ..CookieConfig::default()
+        };
+        let (a, b) = (layer("a"), layer("b"));
+        let reference = Reference::generate();
+        let slot = CookieSlot::Flow(FlowCookie {
+            reference: reference.clone(),
+            cross_site: false,
+            evict: Vec::new(),
+        });
+        let id = PipelineId::generate();
+        let value = Cookie::parse(a.set_in(&slot, id).to_str().unwrap().to_owned())
+            .unwrap()
+            .value()
+            .to_owned();
+        let under = |name: &str| request_with(&format!("{name}.{reference}={value}"));
+        assert_eq!(a.flow_id(&under("a"), &reference), Some(id));
+        assert_eq!(b.flow_id(&under("b"), &reference), None, "moved to layer b");
+    }
+
+    #[test]
+    fn at_most_max_flows_flow_cookies_are_looked_at_first_by_position() {
+        let config = CookieConfig {
+            max_flows: 3,
+            ..CookieConfig::default()
+        };
+        let references: Vec<Reference> = (0..5).map(|_| Reference::generate()).collect();
+        let header = references
+            .iter()
+            .map(|reference| format!("pipeline_id.{reference}=x"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let header = format!("pipeline_id.bad=1; {header}");
+        let seen: Vec<Reference> = config
+            .flow_cookies(&request_with(&header))
+            .map(|(reference, _)| reference)
+            .collect();
+        assert_eq!(
+            seen,
+            references[..3],
+            "a name that is not a reference does not count"
+        );
+        assert!(config.to_evict(&request_with(&header)).len() <= 3);
+    }
+
+    #[test]
+    fn a_reference_dated_in_the_future_counts_as_started_now() {
+        let mut bytes = [0xffu8; TIME_BYTES + RANDOM_BYTES];
+        bytes[0] = 0x0f; // a few thousand years from now
+        let future = Reference(URL_SAFE_NO_PAD.encode(bytes));
+        assert_eq!(future.started(), 0, "the oldest of all");
+        let newer = Reference::generate();
+        let config = CookieConfig::default();
+        let header = format!("pipeline_id.{newer}=y; pipeline_id.{future}=x");
+        assert_eq!(
+            config.newest_flow(&request_with(&header)),
+            Some(newer.clone()),
+            "the planted date does not win"
+        );
+        let full = CookieConfig {
+            max_flows: 2,
+            ..CookieConfig::default()
+        };
+        assert_eq!(
+            full.to_evict(&request_with(&header)),
+            [future],
+            "and it is the first dropped"
+        );
     }
 }

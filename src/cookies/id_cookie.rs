@@ -35,7 +35,7 @@ impl CookieConfig {
                 return Incoming::Rejected;
             }
             seen += 1;
-            if let Some(id) = self.open(&self.name, None, value) {
+            if let Some(id) = self.open(&self.name, false, value) {
                 return Incoming::Id(id);
             }
         }

@@ -1,25 +1,18 @@
 //! A cookie value's protection: signing (HMAC) or sealing (AES-GCM) an id
-//! into a value, and opening a value back into an id. Each cookie name has
-//! keys of its own for flow cookies, so a value cannot be moved to another
-//! flow's cookie or to the browser's.
+//! into a value, and opening a value back into an id. Each flow cookie has
+//! keys of its own, derived from its whole name, so a value cannot be moved
+//! to another flow's cookie, to the browser's, or to another layer's cookie
+//! that shares the key.
 
 use cookie::{Cookie, CookieJar, Key};
 
-use super::{
-    config::{CookieConfig, Protection},
-    flow::Reference,
-};
+use super::config::{CookieConfig, Protection};
 use crate::id::PipelineId;
 
 impl CookieConfig {
-    /// The id in `value`, a value of cookie `name` (flow `reference`'s, or
-    /// the browser's when `None`), if it is ours.
-    pub(super) fn open(
-        &self,
-        name: &str,
-        reference: Option<&Reference>,
-        value: &[u8],
-    ) -> Option<PipelineId> {
+    /// The id in `value`, a value of cookie `name` (a flow's when
+    /// `per_name`, the browser's otherwise), if it is ours.
+    pub(super) fn open(&self, name: &str, per_name: bool, value: &[u8]) -> Option<PipelineId> {
         // Length first: no HMAC or decryption over an arbitrarily long value.
         if value.len() > self.max_len {
             return None;
@@ -34,7 +27,7 @@ impl CookieConfig {
         let cookie = Cookie::new(name.to_owned(), std::str::from_utf8(value).ok()?.to_owned());
         let jar = CookieJar::new();
         let opened = keys.iter().find_map(|key| {
-            let key = scoped(key, reference);
+            let key = scoped(key, per_name.then_some(name));
             if private {
                 jar.private(&key).decrypt(cookie.clone())
             } else {
@@ -44,18 +37,16 @@ impl CookieConfig {
         PipelineId::parse(opened.value())
     }
 
-    /// `cookie` with its value signed or sealed with the current key, as the
-    /// layer is configured.
-    pub(super) fn seal(
-        &self,
-        cookie: Cookie<'static>,
-        reference: Option<&Reference>,
-    ) -> Cookie<'static> {
+    /// `cookie` with its value signed or sealed with the current key (a key
+    /// of the cookie's own when `per_name`), as the layer is configured.
+    pub(super) fn seal(&self, cookie: Cookie<'static>, per_name: bool) -> Cookie<'static> {
+        let name = per_name.then(|| cookie.name().to_owned());
+        let key = |keys: &[Key]| scoped(&keys[0], name.as_deref());
         let mut jar = CookieJar::new();
         match &self.protection {
             Protection::Plain => return cookie,
-            Protection::Signed(keys) => jar.signed_mut(&scoped(&keys[0], reference)).add(cookie),
-            Protection::Private(keys) => jar.private_mut(&scoped(&keys[0], reference)).add(cookie),
+            Protection::Signed(keys) => jar.signed_mut(&key(keys)).add(cookie),
+            Protection::Private(keys) => jar.private_mut(&key(keys)).add(cookie),
         }
         jar.delta()
             .next()
@@ -64,15 +55,13 @@ impl CookieConfig {
     }
 }
 
-/// The key for flow `reference`'s cookie: derived from the layer's key and
-/// the reference (HKDF, by `Key::derive_from`), because the `cookie`
-/// crate's signed values do not cover the cookie's name. The browser's
-/// cookie uses the layer's key as it is.
-fn scoped(key: &Key, reference: Option<&Reference>) -> Key {
-    match reference {
+/// The key for the flow cookie called `name`: derived from the layer's key
+/// and the cookie's whole name (HKDF, by `Key::derive_from`), because the
+/// `cookie` crate's signed values do not cover the cookie's name. The
+/// browser's cookie uses the layer's key as it is.
+fn scoped(key: &Key, name: Option<&str>) -> Key {
+    match name {
         None => key.clone(),
-        Some(reference) => {
-            Key::derive_from(&[key.master(), reference.as_str().as_bytes()].concat())
-        }
+        Some(name) => Key::derive_from(&[key.master(), name.as_bytes()].concat()),
     }
 }

@@ -14,11 +14,8 @@ impl CookieConfig {
     /// The `Set-Cookie` value that hands `id` to the client in `slot`'s
     /// cookie.
     pub(crate) fn set_in(&self, slot: &CookieSlot, id: PipelineId) -> HeaderValue {
-        let reference = match slot {
-            CookieSlot::Main => None,
-            CookieSlot::Flow(flow) => Some(&flow.reference),
-        };
-        let cookie = self.seal(self.build_in(slot, id.to_string()), reference);
+        let per_name = matches!(slot, CookieSlot::Flow(_));
+        let cookie = self.seal(self.build_in(slot, id.to_string()), per_name);
         header_value(&cookie)
     }
 
@@ -26,7 +23,7 @@ impl CookieConfig {
     /// for every id: plain, signed and private values have fixed lengths).
     pub(crate) fn issued_len(&self) -> usize {
         let cookie = self.build_in(&CookieSlot::Main, PipelineId::generate().to_string());
-        self.seal(cookie, None).value().len()
+        self.seal(cookie, false).value().len()
     }
 
     /// The `Set-Cookie` value that expires `slot`'s cookie in the client
