@@ -11,7 +11,7 @@ use crate::{
     merge::{Change, rebase},
     metrics::{self, Operation, Wrote},
     record::{Data, decode, encode, next_version},
-    state::{Outcome, Removal},
+    state::{Outcome, PipelineState, Removal},
     store::{CasOutcome, Store, StoreError},
 };
 
@@ -23,12 +23,19 @@ use crate::{
 /// request from starving under endless contention.
 const MAX_REBASES: usize = 32;
 
-/// How the write went; the response future turns it into the response.
+/// How one state's write went.
 #[derive(Debug)]
-pub(crate) enum Flushed {
+enum Written {
     /// Written (or nothing needed); the `Set-Cookie`s to send, if the id
     /// changed.
     Saved(Vec<HeaderValue>),
+    /// Not written: why.
+    Refused(Refusal),
+}
+
+/// Why a write did not happen; the response future answers with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
     /// A concurrent request changed the same fields, or cleared the flow.
     Conflict,
     /// The record is over the size limit; nothing was written.
@@ -37,23 +44,39 @@ pub(crate) enum Flushed {
     Failed,
 }
 
-/// Writes what the request changed in each of its states (usually one:
-/// the browser's, or the flow a pipeline step ran), in turn. The first
-/// write that does not succeed ends it, and its answer is the request's; the
-/// states written before it stay written.
+/// How the request's writes went: the `Set-Cookie`s of the writes that
+/// landed, and the first refusal, if any, which answers the request.
+#[derive(Debug, Default)]
+pub(crate) struct Flushed {
+    pub(crate) cookies: Vec<HeaderValue>,
+    pub(crate) refused: Option<Refusal>,
+}
+
+/// Writes what the request changed in each of its states (usually one: the
+/// browser's, or the flow a pipeline step ran), in turn. Once one write is
+/// refused, the request's answer is that refusal and the later states send
+/// only the engine's security writes (a nonce spent, a flow ended), which
+/// hold whatever else fails; the cookies of every write that landed go out
+/// with the answer, so no record is left without its cookie.
 pub(crate) async fn write_all<St: Store>(
     store: &St,
     config: &Config,
-    outcomes: Vec<(Outcome, CookieSlot)>,
+    outcomes: Vec<(Outcome, PipelineState)>,
 ) -> Flushed {
-    let mut cookies = Vec::new();
-    for (outcome, slot) in outcomes {
-        match write(store, config, outcome, &slot).await {
-            Flushed::Saved(set) => cookies.extend(set),
-            refused => return refused,
+    let mut flushed = Flushed::default();
+    for (outcome, state) in outcomes {
+        let outcome = match flushed.refused {
+            None => outcome,
+            Some(_) => state.secured_outcome(),
+        };
+        match write(store, config, outcome, &state.cookie_slot()).await {
+            Written::Saved(set) => flushed.cookies.extend(set),
+            Written::Refused(refusal) => {
+                flushed.refused.get_or_insert(refusal);
+            }
         }
     }
-    Flushed::Saved(cookies)
+    flushed
 }
 
 /// Encodes and writes what the request changed in a state whose id travels
@@ -63,10 +86,10 @@ async fn write<St: Store>(
     config: &Config,
     outcome: Outcome,
     slot: &CookieSlot,
-) -> Flushed {
+) -> Written {
     let cookie = &config.cookie;
     let result = match outcome {
-        Outcome::Unchanged => Ok(Flushed::Saved(Vec::new())),
+        Outcome::Unchanged => Ok(Written::Saved(Vec::new())),
         Outcome::Create {
             id,
             data,
@@ -80,8 +103,8 @@ async fn write<St: Store>(
             };
             let created = create(store, config, id, encode(1, &data), replacing, wrote).await;
             created.map(|created| match created {
-                Created::Yes(id) => Flushed::Saved(cookies_for(config, slot, id)),
-                Created::Refused(refused) => refused,
+                Created::Yes(id) => Written::Saved(cookies_for(config, slot, id)),
+                Created::Refused(refusal) => Written::Refused(refusal),
             })
         }
         Outcome::Update {
@@ -92,14 +115,14 @@ async fn write<St: Store>(
             whole,
         } => update(store, config, id, version, data, changes, whole).await,
         Outcome::Delete(removal) => delete(store, config, removal, slot).await,
-        Outcome::ExpireCookie => Ok(Flushed::Saved(vec![cookie.removal_in(slot)])),
+        Outcome::ExpireCookie => Ok(Written::Saved(vec![cookie.removal_in(slot)])),
     };
-    if matches!(result, Ok(Flushed::Conflict)) {
+    if matches!(result, Ok(Written::Refused(Refusal::Conflict))) {
         metrics::conflict();
     }
     result.unwrap_or_else(|error| {
         tracing::error!(%error, "pipeline state write not confirmed (it may still have been applied): the store failed; answering 503");
-        Flushed::Failed
+        Written::Refused(Refusal::Failed)
     })
 }
 
@@ -118,8 +141,8 @@ fn cookies_for(config: &Config, slot: &CookieSlot, id: PipelineId) -> Vec<Header
 enum Created {
     /// Written under this id.
     Yes(PipelineId),
-    /// Not written: the answer to give.
-    Refused(Flushed),
+    /// Not written: why.
+    Refused(Refusal),
 }
 
 fn too_large(id: PipelineId, record: &[u8], limit: usize) -> bool {
@@ -149,16 +172,16 @@ async fn create<St: Store>(
     wrote: Wrote,
 ) -> Result<Created, StoreError> {
     if too_large(id, &record, config.max_record_size) {
-        return Ok(Created::Refused(Flushed::TooLarge));
+        return Ok(Created::Refused(Refusal::TooLarge));
     }
     if let Some(removal) = replacing {
         match remove(store, config, removal).await? {
             Removed::Yes => {}
             Removed::AlreadyGone => {
                 tracing::info!(pipeline.id = %removal.id, "pipeline state not replaced: another request cleared it first, or it expired");
-                return Ok(Created::Refused(Flushed::Conflict));
+                return Ok(Created::Refused(Refusal::Conflict));
             }
-            Removed::Changed => return Ok(Created::Refused(Flushed::Conflict)),
+            Removed::Changed => return Ok(Created::Refused(Refusal::Conflict)),
         }
     }
     // A fresh id is 122 random bits, so `NX` refusing it means a collision
@@ -193,13 +216,13 @@ async fn delete<St: Store>(
     config: &Config,
     removal: Removal,
     slot: &CookieSlot,
-) -> Result<Flushed, StoreError> {
+) -> Result<Written, StoreError> {
     match remove(store, config, removal).await? {
         Removed::Yes | Removed::AlreadyGone => {
             metrics::write(Wrote::Cleared);
-            Ok(Flushed::Saved(vec![config.cookie.removal_in(slot)]))
+            Ok(Written::Saved(vec![config.cookie.removal_in(slot)]))
         }
-        Removed::Changed => Ok(Flushed::Conflict),
+        Removed::Changed => Ok(Written::Refused(Refusal::Conflict)),
     }
 }
 
@@ -325,11 +348,11 @@ async fn update<St: Store>(
     data: Data,
     changes: Vec<Change>,
     whole: bool,
-) -> Result<Flushed, StoreError> {
+) -> Result<Written, StoreError> {
     let mut record = encode(next_version(version), &data);
     for attempt in 0..=MAX_REBASES {
         let Some(outcome) = compare_and_set(store, config, id, version, &record).await? else {
-            return Ok(Flushed::TooLarge);
+            return Ok(Written::Refused(Refusal::TooLarge));
         };
         let newer = match outcome {
             CasOutcome::Done => {
@@ -338,21 +361,21 @@ async fn update<St: Store>(
                 } else {
                     Wrote::Merged
                 });
-                return Ok(Flushed::Saved(Vec::new()));
+                return Ok(Written::Saved(Vec::new()));
             }
             CasOutcome::Missing => {
                 tracing::info!(
                     pipeline.id = %id,
                     "pipeline state not saved: the flow was cleared or expired by another request"
                 );
-                return Ok(Flushed::Conflict);
+                return Ok(Written::Refused(Refusal::Conflict));
             }
             CasOutcome::Newer(_) if whole => {
                 tracing::info!(
                     pipeline.id = %id,
                     "pipeline state not saved: the whole state was replaced while a concurrent request changed it"
                 );
-                return Ok(Flushed::Conflict);
+                return Ok(Written::Refused(Refusal::Conflict));
             }
             CasOutcome::Newer(raw) => raw,
         };
@@ -360,7 +383,7 @@ async fn update<St: Store>(
             Ok(newer) => newer,
             Err(error) => {
                 tracing::warn!(pipeline.id = %id, %error, "pipeline state not saved: the stored record no longer decodes");
-                return Ok(Flushed::Conflict);
+                return Ok(Written::Refused(Refusal::Conflict));
             }
         };
         let mut data = newer.data;
@@ -370,11 +393,11 @@ async fn update<St: Store>(
                 field,
                 "pipeline state not saved: a concurrent request changed the same field"
             );
-            return Ok(Flushed::Conflict);
+            return Ok(Written::Refused(Refusal::Conflict));
         }
         version = newer.version;
         record = encode(next_version(version), &data);
     }
     tracing::info!(pipeline.id = %id, "pipeline state not saved: too many concurrent writers");
-    Ok(Flushed::Conflict)
+    Ok(Written::Refused(Refusal::Conflict))
 }

@@ -19,10 +19,9 @@ use crate::{
     backend::{Backend, BoxFuture, Found},
     body::answer,
     config::{Config, LoadMode},
-    cookies::CookieSlot,
     cookies::Incoming,
     error::LoadError,
-    flush::{Flushed, write_all},
+    flush::{Flushed, Refusal, write_all},
     id::PipelineId,
     lazy::{Closed, LazyPipelineState},
     metrics,
@@ -203,15 +202,16 @@ where
     }
 }
 
-/// What the request's states need written, with the cookie of each; empty
-/// when nothing changed (no allocation then).
-fn to_write(closed: Closed, discard: bool) -> Vec<(Outcome, CookieSlot)> {
+/// What the request's states need written, with the state of each (its
+/// cookie, its security writes); empty when nothing changed (no allocation
+/// then).
+fn to_write(closed: Closed, discard: bool) -> Vec<(Outcome, PipelineState)> {
     let Closed { main, flows } = closed;
     main.into_iter()
         .chain(flows)
         .filter_map(|state| {
             let outcome = state.end_request(discard);
-            (outcome != Outcome::Unchanged).then(|| (outcome, state.cookie_slot()))
+            (outcome != Outcome::Unchanged).then_some((outcome, state))
         })
         .collect()
 }
@@ -223,19 +223,19 @@ fn respond<B>(
     flushed: Flushed,
     config: &Config,
 ) -> Response<ResponseBody<B>> {
-    let error = match flushed {
-        Flushed::Saved(cookies) => {
-            let mut response = response.map(ResponseBody::inner);
-            for cookie in cookies {
-                response.headers_mut().append(SET_COOKIE, cookie);
-            }
-            return response;
-        }
-        Flushed::Conflict => config.conflict(),
-        Flushed::TooLarge => LayerError::TooLarge,
+    let Flushed { cookies, refused } = flushed;
+    let mut response = match refused {
+        None => response.map(ResponseBody::inner),
+        Some(Refusal::Conflict) => answer(config.answer(config.conflict())),
+        Some(Refusal::TooLarge) => answer(config.answer(LayerError::TooLarge)),
         // A write that timed out or lost its connection may still have been
         // carried out by Redis: "not confirmed", not "not written".
-        Flushed::Failed => LayerError::NotConfirmed,
+        Some(Refusal::Failed) => answer(config.answer(LayerError::NotConfirmed)),
     };
-    answer(config.answer(error))
+    // The cookies of the writes that landed, whatever the answer: a record
+    // written without its cookie would be unreachable.
+    for cookie in cookies {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    response
 }

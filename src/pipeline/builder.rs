@@ -320,7 +320,8 @@ impl<B, R> PipelineBuilder<B, R> {
         let on_error = self
             .on_error
             .unwrap_or_else(|| panic!("pipeline `{name}` needs an error handler (on_error)"));
-        let signature = Signature::of(self.steps.iter().map(|step| &step.name));
+        let signature =
+            Signature::of_steps(self.steps.iter().map(|step| (&step.name, step.callback)));
         Pipeline {
             inner: Arc::new(Definition {
                 name: self.name,

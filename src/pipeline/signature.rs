@@ -9,18 +9,22 @@ use sha2::{Digest, Sha256};
 /// below ever does.
 const DOMAIN: &[u8] = b"tower-pipeline-state/pipeline-signature/v1\n";
 
-/// A fingerprint of a pipeline's step names, in order: 64 lowercase hex
-/// digits of SHA-256.
+/// A fingerprint of a pipeline's steps, in order: their names and which of
+/// them are callbacks, as 64 lowercase hex digits of SHA-256.
 ///
 /// Every flow stores the signature of the pipeline that started it; a request
 /// that finds another signature (the deployment changed the steps since) ends
 /// the flow with [`FlowError::SignatureChanged`](super::FlowError) instead of
 /// running a step that means something else now.
 ///
-/// The value depends only on the names and their order, never on the process,
-/// the platform or the Rust release: it is SHA-256 over a fixed tag followed,
-/// for each name, by its length in bytes (8 bytes, big-endian) and its UTF-8
-/// bytes. The length prefix keeps `["ab", "c"]` and `["a", "bc"]` apart.
+/// The value depends only on the steps and their order, never on the
+/// process, the platform or the Rust release: it is SHA-256 over a fixed tag
+/// followed, for each step, by its name's length in bytes (8 bytes,
+/// big-endian) and its UTF-8 bytes, and for a callback step one more byte,
+/// `0xff` (which no length of a name starts with). The length prefix keeps
+/// `["ab", "c"]` and `["a", "bc"]` apart; the marker makes turning a step
+/// into a callback, or back, a new signature, so flows in progress end
+/// rather than run a step whose nonce rule changed.
 ///
 /// ```
 /// use tower_pipeline_state::pipeline::Signature;
@@ -35,18 +39,42 @@ const DOMAIN: &[u8] = b"tower-pipeline-state/pipeline-signature/v1\n";
 pub struct Signature(String);
 
 impl Signature {
-    /// The signature of `names`, in this order.
+    /// The signature of steps called `names`, in this order, none of them a
+    /// callback.
     pub fn of<I>(names: I) -> Self
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
+        Self::of_steps(names.into_iter().map(|name| (name, false)))
+    }
+
+    /// The signature of `steps`, in this order: each a name, and whether it
+    /// is a callback step (see
+    /// [`PipelineBuilder::callback`](super::PipelineBuilder::callback)).
+    ///
+    /// ```
+    /// use tower_pipeline_state::pipeline::Signature;
+    ///
+    /// let plain = Signature::of(["authorize", "callback"]);
+    /// let with_callback = Signature::of_steps([("authorize", false), ("callback", true)]);
+    /// assert_ne!(plain, with_callback, "which steps are callbacks counts");
+    /// assert_eq!(plain, Signature::of_steps([("authorize", false), ("callback", false)]));
+    /// ```
+    pub fn of_steps<I, N>(steps: I) -> Self
+    where
+        I: IntoIterator<Item = (N, bool)>,
+        N: AsRef<str>,
+    {
         let mut hasher = Sha256::new();
         hasher.update(DOMAIN);
-        for name in names {
+        for (name, callback) in steps {
             let name = name.as_ref().as_bytes();
             hasher.update((name.len() as u64).to_be_bytes());
             hasher.update(name);
+            if callback {
+                hasher.update([CALLBACK]);
+            }
         }
         let digest = hasher.finalize();
         let mut hex = String::with_capacity(64);
@@ -64,6 +92,9 @@ impl Signature {
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
+/// Marks a callback step: no name's length (8 bytes, big-endian, far below
+/// 2^56) starts with it, so the encoding stays unambiguous.
+const CALLBACK: u8 = 0xff;
 
 impl fmt::Display for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

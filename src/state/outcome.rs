@@ -63,6 +63,14 @@ impl PipelineState {
             inner.outcome()
         }
     }
+
+    /// Once the request has ended: only the engine's security writes, as
+    /// for a discarded response. What the writer sends for this state when
+    /// another state's write of the same request failed, so that a nonce
+    /// spent or a flow ended stays so whatever else happens.
+    pub(crate) fn secured_outcome(&self) -> Outcome {
+        self.lock().secured_outcome()
+    }
 }
 
 impl Origin {

@@ -323,7 +323,7 @@ fn a_pipeline_without_flow_kinds_is_refused() {
 }
 
 #[test]
-fn the_signature_is_that_of_the_step_names() {
+fn the_signature_is_that_of_the_steps_and_which_are_callbacks() {
     let pipeline = Pipeline::<Body, Response>::builder("p")
         .flow_kind("login")
         .step("authorize", |_request, _flow| async { Ok(String::new()) })
@@ -334,7 +334,16 @@ fn the_signature_is_that_of_the_step_names() {
         .build();
     assert_eq!(
         *pipeline.signature(),
-        Signature::of(["authorize", "callback", "confirm"])
+        Signature::of_steps([
+            ("authorize", false),
+            ("callback", true),
+            ("confirm", false)
+        ])
+    );
+    assert_ne!(
+        *pipeline.signature(),
+        Signature::of(["authorize", "callback", "confirm"]),
+        "a flow started before `callback` became a callback step ends"
     );
 }
 
