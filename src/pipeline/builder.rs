@@ -12,6 +12,11 @@ use super::{
     step::StepDef,
 };
 
+/// The default [`PipelineBuilder::form_limit`]: an OpenID Connect
+/// `form_post` callback is a few hundred bytes, a signed SAML response a few
+/// kilobytes to a few dozen.
+const DEFAULT_FORM_LIMIT: usize = 64 * 1024;
+
 /// Defines a [`Pipeline`]; made by [`Pipeline::builder`].
 ///
 /// A pipeline needs at least one flow kind, at least one step, a finish hook
@@ -24,6 +29,8 @@ pub struct PipelineBuilder<B, R> {
     nonce_param: String,
     reference_param: String,
     cross_site: bool,
+    cross_site_start: bool,
+    form_limit: usize,
     user: Box<UserFn>,
     finish: Option<Box<dyn FinishHook<B, R>>>,
     on_error: Option<Box<ErrorFn<R>>>,
@@ -59,6 +66,8 @@ impl<B, R> PipelineBuilder<B, R> {
             nonce_param: "state".to_owned(),
             reference_param: "flow".to_owned(),
             cross_site: false,
+            cross_site_start: false,
+            form_limit: DEFAULT_FORM_LIMIT,
             user: Box::new(|_| None),
             finish: None,
             on_error: None,
@@ -178,6 +187,47 @@ impl<B, R> PipelineBuilder<B, R> {
     /// ```
     pub fn reference_param(mut self, name: impl Into<String>) -> Self {
         self.reference_param = name.into();
+        self
+    }
+
+    /// Lets [`Pipeline::start`] start a flow on a request that the browser
+    /// marks as coming from another site (`Sec-Fetch-Site: cross-site`).
+    /// Default off: another site cannot start flows in a person's browser
+    /// (each start may drop the oldest of the browser's flows, the sign-in
+    /// in progress among them), so a start is refused with
+    /// [`FlowError::CrossSite`](super::FlowError::CrossSite). Turn it on
+    /// for a start route that other sites link to on purpose (a portal's
+    /// "Sign in with..." link).
+    ///
+    /// ```
+    /// # use tower_pipeline_state::pipeline::Pipeline;
+    /// let builder = Pipeline::<String, String>::builder("sso").cross_site_start(true);
+    /// ```
+    pub fn cross_site_start(mut self, allow: bool) -> Self {
+        self.cross_site_start = allow;
+        self
+    }
+
+    /// The largest urlencoded form POST body the engine reads to find a
+    /// callback's `state` (OpenID Connect `form_post`, SAML's POST binding)
+    /// when the query has none; default 64 KiB. A larger body is refused
+    /// ([`FlowError::Failed`](super::FlowError::Failed)) without reading
+    /// past the limit. The form is read only for a pipeline with callback
+    /// steps (or [`cross_site_callbacks`](Self::cross_site_callbacks)),
+    /// and with axum under the application's own `DefaultBodyLimit` too
+    /// when that is smaller. A SAML response with many certificates may
+    /// need more.
+    ///
+    /// # Panics
+    /// If `bytes` is 0.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::pipeline::Pipeline;
+    /// let builder = Pipeline::<String, String>::builder("saml").form_limit(256 * 1024);
+    /// ```
+    pub fn form_limit(mut self, bytes: usize) -> Self {
+        assert!(bytes > 0, "form_limit must be above zero");
+        self.form_limit = bytes;
         self
     }
 
@@ -331,6 +381,8 @@ impl<B, R> PipelineBuilder<B, R> {
                 nonce_param: self.nonce_param,
                 reference_param: self.reference_param,
                 cross_site: self.cross_site,
+                cross_site_start: self.cross_site_start,
+                form_limit: self.form_limit,
                 user: self.user,
                 finish,
                 on_error,
@@ -351,6 +403,8 @@ impl<B, R> fmt::Debug for PipelineBuilder<B, R> {
             .field("nonce_param", &self.nonce_param)
             .field("reference_param", &self.reference_param)
             .field("cross_site_callbacks", &self.cross_site)
+            .field("cross_site_start", &self.cross_site_start)
+            .field("form_limit", &self.form_limit)
             .finish_non_exhaustive()
     }
 }

@@ -48,6 +48,10 @@ pub(crate) struct Definition<B, R> {
     /// Flow cookies are `SameSite=None; Secure`, for callbacks that come
     /// back as cross-site POSTs.
     pub(crate) cross_site: bool,
+    /// `start` takes requests the browser marks as cross-site.
+    pub(crate) cross_site_start: bool,
+    /// The largest callback form read for its `state`.
+    pub(crate) form_limit: usize,
     pub(crate) user: Box<UserFn>,
     pub(crate) finish: Box<dyn FinishHook<B, R>>,
     pub(crate) on_error: Box<ErrorFn<R>>,
@@ -93,6 +97,8 @@ impl<B, R> fmt::Debug for Pipeline<B, R> {
             .field("nonce_param", &self.inner.nonce_param)
             .field("reference_param", &self.inner.reference_param)
             .field("cross_site_callbacks", &self.inner.cross_site)
+            .field("cross_site_start", &self.inner.cross_site_start)
+            .field("form_limit", &self.inner.form_limit)
             .finish_non_exhaustive()
     }
 }

@@ -8,8 +8,8 @@ use std::future::ready;
 use http::Request;
 
 use super::{
-    Finished, Flow, FlowError, context::Engine, definition::Definition, scope::Scope,
-    step_future::StepFuture,
+    Finished, Flow, FlowError, context::Engine, definition::Definition,
+    presented::is_cross_site_write, scope::Scope, step_future::StepFuture,
 };
 use crate::backend::Claimed;
 
@@ -31,7 +31,11 @@ where
     }
 
     fn enter(&self, flow: Flow<B, R>, request: Request<B>) -> StepFuture<R> {
+        let cross_site = is_cross_site_write(request.method(), request.headers());
         let Some(step) = self.steps.get(flow.index) else {
+            if cross_site {
+                return Box::pin(ready(Err(FlowError::CrossSite)));
+            }
             return match flow.scope {
                 // Past a nested run's last step no finish hook runs:
                 // `Flow::nest` ends the run.
@@ -46,12 +50,26 @@ where
         if step.callback && !flow.nonce_verified() {
             return Box::pin(ready(Err(FlowError::NonceMissing)));
         }
+        if cross_site && !reached_by_cross_site(step.callback, &flow) {
+            return Box::pin(ready(Err(FlowError::CrossSite)));
+        }
         tracing::debug!(pipeline = %self.name, step = %step.name, index = flow.index, "entering pipeline step");
         step.handler.call(request, flow)
     }
 
     fn finish(&self, request: Request<B>, finished: Finished) -> StepFuture<R> {
         self.finish.call(request, finished)
+    }
+}
+
+/// Whether a cross-site POST may enter this step: only a callback step, with
+/// its own scope's nonce; or the outer step that runs the nested run whose
+/// nonce it brought (whose own callback step is then checked the same way).
+fn reached_by_cross_site<B, R>(callback: bool, flow: &Flow<B, R>) -> bool {
+    match (&flow.scope, &flow.verified) {
+        (_, None) => false,
+        (Scope::Outer, Some(Scope::Nested(_))) => true,
+        (_, Some(_)) => callback && flow.nonce_verified(),
     }
 }
 

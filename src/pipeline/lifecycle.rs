@@ -51,6 +51,11 @@ where
                 None,
             );
         }
+        if !self.inner.cross_site_start && presented::is_cross_site(request.headers()) {
+            // Another site must not start flows in this browser: each start
+            // may drop the oldest of its flows.
+            return self.fail(None, FlowError::CrossSite, Some(kind.to_owned()), None);
+        }
         let (parts, body) = request.into_parts();
         let state = lazy.start_flow(&parts.headers, self.inner.cross_site);
         let user = (self.inner.user)(&parts);
@@ -109,14 +114,7 @@ where
             return self.fail(None, FlowError::MissingLayer, None, None);
         };
         let (parts, body) = request.into_parts();
-        let (presented, body) = match presented::find(
-            &parts,
-            body,
-            &self.inner.nonce_param,
-            &self.inner.reference_param,
-        )
-        .await
-        {
+        let (presented, body) = match presented::find(&parts, body, self.params()).await {
             Ok(found) => found,
             Err(error) => return self.fail(None, error, None, None),
         };
@@ -140,7 +138,9 @@ where
             }
         };
         let kind = stored.kind.clone();
-        if presented.nonce.is_none() && presented::is_cross_site_write(&parts) {
+        if presented.nonce.is_none()
+            && presented::is_cross_site_write(&parts.method, &parts.headers)
+        {
             // Only a callback, which brings the nonce back, may come from
             // another site.
             return self.fail(None, FlowError::CrossSite, Some(kind), None);
@@ -163,6 +163,17 @@ where
         self.settle(&state, &running, Some(kind), true, result)
     }
 
+    /// Where this pipeline looks for a request's reference and nonce; a
+    /// form is read only by a pipeline that takes callbacks.
+    fn params(&self) -> presented::Params<'_> {
+        let callbacks = self.inner.cross_site || self.inner.steps.iter().any(|step| step.callback);
+        presented::Params {
+            nonce: &self.inner.nonce_param,
+            reference: &self.inner.reference_param,
+            form_limit: callbacks.then_some(self.inner.form_limit),
+        }
+    }
+
     /// Why a request found no flow: it named none, or names one whose cookie
     /// the browser did not send: withheld on a cross-site POST (as the
     /// browser marks it) to a pipeline whose cookies are `SameSite=Lax`, or
@@ -170,7 +181,10 @@ where
     fn not_held(&self, parts: &Parts, presented: &Presented) -> FlowError {
         match presented.reference {
             None => FlowError::NoFlow,
-            Some(_) if !self.inner.cross_site && presented::is_cross_site_write(parts) => {
+            Some(_)
+                if !self.inner.cross_site
+                    && presented::is_cross_site_write(&parts.method, &parts.headers) =>
+            {
                 FlowError::CrossSite
             }
             Some(_) => FlowError::OtherBrowser,

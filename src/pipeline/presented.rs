@@ -12,16 +12,12 @@
 //! [`PipelineBuilder::reference_param`]: super::PipelineBuilder::reference_param
 
 use bytes::Bytes;
-use http::{Method, header::CONTENT_TYPE, request::Parts};
+use http::{HeaderMap, Method, header::CONTENT_TYPE, request::Parts};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
 
 use super::FlowError;
 use crate::cookies::Reference;
-
-/// The largest form body read to find a callback's `state`: a SAML response
-/// (signed XML, base64-encoded) fits with room to spare.
-pub(crate) const MAX_FORM: usize = 1024 * 1024;
 
 /// What a request carries to name its flow.
 #[derive(Debug, Default)]
@@ -32,34 +28,49 @@ pub(crate) struct Presented {
     pub(crate) nonce: Option<String>,
 }
 
+/// Where a request's reference and nonce are looked for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Params<'p> {
+    /// The parameter that brings the nonce back (`state`).
+    pub(crate) nonce: &'p str,
+    /// The parameter of the application's links (`flow`).
+    pub(crate) reference: &'p str,
+    /// The largest form read for the nonce; `None`: the pipeline takes no
+    /// callback, so no form is read at all.
+    pub(crate) form_limit: Option<usize>,
+}
+
 /// Finds the reference in the query, or, for a urlencoded form POST whose
-/// query has no `state`, in the form (the body is read, up to
-/// [`MAX_FORM`], and handed back whole for the step).
+/// query has no `state` to a pipeline that takes callbacks, in the form: the
+/// body is read under the pipeline's limit (and, with axum, the
+/// application's `DefaultBodyLimit`), and handed back whole for the step.
 pub(crate) async fn find<B>(
     parts: &Parts,
     body: B,
-    nonce_param: &str,
-    reference_param: &str,
+    params: Params<'_>,
 ) -> Result<(Presented, B), FlowError>
 where
-    B: Body + From<Bytes>,
+    B: Body + From<Bytes> + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let query = parts.uri.query().unwrap_or_default().as_bytes();
-    let mut state = only(query, nonce_param)?;
-    let named = only(query, reference_param)?;
+    let mut state = only(query, params.nonce)?;
+    let named = only(query, params.reference)?;
     let mut body = body;
-    if state.is_none() && is_form_post(parts) {
-        let bytes = Limited::new(body, MAX_FORM)
+    if let Some(limit) = params
+        .form_limit
+        .filter(|_| state.is_none() && is_form_post(parts))
+    {
+        let bytes = Limited::new(framework_limited(parts, body), limit)
             .collect()
             .await
             .map_err(|error| {
                 FlowError::failed(format_args!(
-                    "the form could not be read (over {MAX_FORM} bytes, or broken off): {error}"
+                    "the form could not be read (over the limit of {limit} bytes or the application's, or broken off): {error}"
                 ))
             })?
             .to_bytes();
-        state = only(&bytes, nonce_param)?;
+        state = only(&bytes, params.nonce)?;
         body = B::from(bytes);
     }
     let named = match named {
@@ -122,15 +133,46 @@ fn is_form_post(parts: &Parts) -> bool {
             })
 }
 
+/// `body` under the application's own body limit, when it has one the
+/// engine can apply: with axum, the `DefaultBodyLimit` in the request's
+/// extensions (axum's 2 MB default without one). Other bodies as they are.
+fn framework_limited<B: 'static>(parts: &Parts, body: B) -> B {
+    #[cfg(feature = "axum")]
+    {
+        use std::any::Any;
+        // The body is axum's exactly when `B` is `axum::body::Body`; the
+        // limit's extension is axum's private type, which only axum reads.
+        let mut slot = Some(body);
+        if let Some(axum_body) =
+            (&mut slot as &mut dyn Any).downcast_mut::<Option<axum::body::Body>>()
+            && let Some(inner) = axum_body.take()
+        {
+            let mut request = http::Request::new(inner);
+            *request.extensions_mut() = parts.extensions.clone();
+            *axum_body = Some(axum::RequestExt::with_limited_body(request).into_body());
+        }
+        slot.expect("the body is put back")
+    }
+    #[cfg(not(feature = "axum"))]
+    {
+        let _ = parts;
+        body
+    }
+}
+
 /// Whether the request is a POST (or another unsafe method) that the
 /// browser says comes from another site (`Sec-Fetch-Site: cross-site`,
 /// sent by every current browser).
-pub(crate) fn is_cross_site_write(parts: &Parts) -> bool {
-    !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
-        && parts
-            .headers
-            .get("sec-fetch-site")
-            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+pub(crate) fn is_cross_site_write(method: &Method, headers: &HeaderMap) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) && is_cross_site(headers)
+}
+
+/// Whether the browser says the request comes from another site
+/// (`Sec-Fetch-Site: cross-site`), whatever its method.
+pub(crate) fn is_cross_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"cross-site"))
 }
 
 #[cfg(test)]
@@ -140,6 +182,8 @@ mod tests {
 
     use super::*;
 
+    const LIMIT: usize = 1024;
+
     async fn found(method: Method, uri: &str, form: &str) -> Result<Presented, FlowError> {
         let request = Request::builder()
             .method(method)
@@ -148,7 +192,12 @@ mod tests {
             .body(Full::new(Bytes::from(form.to_owned())))
             .unwrap();
         let (parts, body) = request.into_parts();
-        let (presented, body) = find(&parts, body, "state", "flow").await?;
+        let params = Params {
+            nonce: "state",
+            reference: "flow",
+            form_limit: Some(LIMIT),
+        };
+        let (presented, body) = find(&parts, body, params).await?;
         let kept = body.collect().await.unwrap().to_bytes();
         assert_eq!(kept, form.as_bytes(), "the body is handed back whole");
         Ok(presented)
@@ -210,32 +259,23 @@ mod tests {
 
     #[tokio::test]
     async fn a_form_over_the_limit_is_refused() {
-        let big = "a".repeat(MAX_FORM + 1);
+        let big = "a".repeat(LIMIT + 1);
         let error = found(Method::POST, "/cb", &big).await.unwrap_err();
         assert_eq!(error.kind(), "failed");
     }
 
     #[test]
     fn only_unsafe_cross_site_requests_are_cross_site_writes() {
-        let parts = |method: Method, site: Option<&str>| {
-            let mut request = Request::builder().method(method);
+        let write = |method: Method, site: Option<&str>| {
+            let mut headers = HeaderMap::new();
             if let Some(site) = site {
-                request = request.header("sec-fetch-site", site);
+                headers.insert("sec-fetch-site", site.parse().unwrap());
             }
-            request.body(()).unwrap().into_parts().0
+            is_cross_site_write(&method, &headers)
         };
-        assert!(is_cross_site_write(&parts(
-            Method::POST,
-            Some("cross-site")
-        )));
-        assert!(!is_cross_site_write(&parts(
-            Method::GET,
-            Some("cross-site")
-        )));
-        assert!(!is_cross_site_write(&parts(
-            Method::POST,
-            Some("same-site")
-        )));
-        assert!(!is_cross_site_write(&parts(Method::POST, None)));
+        assert!(write(Method::POST, Some("cross-site")));
+        assert!(!write(Method::GET, Some("cross-site")));
+        assert!(!write(Method::POST, Some("same-site")));
+        assert!(!write(Method::POST, None));
     }
 }

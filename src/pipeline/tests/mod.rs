@@ -334,11 +334,7 @@ fn the_signature_is_that_of_the_steps_and_which_are_callbacks() {
         .build();
     assert_eq!(
         *pipeline.signature(),
-        Signature::of_steps([
-            ("authorize", false),
-            ("callback", true),
-            ("confirm", false)
-        ])
+        Signature::of_steps([("authorize", false), ("callback", true), ("confirm", false)])
     );
     assert_ne!(
         *pipeline.signature(),
