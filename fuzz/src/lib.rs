@@ -117,3 +117,90 @@ pub async fn store_with_live_flow() -> MemoryStore {
     assert!(store.create(&live_key(), record, TTL).await.unwrap());
     store
 }
+
+/// The flow-cookie limit of [`engine_request`]'s layer.
+pub const MAX_FLOWS: usize = 3;
+
+/// What [`engine_request`] saw.
+#[derive(Debug)]
+pub struct EngineOutcome {
+    /// The response status.
+    pub status: StatusCode,
+    /// How many `Set-Cookie`s the response carries.
+    pub set_cookies: usize,
+    /// Whether the pipeline's callback step ran.
+    pub called_back: bool,
+}
+
+/// Sends a form POST carrying `cookies` (one `Cookie` header) and `form` to
+/// a pipeline with a callback step and cross-site callbacks, behind a
+/// signed layer with [`MAX_FLOWS`] over an empty `MemoryStore`: to its
+/// `start` when `start` is on, else to its `dispatch`; marked
+/// `Sec-Fetch-Site: cross-site` when `cross_site` is on.
+pub async fn engine_request(
+    cookies: &HeaderValue,
+    form: &[u8],
+    start: bool,
+    cross_site: bool,
+) -> EngineOutcome {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use bytes::Bytes;
+    use http::header::CONTENT_TYPE;
+    use http_body_util::Full;
+    use tower_pipeline_state::pipeline::{Flow, Pipeline};
+
+    type Body = Full<Bytes>;
+    let called_back = Arc::new(AtomicBool::new(false));
+    let seen = called_back.clone();
+    let pipeline = Pipeline::<Body, StatusCode>::builder("fuzz")
+        .flow_kind("login")
+        .cross_site_callbacks(true)
+        .step("authorize", |_request, flow: Flow<Body, StatusCode>| async move {
+            flow.advance()?;
+            Ok(StatusCode::OK)
+        })
+        .callback("callback", move |_request, _flow| {
+            seen.store(true, Ordering::SeqCst);
+            async { Ok(StatusCode::OK) }
+        })
+        .on_finish(|_request, _finished| async { Ok(StatusCode::OK) })
+        .on_error(|_failure| StatusCode::BAD_REQUEST)
+        .build();
+    let handler = service_fn(move |request: Request<Body>| {
+        let pipeline = pipeline.clone();
+        async move {
+            let status = if start {
+                pipeline.start(request, "login").await
+            } else {
+                pipeline.dispatch(request).await
+            };
+            let mut response = Response::new(String::new());
+            *response.status_mut() = status;
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let mut request = Request::post("/flow")
+        .header(COOKIE, cookies.clone())
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::copy_from_slice(form)))
+        .expect("a valid request");
+    if cross_site {
+        request
+            .headers_mut()
+            .insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+    }
+    let layer = PipelineStateLayer::new(MemoryStore::new())
+        .signed(key(), [])
+        .max_flows(MAX_FLOWS);
+    let response = layer
+        .layer(handler)
+        .oneshot(request)
+        .await
+        .unwrap_or_else(|never| match never {});
+    EngineOutcome {
+        status: response.status(),
+        set_cookies: response.headers().get_all(SET_COOKIE).iter().count(),
+        called_back: called_back.load(Ordering::SeqCst),
+    }
+}

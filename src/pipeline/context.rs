@@ -284,12 +284,7 @@ where
     /// entered, not submitted to, so it should render.
     pub async fn next(self) -> Result<R, FlowError> {
         self.advance()?;
-        let mut parts = self.parts.clone();
-        parts.method = Method::GET;
-        for header in [CONTENT_TYPE, CONTENT_LENGTH, TRANSFER_ENCODING] {
-            parts.headers.remove(header);
-        }
-        let request = Request::from_parts(parts, B::default());
+        let request = Request::from_parts(entering(self.parts.clone()), B::default());
         let engine = self.engine.clone();
         let flow = Flow {
             index: self.index + 1,
@@ -310,4 +305,16 @@ impl<B, R> fmt::Debug for Flow<B, R> {
             .field("nonce_verified", &self.nonce_verified())
             .finish_non_exhaustive()
     }
+}
+
+/// A request as a step is entered rather than submitted to (by
+/// [`Flow::next`], or by [`Pipeline::start`](super::Pipeline::start)): a
+/// `GET`, with the same URI, headers and extensions, less the body's
+/// headers (the body itself is empty).
+pub(crate) fn entering(mut parts: Parts) -> Parts {
+    parts.method = Method::GET;
+    for header in [CONTENT_TYPE, CONTENT_LENGTH, TRANSFER_ENCODING] {
+        parts.headers.remove(header);
+    }
+    parts
 }

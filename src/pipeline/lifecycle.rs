@@ -11,14 +11,14 @@ use serde_json::Value;
 use super::{
     Corruption, Failure, Flow, FlowError, InnerStep, Pipeline,
     check::check_run,
-    context::Engine,
+    context::{Engine, entering},
     fields::{PIPELINE, Run, Stored},
     presented::{self, Presented},
     running::Running,
     scope::Scope,
     verify::verify_nonce,
 };
-use crate::{LazyPipelineState, PipelineState, Status};
+use crate::{LazyPipelineState, PipelineState, Status, backend::Committed};
 
 /// Why a flow was refused, and its kind when known.
 type Refused = (FlowError, Option<String>);
@@ -28,7 +28,16 @@ where
     B: Default + Send + 'static,
     R: Send + 'static,
 {
-    /// Starts a flow of `kind` and runs its first step with `request`.
+    /// Starts a flow of `kind` and enters its first step with `request`.
+    ///
+    /// The step is entered as [`Flow::next`] enters one: it gets `request`
+    /// as a `GET` with an empty body (same URI, headers and extensions), so
+    /// it renders, whatever the start route took (a button's `POST`, say);
+    /// read what the start form sent before calling `start`. A request the
+    /// browser marks as coming from another site (`Sec-Fetch-Site:
+    /// cross-site`) is refused with [`FlowError::CrossSite`] unless the
+    /// pipeline allows it
+    /// ([`cross_site_start`](super::PipelineBuilder::cross_site_start)).
     ///
     /// The flow is new, with a cookie of its own: the browser's other flows
     /// (another tab's sign-in, an account link in progress) go on untouched,
@@ -39,6 +48,8 @@ where
     /// 0, the pipeline's signature, the flow kind, a fresh [`Nonce`] and
     /// empty data, under a fresh id (one `SET NX` when the request ends). If
     /// the first step fails, nothing is kept.
+    ///
+    /// [`Nonce`]: super::Nonce
     pub async fn start(&self, request: Request<B>, kind: &str) -> R {
         let Some(lazy) = request.extensions().get::<LazyPipelineState>().cloned() else {
             return self.fail(None, FlowError::MissingLayer, None, None);
@@ -56,7 +67,10 @@ where
             // may drop the oldest of its flows.
             return self.fail(None, FlowError::CrossSite, Some(kind.to_owned()), None);
         }
-        let (parts, body) = request.into_parts();
+        // The first step is entered, not submitted to: whatever the start
+        // route took (a button's POST), the step gets a GET and renders.
+        let (parts, _) = request.into_parts();
+        let parts = entering(parts);
         let state = lazy.start_flow(&parts.headers, self.inner.cross_site);
         let user = (self.inner.user)(&parts);
         let run = Run::start(kind, &self.inner.signature);
@@ -74,7 +88,7 @@ where
         let flow = self.flow(&state, &running, parts.clone(), 0, stored, None);
         let result = self
             .inner
-            .enter(flow, Request::from_parts(parts, body))
+            .enter(flow, Request::from_parts(parts, B::default()))
             .await;
         // A start that fails keeps nothing: the new flow was never usable.
         self.settle(&state, &running, Some(kind.to_owned()), false, result)
@@ -154,6 +168,26 @@ where
             Err(error) => return self.fail(None, error, Some(kind), None),
         };
         let index = usize::try_from(stored.step_index).expect("checked against the step count");
+        if verified == Some(Scope::Outer)
+            && presented::is_cross_site_write(&parts.method, &parts.headers)
+            && !self
+                .inner
+                .steps
+                .get(index)
+                .is_some_and(|step| step.callback)
+        {
+            // A cross-site POST brings a nonce to a step that is no
+            // callback: refused, the nonce left unspent. (A nested run's
+            // nonce is checked against its own step when it is entered.)
+            return self.refuse(&state, FlowError::CrossSite, kind);
+        }
+        if verified.is_some()
+            && let Err(error) = spend_nonce(&state).await
+        {
+            // The other of two requests with one nonce spent it first: this
+            // one ends nothing, runs no step and writes nothing.
+            return self.refuse(&state, error, kind);
+        }
         let running = Running::default();
         let flow = self.flow(&state, &running, parts.clone(), index, stored, verified);
         let result = self
@@ -293,6 +327,15 @@ where
         }
     }
 
+    /// Refuses a request that must leave its flow as loaded: what it did so
+    /// far (a nonce it consumed in memory) is undone, nothing is written.
+    fn refuse(&self, state: &PipelineState, error: FlowError, kind: String) -> R {
+        if let Err(restore) = state.revert() {
+            tracing::error!(pipeline = %self.inner.name, error = %restore, "could not put the flow back as it was");
+        }
+        self.fail(None, error, Some(kind), None)
+    }
+
     /// Logs `error` with its kind, clears the flow if `clear` is given, and
     /// answers with the application's response.
     fn fail(
@@ -333,6 +376,24 @@ where
             step,
             inner,
         })
+    }
+}
+
+/// Writes the state now, with the nonce the request brought consumed, at
+/// the version the request loaded (one round trip before the step): of two
+/// requests bringing one nonce (a callback delivered twice at once) only
+/// one enters a step, so a provider's code is spent once, and the nonce
+/// stays spent whatever the step then returns, since a step's failure puts
+/// the flow back only as far as this write.
+async fn spend_nonce(state: &PipelineState) -> Result<(), FlowError> {
+    match state.commit().await? {
+        Committed::Yes => Ok(()),
+        Committed::AlreadyGone | Committed::Changed => Err(FlowError::Concurrent),
+        // Only a field was removed: a record over the limit now was over
+        // it when loaded, which the load refuses.
+        Committed::TooLarge => Err(FlowError::failed(
+            "the flow's state is over the record size limit",
+        )),
     }
 }
 

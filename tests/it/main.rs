@@ -9,6 +9,7 @@
 // with all of them (`required-features`), which `cargo test --all-features`
 // and `scripts/test` turn on.
 
+mod callbacks;
 mod common;
 
 #[cfg(feature = "cluster")]

@@ -371,7 +371,7 @@ async fn a_failure_names_the_step_it_came_from() {
 }
 
 #[tokio::test]
-async fn a_step_failing_without_ending_the_flow_leaves_it_as_loaded() {
+async fn a_step_failing_without_ending_the_flow_leaves_it_as_loaded_with_its_nonce_spent() {
     let pipeline = Pipeline::<Body, Response>::builder("p")
         .flow_kind("login")
         .step("one", |_request, flow| async move {
@@ -409,16 +409,36 @@ async fn a_step_failing_without_ending_the_flow_leaves_it_as_loaded() {
         ))
         .await;
     assert_eq!(answer, "error:user_mismatch");
+    let mut spent = fields.clone();
+    spent.remove("nonce");
     assert_eq!(
         loaded
             .read::<serde_json::Map<String, serde_json::Value>>()
             .unwrap(),
-        fields,
-        "the bind, the advance and the nonce's consumption are all undone"
+        spent,
+        "the bind and the advance are undone; the nonce, spent before the step, stays spent"
     );
     assert_eq!(
         loaded.end_request(false),
         crate::state::Outcome::Unchanged,
-        "nothing to write"
+        "nothing more to write: the nonce was written before the step"
+    );
+    let replay = PipelineState::from_origin(
+        crate::state::Origin::Loaded {
+            id: "0123456789abcdef0123456789abcdef".parse().unwrap(),
+            version: 3,
+        },
+        spent,
+    );
+    let answer = pipeline
+        .dispatch(request(
+            &replay,
+            Method::GET,
+            &format!("/flow?state={nonce}"),
+        ))
+        .await;
+    assert_eq!(
+        answer, "error:nonce_replayed",
+        "the step does not run again"
     );
 }
