@@ -56,13 +56,6 @@
 //! single-node rows against 1) on the same cores; its "CPU (redis)" is the
 //! three servers' together.
 
-#[path = "../tests/it/common/cluster.rs"]
-#[allow(dead_code)]
-mod cluster;
-#[path = "../tests/it/common/redis_server.rs"]
-#[allow(dead_code)]
-mod redis_server;
-
 use std::{
     net::SocketAddr,
     time::{Duration, Instant},
@@ -85,9 +78,9 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 use redis::{Script, Value, aio::ConnectionManager};
-use redis_server::RedisServer;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
+use test_kit::{RedisCluster, RedisServer};
 use tower_pipeline_state::{PipelineState, PipelineStateLayer, RedisStore, Store};
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
 
@@ -785,9 +778,7 @@ async fn run() {
     let stacks = env_list("E2E_STACKS", &STACKS, Stack::parse);
     let redis = RedisServer::start();
     let redis_pids = vec![process_id(&mut redis.admin())];
-    let cluster = stacks
-        .contains(&Stack::Cluster)
-        .then(cluster::RedisCluster::start);
+    let cluster = stacks.contains(&Stack::Cluster).then(RedisCluster::start);
     let (cluster_urls, cluster_pids) = match &cluster {
         Some(cluster) => (
             cluster.urls(),

@@ -23,8 +23,8 @@ use tower_pipeline_state::{Key, RedisStore};
 use crate::{
     example::{self, ResponseMode, Settings},
     harness::{INSTALL, free_port, tool},
-    redis_server::RedisServer,
 };
+use test_kit::RedisServer;
 
 /// A server task, aborted when dropped.
 struct Serving(JoinHandle<()>);

@@ -22,9 +22,6 @@
 #[allow(dead_code)] // the demo's parts this suite does not call
 #[path = "../../examples/sso/mod.rs"]
 mod example;
-#[allow(dead_code)] // shared with tests/it, which uses more of it
-#[path = "../it/common/redis_server.rs"]
-mod redis_server;
 
 mod builtin;
 mod deploy;

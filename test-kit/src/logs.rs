@@ -19,8 +19,10 @@ use tracing_subscriber::{
     layer::SubscriberExt,
 };
 
-#[derive(Clone, Default)]
-pub(crate) struct Logs(Arc<Mutex<Vec<u8>>>);
+/// What one test captured: every event its thread emitted while it
+/// captured, formatted one per line.
+#[derive(Clone, Debug, Default)]
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
 
 thread_local! {
     /// Where events of this thread go, while a test captures.
@@ -28,7 +30,8 @@ thread_local! {
 }
 
 /// Ends this thread's capture when dropped.
-pub(crate) struct Capturing {
+#[derive(Debug)]
+pub struct Capturing {
     previous: Option<Logs>,
 }
 
@@ -80,19 +83,20 @@ fn install() {
 
 impl Logs {
     /// Starts capturing on this thread until the guard drops.
-    pub(crate) fn capture() -> (Self, Capturing) {
+    pub fn capture() -> (Self, Capturing) {
         install();
         let logs = Self::default();
         let previous = CAPTURE.with(|capture| capture.borrow_mut().replace(logs.clone()));
         (logs, Capturing { previous })
     }
 
-    pub(crate) fn text(&self) -> String {
+    /// Everything captured so far.
+    pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 
     /// The captured lines that contain every one of `parts`.
-    pub(crate) fn matching(&self, parts: &[&str]) -> Vec<String> {
+    pub fn matching(&self, parts: &[&str]) -> Vec<String> {
         self.text()
             .lines()
             .filter(|line| parts.iter().all(|part| line.contains(part)))

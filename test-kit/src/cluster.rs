@@ -9,32 +9,39 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::RedisServer;
+use crate::RedisServer;
 
-pub(crate) struct RedisCluster {
-    pub(crate) nodes: Vec<RedisServer>,
+/// A private Redis Cluster: its nodes, stopped when dropped.
+#[derive(Debug)]
+pub struct RedisCluster {
+    /// Every node, masters and replicas, in the order they were started.
+    pub nodes: Vec<RedisServer>,
 }
 
 /// One line of `CLUSTER NODES`.
 #[derive(Debug, Clone)]
-pub(crate) struct Node {
-    pub(crate) id: String,
-    pub(crate) port: u16,
-    pub(crate) master: bool,
+pub struct Node {
+    /// The node's id in the cluster.
+    pub id: String,
+    /// Its loopback port.
+    pub port: u16,
+    /// Whether it is a master (else a replica).
+    pub master: bool,
     /// For a replica, the id of its master.
-    pub(crate) master_id: Option<String>,
-    pub(crate) failed: bool,
+    pub master_id: Option<String>,
+    /// Whether it is flagged as failing.
+    pub failed: bool,
 }
 
 impl RedisCluster {
     /// 3 masters, no replicas.
-    pub(crate) fn start() -> Self {
+    pub fn start() -> Self {
         Self::start_with(0, &[])
     }
 
     /// 3 masters with `replicas` replicas each; `config` lines go to every
     /// node.
-    pub(crate) fn start_with(replicas: usize, config: &[&str]) -> Self {
+    pub fn start_with(replicas: usize, config: &[&str]) -> Self {
         let mut lines = vec![
             "cluster-enabled yes",
             "cluster-config-file {dir}/nodes.conf",
@@ -71,7 +78,7 @@ impl RedisCluster {
     }
 
     /// The seed URLs a client is given.
-    pub(crate) fn urls(&self) -> Vec<String> {
+    pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(|node| node.url()).collect()
     }
 
@@ -83,7 +90,7 @@ impl RedisCluster {
     }
 
     /// `CLUSTER NODES` as one node sees it.
-    pub(crate) fn topology(&self, port: u16) -> Vec<Node> {
+    pub fn topology(&self, port: u16) -> Vec<Node> {
         let text: String = redis::cmd("CLUSTER")
             .arg("NODES")
             .query(&mut self.node(port).admin())
@@ -111,7 +118,7 @@ impl RedisCluster {
 
     /// Waits until every live node sees every slot served, the same
     /// masters, and every replica in sync with its master.
-    pub(crate) fn wait_until_settled(&self) {
+    pub fn wait_until_settled(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if self.settled() {
@@ -163,7 +170,7 @@ impl RedisCluster {
     }
 
     /// The ports of the live masters and, per master, its live replicas.
-    pub(crate) fn masters(&self) -> BTreeMap<u16, Vec<u16>> {
+    pub fn masters(&self) -> BTreeMap<u16, Vec<u16>> {
         let port = self.live().next().expect("a live node").port();
         let nodes = self.topology(port);
         let live = |port| self.live().any(|node| node.port() == port);
@@ -182,7 +189,7 @@ impl RedisCluster {
     }
 
     /// The master serving `key`.
-    pub(crate) fn master_of(&self, key: &str) -> u16 {
+    pub fn master_of(&self, key: &str) -> u16 {
         let slot: u16 = redis::cmd("CLUSTER")
             .arg("KEYSLOT")
             .arg(key)
@@ -212,7 +219,7 @@ impl RedisCluster {
     }
 
     /// Every key on the live masters.
-    pub(crate) fn keys(&self) -> Vec<String> {
+    pub fn keys(&self) -> Vec<String> {
         let mut keys = Vec::new();
         for port in self.masters().keys() {
             keys.extend(self.node(*port).keys());
@@ -222,19 +229,19 @@ impl RedisCluster {
     }
 
     /// The raw value of `key`, read from its master.
-    pub(crate) fn get(&self, key: &str) -> Option<Vec<u8>> {
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         self.node(self.master_of(key)).get(key)
     }
 
     /// Deletes `key` behind the layer's back.
-    pub(crate) fn del(&self, key: &str) {
+    pub fn del(&self, key: &str) {
         self.node(self.master_of(key)).del(key);
     }
 
     /// Starts a killed node again on its port, with its `nodes.conf`: it
     /// rejoins the cluster (a killed master comes back as a replica of the
     /// node that took over).
-    pub(crate) fn restart(&mut self, port: u16) {
+    pub fn restart(&mut self, port: u16) {
         self.nodes
             .iter_mut()
             .find(|node| node.port() == port)
@@ -244,7 +251,7 @@ impl RedisCluster {
 
     /// Restarts a node with one more configuration line; it rejoins the
     /// cluster with its slots.
-    pub(crate) fn restart_with(&mut self, port: u16, line: &str) {
+    pub fn restart_with(&mut self, port: u16, line: &str) {
         self.nodes
             .iter_mut()
             .find(|node| node.port() == port)
@@ -253,7 +260,7 @@ impl RedisCluster {
     }
 
     /// Kills a node (SIGKILL).
-    pub(crate) fn kill(&mut self, port: u16) {
+    pub fn kill(&mut self, port: u16) {
         self.nodes
             .iter_mut()
             .find(|node| node.port() == port)

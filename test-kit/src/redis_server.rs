@@ -4,14 +4,19 @@
 
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::PathBuf,
     process::{Child, Command, Stdio},
     thread::sleep,
     time::{Duration, Instant},
 };
 
-pub(crate) struct RedisServer {
+use crate::{free_port, tools::INSTALL};
+
+/// A private `redis-server` process on a loopback port, with a scratch
+/// directory of its own; killed, and its directory removed, when dropped.
+#[derive(Debug)]
+pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
@@ -20,23 +25,16 @@ pub(crate) struct RedisServer {
     config: Vec<String>,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind a free loopback port")
-        .port()
-}
-
 impl RedisServer {
     /// Starts a server on a free port.
-    pub(crate) fn start() -> Self {
+    pub fn start() -> Self {
         Self::start_configured(&[])
     }
 
     /// Starts a server on a free port with configuration lines of its own
     /// (`{dir}` in a line stands for the server's scratch directory,
     /// `{port}` for its port).
-    pub(crate) fn start_configured(config: &[&str]) -> Self {
+    pub fn start_configured(config: &[&str]) -> Self {
         for _ in 0..5 {
             let port = free_port();
             let dir = std::env::temp_dir().join(format!("tps-redis-{}-{port}", std::process::id()));
@@ -81,8 +79,7 @@ impl RedisServer {
             Ok(child) => child,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => panic!(
                 "redis-server is not installed; the tests start their own private one. \
-                 Install it with `apt-get update && apt-get install -y redis-server` \
-                 (Debian/Ubuntu) or `brew install redis` (macOS)"
+                 {INSTALL} (on macOS: `brew install redis`)"
             ),
             Err(error) => panic!("could not run redis-server: {error}"),
         };
@@ -102,21 +99,23 @@ impl RedisServer {
         false
     }
 
-    pub(crate) fn port(&self) -> u16 {
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
         self.port
     }
 
-    pub(crate) fn url(&self) -> String {
+    /// Its `redis://` URL.
+    pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
     /// Whether the process runs (not stopped by the test).
-    pub(crate) fn is_running(&self) -> bool {
+    pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
 
     /// Kills the server (connections drop, later connects are refused).
-    pub(crate) fn stop(&mut self) {
+    pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -125,13 +124,13 @@ impl RedisServer {
 
     /// Starts the server again on the same port, empty, with one more
     /// configuration line.
-    pub(crate) fn restart_with(&mut self, line: &str) {
+    pub fn restart_with(&mut self, line: &str) {
         self.config.push(line.to_owned());
         self.restart();
     }
 
     /// Starts the server again on the same port, empty.
-    pub(crate) fn restart(&mut self) {
+    pub fn restart(&mut self) {
         self.stop();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.spawn() {
@@ -145,7 +144,7 @@ impl RedisServer {
     }
 
     /// A synchronous admin connection for inspecting and poking the server.
-    pub(crate) fn admin(&self) -> redis::Connection {
+    pub fn admin(&self) -> redis::Connection {
         redis::Client::open(self.url())
             .and_then(|client| client.get_connection())
             .expect("admin connection to the private redis-server")
@@ -153,7 +152,7 @@ impl RedisServer {
 
     /// Calls per command since the last reset, from `INFO commandstats`,
     /// leaving out the admin commands the tests send themselves.
-    pub(crate) fn command_calls(&self) -> std::collections::BTreeMap<String, u64> {
+    pub fn command_calls(&self) -> std::collections::BTreeMap<String, u64> {
         let info: String = redis::cmd("INFO")
             .arg("commandstats")
             .query(&mut self.admin())
@@ -174,7 +173,7 @@ impl RedisServer {
     }
 
     /// Zeroes the command statistics.
-    pub(crate) fn reset_stats(&self) {
+    pub fn reset_stats(&self) {
         let _: () = redis::cmd("CONFIG")
             .arg("RESETSTAT")
             .query(&mut self.admin())
@@ -182,7 +181,7 @@ impl RedisServer {
     }
 
     /// Every key on the server.
-    pub(crate) fn keys(&self) -> Vec<String> {
+    pub fn keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = redis::cmd("KEYS")
             .arg("*")
             .query(&mut self.admin())
@@ -192,7 +191,7 @@ impl RedisServer {
     }
 
     /// The TTL of a key in seconds (-2: no key, -1: no TTL).
-    pub(crate) fn ttl(&self, key: &str) -> i64 {
+    pub fn ttl(&self, key: &str) -> i64 {
         redis::cmd("TTL")
             .arg(key)
             .query(&mut self.admin())
@@ -200,7 +199,7 @@ impl RedisServer {
     }
 
     /// Sets a key's TTL behind the layer's back.
-    pub(crate) fn expire(&self, key: &str, seconds: u64) {
+    pub fn expire(&self, key: &str, seconds: u64) {
         let _: () = redis::cmd("EXPIRE")
             .arg(key)
             .arg(seconds)
@@ -209,7 +208,7 @@ impl RedisServer {
     }
 
     /// Deletes a key behind the layer's back.
-    pub(crate) fn del(&self, key: &str) {
+    pub fn del(&self, key: &str) {
         let _: () = redis::cmd("DEL")
             .arg(key)
             .query(&mut self.admin())
@@ -217,7 +216,7 @@ impl RedisServer {
     }
 
     /// The raw value of a key.
-    pub(crate) fn get(&self, key: &str) -> Option<Vec<u8>> {
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         redis::cmd("GET")
             .arg(key)
             .query(&mut self.admin())
@@ -225,7 +224,7 @@ impl RedisServer {
     }
 
     /// Sets a raw value with a TTL, behind the layer's back.
-    pub(crate) fn set(&self, key: &str, value: &[u8]) {
+    pub fn set(&self, key: &str, value: &[u8]) {
         let _: () = redis::cmd("SET")
             .arg(key)
             .arg(value)
