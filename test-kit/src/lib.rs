@@ -12,10 +12,13 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "browser")]
+pub mod chromium;
 mod client;
 mod cluster;
 pub mod cookies;
 mod logs;
+mod oidc_provider;
 mod redis_server;
 mod server;
 mod tools;
@@ -23,6 +26,7 @@ mod tools;
 pub use client::browser;
 pub use cluster::{Node, RedisCluster};
 pub use logs::{Capturing, Logs};
+pub use oidc_provider::OidcProvider;
 pub use redis_server::RedisServer;
 pub use server::{Server, free_port, listener};
 pub use tools::{INSTALL, target_dir, tool};
