@@ -70,11 +70,19 @@ fn with_outcome(mut response: Response, outcome: &'static str) -> Response {
     response
 }
 
-/// What the routes share.
+/// What the sign-in steps need: each step that talks to the provider gets
+/// its own clone of the `Arc`.
 #[derive(Debug)]
 struct Context {
     settings: Settings,
     client: oidc::Client,
+}
+
+/// What the routes share (axum state): the steps' context and the
+/// pipeline. Both clone cheaply.
+#[derive(Clone, Debug)]
+struct App {
+    context: Arc<Context>,
     pipeline: Pipeline<Body, Response>,
 }
 
@@ -158,41 +166,38 @@ pub fn router<St: Store>(store: St, settings: Settings) -> Router {
     let ttl = settings.ttl;
     let key = settings.key.clone();
     let cross_site_callbacks = settings.cross_site_callbacks;
-    let context = Arc::new_cyclic(|weak: &std::sync::Weak<Context>| {
-        let (authorize_context, callback_context) = (weak.clone(), weak.clone());
-        let pipeline = Pipeline::builder("sso")
-            .flow_kind("login")
-            .step("authorize", move |request, flow| {
-                authorize(authorize_context.upgrade(), request, flow)
-            })
-            .callback("callback", move |request, flow| {
-                callback(callback_context.upgrade(), request, flow)
-            })
-            .step("confirm", confirm)
-            // With `form_post` the provider's page posts the code back: a
-            // cross-site POST, on which browsers send only `SameSite=None`
-            // cookies, which must be `Secure`. With this on, the engine
-            // gives each flow of this pipeline such a cookie (Secure even
-            // though the layer's is not: Chromium and Firefox treat
-            // http://127.0.0.1 and http://localhost as secure, so it works
-            // in the demo too). The trade-off: the flow's cookie goes with
-            // every cross-site request to this site, so it no longer helps
-            // against cross-site request forgery. What protects the flow
-            // then: the callback must bring back the flow's `state` (compared
-            // and consumed; PKCE and the ID token's nonce follow), and the
-            // engine refuses a cross-site POST to any other step (the
-            // confirmation's form). The rest of the site's cookies (the
-            // login session) stay `Lax`.
-            .cross_site_callbacks(cross_site_callbacks)
-            .on_finish(move |request, finished| finish(key.clone(), request, finished))
-            .on_error(move |failure| error_page(failure, ttl))
-            .build();
-        Context {
-            client: oidc::Client::new(settings.provider.clone()),
-            settings,
-            pipeline,
-        }
+    let context = Arc::new(Context {
+        client: oidc::Client::new(settings.provider.clone()),
+        settings,
     });
+    let (authorize_context, callback_context) = (context.clone(), context.clone());
+    let pipeline = Pipeline::builder("sso")
+        .flow_kind("login")
+        .step("authorize", move |request, flow| {
+            authorize(authorize_context.clone(), request, flow)
+        })
+        .callback("callback", move |request, flow| {
+            callback(callback_context.clone(), request, flow)
+        })
+        .step("confirm", confirm)
+        // With `form_post` the provider's page posts the code back: a
+        // cross-site POST, on which browsers send only `SameSite=None`
+        // cookies, which must be `Secure`. With this on, the engine
+        // gives each flow of this pipeline such a cookie (Secure even
+        // though the layer's is not: Chromium and Firefox treat
+        // http://127.0.0.1 and http://localhost as secure, so it works
+        // in the demo too). The trade-off: the flow's cookie goes with
+        // every cross-site request to this site, so it no longer helps
+        // against cross-site request forgery. What protects the flow
+        // then: the callback must bring back the flow's `state` (compared
+        // and consumed; PKCE and the ID token's nonce follow), and the
+        // engine refuses a cross-site POST to any other step (the
+        // confirmation's form). The rest of the site's cookies (the
+        // login session) stay `Lax`.
+        .cross_site_callbacks(cross_site_callbacks)
+        .on_finish(move |request, finished| finish(key.clone(), request, finished))
+        .on_error(move |failure| error_page(failure, ttl))
+        .build();
     // The demo is served over plain HTTP on loopback. The flow cookies keep
     // the layer's `SameSite=Lax` (a redirect back with `query` is a
     // top-level GET, which carries them), with `Secure` off so that every
@@ -218,7 +223,7 @@ pub fn router<St: Store>(store: St, settings: Settings) -> Router {
             message_page(&pages::METHOD_NOT_ALLOWED, ttl)
         })
         .layer(layer)
-        .with_state(context)
+        .with_state(App { context, pipeline })
         .layer(middleware::from_fn_with_state("app", log_requests))
 }
 
@@ -270,7 +275,7 @@ struct HomeQuery {
 }
 
 async fn home(
-    State(context): State<Arc<Context>>,
+    State(App { context, .. }): State<App>,
     Query(query): Query<HomeQuery>,
     request: Request,
 ) -> Response {
@@ -316,17 +321,17 @@ async fn home(
     with_outcome(page("Demo app", &body).into_response(), "home")
 }
 
-async fn start(State(context): State<Arc<Context>>, request: Request) -> Response {
-    context.pipeline.start(request, "login").await
+async fn start(State(app): State<App>, request: Request) -> Response {
+    app.pipeline.start(request, "login").await
 }
 
 /// Every request of the flow after its start (the callback, the
 /// confirmation page). When the flow is gone but the person is signed in
 /// (Back or refresh after signing in: the flow's link names a flow whose
 /// cookie the finish removed), the start page says so instead.
-async fn flow(State(context): State<Arc<Context>>, request: Request) -> Response {
-    let signed_in = session(request.headers().get(COOKIE), &context.settings.key).is_some();
-    let response = context.pipeline.dispatch(request).await;
+async fn flow(State(app): State<App>, request: Request) -> Response {
+    let signed_in = session(request.headers().get(COOKIE), &app.context.settings.key).is_some();
+    let response = app.pipeline.dispatch(request).await;
     let outcome = response
         .extensions()
         .get::<Outcome>()
@@ -365,8 +370,7 @@ async fn sign_out() -> Response {
 }
 
 /// Step 1: off to the provider.
-async fn authorize(context: Option<Arc<Context>>, _request: Request, flow: SsoFlow) -> Step {
-    let context = context.ok_or_else(|| Problem::Internal.fail())?;
+async fn authorize(context: Arc<Context>, _request: Request, flow: SsoFlow) -> Step {
     let verifier = pkce::verifier();
     let nonce = pkce::random_token();
     flow.bind("pkce_verifier", &verifier)?;
@@ -404,8 +408,7 @@ struct Callback {
 /// the engine would not have run this step): in the query of a GET
 /// (`query`), or in the form of a POST (`form_post`), which the engine read
 /// `state` from and handed on whole.
-async fn callback(context: Option<Arc<Context>>, request: Request, flow: SsoFlow) -> Step {
-    let context = context.ok_or_else(|| Problem::Internal.fail())?;
+async fn callback(context: Arc<Context>, request: Request, flow: SsoFlow) -> Step {
     let callback = if request.method() == Method::POST {
         Form::<Callback>::from_request(request, &())
             .await
