@@ -15,26 +15,9 @@ use axum::{
 };
 
 use demo::sso::{self, ResponseMode, Settings};
-use test_kit::{OidcProvider, RedisServer};
-use tokio::{net::TcpListener, task::JoinHandle};
+use test_kit::{OidcProvider, RedisServer, Server};
+use tokio::net::TcpListener;
 use tower_pipeline_state::{Key, RedisStore};
-
-/// A server task, aborted when dropped.
-struct Serving(JoinHandle<()>);
-
-impl Serving {
-    fn start(listener: TcpListener, router: axum::Router) -> Self {
-        Self(tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        }))
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// How the demo is set up for a test.
 #[derive(Clone, Copy, Debug)]
@@ -86,8 +69,8 @@ pub(crate) struct Demo {
     pub(crate) redis: RedisServer,
     /// Every request the app received, in order.
     pub(crate) received: Arc<Mutex<Vec<Received>>>,
-    _app: Serving,
-    _idp: Option<Serving>,
+    _app: Server,
+    _idp: Option<Server>,
 }
 
 impl Demo {
@@ -110,7 +93,7 @@ impl Demo {
             demo.settings.provider.issuer.clone(),
             demo.settings.redirect_uri(),
         );
-        demo._idp = Some(Serving::start(idp_listener, idp));
+        demo._idp = Some(Server::axum(idp_listener, idp));
         demo
     }
 
@@ -154,7 +137,7 @@ impl Demo {
             settings,
             redis,
             received,
-            _app: Serving::start(listener, app),
+            _app: Server::axum(listener, app),
             _idp: None,
         }
     }
