@@ -1,9 +1,10 @@
 //! The integration tests, in one binary: one build and one link instead of
 //! one per file, and the helpers in `common` compiled once. Each module
 //! holds the tests of one subject. A test that needs a process of its own
-//! gets a binary of its own, saying why at its top: only the browser suite
-//! (`tests/browser/`) does. Log capture works across tests here: see
-//! `common/logs.rs`.
+//! gets a binary of its own, saying why at its top: only the demo's browser
+//! suite (`demo/tests/browser/`) does. The demo's apps are tested in the
+//! demo (`demo/tests/it/`). Log capture works across tests here: see
+//! `test-kit/src/logs.rs`.
 
 // The suite covers every backend and feature: Cargo.toml builds it only
 // with all of them (`required-features`), which `cargo test --all-features`
@@ -34,8 +35,6 @@ mod planted;
 mod properties;
 mod round_trips;
 mod secured;
-mod sso;
-mod stacks;
 mod store_contract;
 #[cfg(feature = "tls")]
 mod tls;

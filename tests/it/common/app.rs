@@ -1,8 +1,6 @@
 //! A small axum app over the layer, served on loopback, and a cookie-keeping
 //! HTTP client: the stack as users run it.
 
-use std::time::Duration;
-
 use axum::{
     Router,
     extract::Path,
@@ -11,7 +9,7 @@ use axum::{
 };
 use tower_pipeline_state::{PipelineState, PipelineStateLayer, RedisStore, Status, Store};
 
-use crate::common::{Server, listener, set_cookie};
+use crate::common::{Server, browser, listener, set_cookie};
 
 /// Routes that exercise every part of the handle.
 pub(crate) fn routes() -> Router {
@@ -97,16 +95,6 @@ pub(crate) async fn redis_store(url: &str) -> RedisStore {
     RedisStore::connect(url)
         .await
         .expect("connect to the private redis-server")
-}
-
-/// A browser: keeps cookies, follows no redirects.
-pub(crate) fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
 }
 
 /// The Redis key (default prefix) of the flow a response created.

@@ -1,0 +1,455 @@
+//! The demo with its built-in provider, every path a person can take.
+
+use std::time::Duration;
+
+use cookie::SameSite;
+
+use demo::sso::{
+    app::{CALLBACK_PATH, SESSION_COOKIE},
+    pages,
+};
+use test_kit::chromium::{Browser, fantoccini, run};
+
+use crate::deploy::{Demo, Options};
+
+/// Each sign-in's own cookie is `pipeline_id.<reference>`.
+const FLOW_COOKIE_PREFIX: &str = "pipeline_id.";
+
+/// The flow cookies the browser holds for the app's site (the page open
+/// must be the app's).
+async fn flow_cookies(browser: &Browser) -> Vec<cookie::Cookie<'static>> {
+    browser
+        .client
+        .get_all_cookies()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|cookie| cookie.name().starts_with(FLOW_COOKIE_PREFIX))
+        .collect()
+}
+
+/// The reference in the provider's sign-in page's URL: its `state` is
+/// `<reference>.<nonce>`.
+async fn reference_at_provider(browser: &Browser) -> String {
+    let url = browser.url().await;
+    let (_, query) = url.split_once('?').unwrap();
+    let state = form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "state")
+        .unwrap_or_else(|| panic!("no state in {url}"))
+        .1;
+    let (reference, _) = state.split_once('.').unwrap();
+    reference.to_owned()
+}
+
+/// From the start page to the provider's sign-in form.
+async fn start(browser: &Browser, demo: &Demo) {
+    browser.open(&demo.url("/")).await;
+    browser.expect_heading("Welcome").await;
+    browser
+        .click("Sign in with the demo identity provider")
+        .await;
+    browser.expect_heading("Sign in to continue").await;
+    let at = browser.url().await;
+    assert!(
+        at.starts_with(&format!("{}/authorize?", demo.settings.provider.issuer)),
+        "on the provider's site (localhost), not the app's: {at}"
+    );
+}
+
+/// Signs in at the provider's form.
+async fn sign_in_at_provider(browser: &Browser, user: &str, password: &str) {
+    browser.fill("input[name=username]", user).await;
+    browser.fill("input[name=password]", password).await;
+    browser.click("Sign in").await;
+}
+
+/// From the confirmation to the signed-in start page.
+async fn confirm(browser: &Browser, demo: &Demo, name: &str) {
+    browser.expect_heading("Continue?").await;
+    browser.click(&format!("Continue as {name}")).await;
+    browser
+        .expect_heading(&format!("Signed in as {name}"))
+        .await;
+    assert_eq!(browser.url().await, demo.url("/"), "a plain GET page");
+}
+
+/// Waits for the page of `message` and checks it speaks plainly.
+async fn expect_page(browser: &Browser, message: &pages::Message) {
+    browser.expect_heading(message.title).await;
+    let text = browser.text().await;
+    for code in ["nonce", "no_flow", "Outcome", "invalid_grant", "{"] {
+        assert!(!text.contains(code), "{code:?} on a person's page:\n{text}");
+    }
+}
+
+/// The callback URL the provider sends the browser to, found by signing in
+/// at the (stateless) built-in provider with a plain HTTP client.
+async fn callback_url(authorize: &str, user: &str, password: &str) -> String {
+    let (endpoint, query) = authorize.split_once('?').unwrap();
+    let mut body = query.to_owned();
+    body.push_str(&format!(
+        "&username={user}&password={password}&action=sign_in"
+    ));
+    let response = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(endpoint)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    response.headers()["location"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_person_signs_in_and_back_and_refresh_stay_signed_in() {
+    run(
+        "a_person_signs_in_and_back_and_refresh_stay_signed_in",
+        |browser| async move {
+            let demo = Demo::builtin(Options::default()).await;
+            start(&browser, &demo).await;
+            browser.screenshot("sign-in").await;
+            sign_in_at_provider(&browser, "alice", "looking-glass").await;
+            browser.expect_heading("Sign in to continue").await;
+            assert!(browser.text().await.contains("Wrong user or password."));
+            sign_in_at_provider(&browser, "alice", "wonderland").await;
+            confirm(&browser, &demo, "Alice Liddell").await;
+            assert!(browser.text().await.contains("alice@example.com"));
+            let session = browser
+                .client
+                .get_named_cookie(SESSION_COOKIE)
+                .await
+                .unwrap();
+            assert_eq!(session.http_only(), Some(true));
+            assert!(demo.redis.keys().is_empty(), "the finished flow is cleared");
+
+            browser.client.refresh().await.unwrap();
+            browser.expect_heading("Signed in as Alice Liddell").await;
+            // Back: the confirmation page's address, whose flow has ended.
+            browser.client.back().await.unwrap();
+            browser.expect_heading("Signed in as Alice Liddell").await;
+            assert!(browser.text().await.contains("You are already signed in."));
+            browser.client.refresh().await.unwrap();
+            browser.expect_heading("Signed in as Alice Liddell").await;
+
+            browser.click("Sign out").await;
+            browser.expect_heading("Welcome").await;
+            assert!(browser.text().await.contains("You are signed out."));
+
+            // Pages of its own for wrong addresses and methods.
+            browser.open(&demo.url("/nowhere")).await;
+            expect_page(&browser, &pages::NOT_FOUND).await;
+            browser.open(&demo.url("/sso/start")).await;
+            expect_page(&browser, &pages::METHOD_NOT_ALLOWED).await;
+            browser.click("Start page").await;
+            browser.expect_heading("Welcome").await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn cancelling_is_not_a_failure() {
+    run("cancelling_is_not_a_failure", |browser| async move {
+        let demo = Demo::builtin(Options::default()).await;
+        // At the provider.
+        start(&browser, &demo).await;
+        browser.click("Cancel").await;
+        browser.expect_heading("Welcome").await;
+        assert!(browser.text().await.contains("You cancelled the sign-in."));
+        // At the app's confirmation.
+        start(&browser, &demo).await;
+        sign_in_at_provider(&browser, "bob", "builder").await;
+        browser.expect_heading("Continue?").await;
+        browser.click("Cancel").await;
+        browser.expect_heading("Welcome").await;
+        assert!(browser.text().await.contains("You cancelled the sign-in."));
+        assert!(demo.redis.keys().is_empty(), "the flow ended");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_replayed_callback_says_the_link_was_used() {
+    run(
+        "a_replayed_callback_says_the_link_was_used",
+        |browser| async move {
+            let demo = Demo::builtin(Options::default()).await;
+            start(&browser, &demo).await;
+            let callback = callback_url(&browser.url().await, "alice", "wonderland").await;
+            browser.open(&callback).await;
+            browser.expect_heading("Continue?").await;
+            browser.open(&callback).await;
+            expect_page(&browser, &pages::ALREADY_USED).await;
+            // The flow is still there: the confirmation goes on.
+            browser.open(&demo.url("/sso")).await;
+            confirm(&browser, &demo, "Alice Liddell").await;
+            // Signed in, the old link only says so.
+            browser.open(&callback).await;
+            browser.expect_heading("Signed in as Alice Liddell").await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_tampered_flow_cookie_finds_no_sign_in() {
+    run(
+        "a_tampered_flow_cookie_finds_no_sign_in",
+        |browser| async move {
+            let demo = Demo::builtin(Options::default()).await;
+            start(&browser, &demo).await;
+            sign_in_at_provider(&browser, "bob", "builder").await;
+            browser.expect_heading("Continue?").await;
+            let [cookie] = &flow_cookies(&browser).await[..] else {
+                panic!("one sign-in, one flow cookie");
+            };
+            let mut value = cookie.value().to_owned();
+            // Another id under the same signature.
+            let last = value.pop().unwrap();
+            value.push(if last == '0' { '1' } else { '0' });
+            let mut forged = cookie.clone();
+            forged.set_value(value);
+            let name = cookie.name().to_owned();
+            browser.client.delete_cookie(&name).await.unwrap();
+            browser.client.add_cookie(forged).await.unwrap();
+            // The confirmation again (its link names the flow): the
+            // browser's cookie for it is not one the app signed.
+            browser.client.refresh().await.unwrap();
+            expect_page(&browser, &pages::OTHER_BROWSER).await;
+            assert_eq!(demo.redis.keys().len(), 1, "the real flow is untouched");
+            // Starting again works.
+            browser.click("Sign in again").await;
+            browser.expect_heading("Sign in to continue").await;
+            sign_in_at_provider(&browser, "bob", "builder").await;
+            confirm(&browser, &demo, "Bob the Builder").await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_sign_in_left_too_long_says_it_expired() {
+    run(
+        "a_sign_in_left_too_long_says_it_expired",
+        |browser| async move {
+            let demo = Demo::builtin(Options {
+                ttl: Duration::from_secs(2),
+                ..Options::default()
+            })
+            .await;
+            start(&browser, &demo).await;
+            // The person walks away from the provider's form.
+            tokio::time::sleep(Duration::from_millis(3500)).await;
+            sign_in_at_provider(&browser, "alice", "wonderland").await;
+            expect_page(&browser, &pages::EXPIRED).await;
+            assert!(browser.text().await.contains("waits 2 seconds"));
+            browser.screenshot("expired").await;
+            browser.click("Sign in again").await;
+            browser.expect_heading("Sign in to continue").await;
+            sign_in_at_provider(&browser, "alice", "wonderland").await;
+            confirm(&browser, &demo, "Alice Liddell").await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn redis_stopped_mid_flow_is_said_plainly_and_the_next_attempt_works() {
+    run(
+        "redis_stopped_mid_flow_is_said_plainly_and_the_next_attempt_works",
+        |browser| async move {
+            let mut demo = Demo::builtin(Options::default()).await;
+            start(&browser, &demo).await;
+            demo.redis.stop();
+            sign_in_at_provider(&browser, "alice", "wonderland").await;
+            expect_page(&browser, &pages::UNAVAILABLE).await;
+            browser.screenshot("store-unavailable").await;
+            demo.redis.restart();
+            // The restarted server is empty: the flow is gone, and the page
+            // says so at the first try: the store heals by itself (a load
+            // that fails on the connection Redis dropped is sent again once
+            // on a fresh one), so nobody sees a 503 after Redis is back.
+            browser.click("Try again").await;
+            browser
+                .client
+                .wait()
+                .at_most(Duration::from_secs(30))
+                .for_element(fantoccini::Locator::XPath(&format!(
+                    "//h1[.='{}' or .='{}']",
+                    pages::EXPIRED.title,
+                    pages::UNAVAILABLE.title
+                )))
+                .await
+                .unwrap();
+            expect_page(&browser, &pages::EXPIRED).await;
+            browser.click("Sign in again").await;
+            browser.expect_heading("Sign in to continue").await;
+            sign_in_at_provider(&browser, "alice", "wonderland").await;
+            confirm(&browser, &demo, "Alice Liddell").await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn two_tabs_each_finish_their_own_sign_in() {
+    run(
+        "two_tabs_each_finish_their_own_sign_in",
+        |browser| async move {
+            let demo = Demo::builtin(Options::default()).await;
+            // Tab A starts a sign-in, then tab B (another window of the same
+            // browser, one cookie jar) starts another.
+            let tab_a = browser.client.window().await.unwrap();
+            start(&browser, &demo).await;
+            let reference_a = reference_at_provider(&browser).await;
+            let tab_b = browser.client.new_window(true).await.unwrap().handle;
+            browser
+                .client
+                .switch_to_window(tab_b.clone())
+                .await
+                .unwrap();
+            start(&browser, &demo).await;
+            let reference_b = reference_at_provider(&browser).await;
+            assert_ne!(reference_a, reference_b);
+            assert_eq!(demo.redis.keys().len(), 2, "B's start left A's flow");
+
+            // A finishes first, on its own flow's link, though B's is the
+            // browser's newest.
+            browser.client.switch_to_window(tab_a).await.unwrap();
+            sign_in_at_provider(&browser, "alice", "wonderland").await;
+            browser.expect_heading("Continue?").await;
+            assert_eq!(
+                browser.url().await,
+                demo.url(&format!("/sso?flow={reference_a}"))
+            );
+            let mut held: Vec<String> = flow_cookies(&browser)
+                .await
+                .iter()
+                .map(|cookie| cookie.name().to_owned())
+                .collect();
+            held.sort();
+            let mut expected = [
+                format!("{FLOW_COOKIE_PREFIX}{reference_a}"),
+                format!("{FLOW_COOKIE_PREFIX}{reference_b}"),
+            ];
+            expected.sort();
+            assert_eq!(held, expected, "one cookie per sign-in");
+            confirm(&browser, &demo, "Alice Liddell").await;
+            assert_eq!(demo.redis.keys().len(), 1, "B's flow is still there");
+
+            // Then B.
+            browser.client.switch_to_window(tab_b).await.unwrap();
+            sign_in_at_provider(&browser, "bob", "builder").await;
+            browser.expect_heading("Continue?").await;
+            assert_eq!(
+                browser.url().await,
+                demo.url(&format!("/sso?flow={reference_b}"))
+            );
+            confirm(&browser, &demo, "Bob the Builder").await;
+            assert!(demo.redis.keys().is_empty(), "both flows finished");
+            assert!(flow_cookies(&browser).await.is_empty(), "and their cookies");
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_form_post_callback_comes_back_across_sites() {
+    run(
+        "a_form_post_callback_comes_back_across_sites",
+        |browser| async move {
+            let demo = Demo::builtin(Options::form_post()).await;
+            start(&browser, &demo).await;
+            assert!(browser.url().await.contains("response_mode=form_post"));
+            let cookie = browser.client.get_all_cookies().await.unwrap();
+            assert!(
+                cookie.is_empty(),
+                "the provider's site (localhost) sees none of the app's cookies: {cookie:?}"
+            );
+            // The provider's page posts the code back to 127.0.0.1: a
+            // cross-site POST, which carries only SameSite=None cookies.
+            let reference = reference_at_provider(&browser).await;
+            sign_in_at_provider(&browser, "bob", "builder").await;
+            browser.expect_heading("Continue?").await;
+            let [flow] = &flow_cookies(&browser).await[..] else {
+                panic!("one sign-in, one flow cookie");
+            };
+            assert_eq!(flow.name(), format!("{FLOW_COOKIE_PREFIX}{reference}"));
+            assert_eq!(flow.same_site(), Some(SameSite::None), "{flow}");
+            assert_eq!(flow.secure(), Some(true), "{flow}");
+            // The callback came as the browser's cross-site POST, and found
+            // its flow: the cookie came with it.
+            let callbacks = demo.received_at(CALLBACK_PATH);
+            let [callback] = &callbacks[..] else {
+                panic!("one callback: {callbacks:?}");
+            };
+            assert_eq!(callback.method, "POST", "{callback:?}");
+            assert_eq!(
+                callback.fetch_site.as_deref(),
+                Some("cross-site"),
+                "{callback:?}"
+            );
+            assert!(
+                callback.cookies.contains(&flow.name().to_owned()),
+                "{callback:?}"
+            );
+            confirm(&browser, &demo, "Bob the Builder").await;
+            // The confirmation's form was the app's own, same-origin POST.
+            let posts: Vec<_> = demo
+                .received_at("/sso")
+                .into_iter()
+                .filter(|request| request.method == "POST")
+                .collect();
+            let [post] = &posts[..] else {
+                panic!("one confirmation: {posts:?}");
+            };
+            assert_eq!(post.fetch_site.as_deref(), Some("same-origin"), "{post:?}");
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_form_post_callback_without_cross_site_callbacks_says_it_came_from_another_site() {
+    run(
+        "a_form_post_callback_without_cross_site_callbacks_says_it_came_from_another_site",
+        |browser| async move {
+            let demo = Demo::builtin(Options {
+                cross_site_callbacks: false,
+                ..Options::form_post()
+            })
+            .await;
+            start(&browser, &demo).await;
+            assert!(browser.url().await.contains("response_mode=form_post"));
+            let [key] = &demo.redis.keys()[..] else {
+                panic!("one flow stored");
+            };
+            let before = demo.redis.get(key);
+            sign_in_at_provider(&browser, "alice", "wonderland").await;
+            expect_page(&browser, &pages::CROSS_SITE).await;
+            browser.screenshot("cross-site").await;
+            // The browser posted the answer across sites without the flow's
+            // `SameSite=Lax` cookie, so the pipeline could not take it.
+            let [flow] = &flow_cookies(&browser).await[..] else {
+                panic!("one sign-in, one flow cookie");
+            };
+            assert_eq!(flow.same_site(), Some(SameSite::Lax), "{flow}");
+            let callbacks = demo.received_at(CALLBACK_PATH);
+            let [callback] = &callbacks[..] else {
+                panic!("one callback: {callbacks:?}");
+            };
+            assert_eq!(callback.method, "POST", "{callback:?}");
+            assert_eq!(
+                callback.fetch_site.as_deref(),
+                Some("cross-site"),
+                "{callback:?}"
+            );
+            assert!(callback.cookies.is_empty(), "{callback:?}");
+            assert_eq!(demo.redis.get(key), before, "the flow is left as it was");
+        },
+    )
+    .await;
+}

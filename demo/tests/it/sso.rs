@@ -1,0 +1,1289 @@
+//! The SSO example end to end: its own routers (`demo::sso`), its
+//! built-in OpenID provider (on `localhost`, another site than the app's
+//! `127.0.0.1`), real servers on loopback, browsers with cookie jars, and a
+//! private redis-server. The pages are checked by their plain-word titles
+//! (`example::pages`); the request log by its lines. Headless Chromium
+//! drives the same demo in `tests/browser/`.
+
+use std::{collections::HashMap, time::Duration};
+
+use crate::common::*;
+use cookie::SameSite;
+use demo::sso as example;
+use example::pages::{self, Message};
+use reqwest::{StatusCode, header::LOCATION};
+use tower_pipeline_state::Key;
+
+/// One identity provider and `instances` app servers sharing one Redis, as
+/// behind a load balancer: all have the public origin of the first.
+struct Deployment {
+    settings: example::Settings,
+    apps: Vec<Server>,
+    _idp: Server,
+}
+
+impl Deployment {
+    async fn new(redis: &RedisServer, instances: usize, ttl: Duration) -> Self {
+        Self::with_mode(redis, instances, ttl, example::ResponseMode::Query).await
+    }
+
+    /// With `response_mode`, and cross-site callbacks accepted when it is
+    /// `form_post`, as the example does.
+    async fn with_mode(
+        redis: &RedisServer,
+        instances: usize,
+        ttl: Duration,
+        response_mode: example::ResponseMode,
+    ) -> Self {
+        let cross_site = response_mode == example::ResponseMode::FormPost;
+        Self::configured(redis, instances, ttl, response_mode, cross_site).await
+    }
+
+    async fn configured(
+        redis: &RedisServer,
+        instances: usize,
+        ttl: Duration,
+        response_mode: example::ResponseMode,
+        cross_site_callbacks: bool,
+    ) -> Self {
+        // Listeners first: the app must know its own URL, and the provider
+        // the app's, before either serves.
+        let idp_listener = listener().await;
+        let mut listeners = Vec::new();
+        for _ in 0..instances {
+            listeners.push(listener().await);
+        }
+        let settings = example::Settings {
+            app_origin: format!("http://{}", listeners[0].local_addr().unwrap()),
+            provider: example::Provider {
+                issuer: format!(
+                    "http://localhost:{}",
+                    idp_listener.local_addr().unwrap().port()
+                ),
+                client_id: example::idp::CLIENT_ID.to_owned(),
+                client_secret: Some(example::idp::CLIENT_SECRET.to_owned()),
+                display_name: "the demo identity provider".to_owned(),
+            },
+            response_mode,
+            cross_site_callbacks,
+            ttl,
+            key: Key::generate(),
+        };
+        let mut apps = Vec::new();
+        for listener in listeners {
+            // Each instance has its own connection: only Redis is shared.
+            let store = redis_store(&redis.url()).await;
+            apps.push(Server::axum(
+                listener,
+                example::app::router(store, settings.clone()),
+            ));
+        }
+        let idp = Server::axum(
+            idp_listener,
+            example::idp::router(settings.provider.issuer.clone(), settings.redirect_uri()),
+        );
+        Self {
+            settings,
+            apps,
+            _idp: idp,
+        }
+    }
+
+    async fn single(redis: &RedisServer) -> Self {
+        Self::new(redis, 1, Duration::from_secs(600)).await
+    }
+
+    /// `path` on instance `i`.
+    fn at(&self, i: usize, path: &str) -> String {
+        self.apps[i].url(path)
+    }
+
+    /// A URL on the public origin, sent to instance `i` (what the load
+    /// balancer does).
+    fn via(&self, i: usize, url: &str) -> String {
+        let path = url
+            .strip_prefix(&self.settings.app_origin)
+            .unwrap_or_else(|| panic!("{url} is not on the app's origin"));
+        self.at(i, path)
+    }
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(LOCATION)
+        .unwrap_or_else(|| panic!("no Location in a {} answer", response.status()))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn query(url: &str) -> HashMap<String, String> {
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    let mut serializer = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in pairs {
+        serializer.append_pair(name, value);
+    }
+    serializer.finish()
+}
+
+async fn post_form(browser: &reqwest::Client, url: &str, body: String) -> reqwest::Response {
+    browser
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Whether `body` is the page of `message`, and names no engine outcome
+/// nor a provider's error code.
+fn shows(body: &str, message: &Message) -> bool {
+    const CODES: &[&str] = &[
+        "no_flow",
+        "other_browser",
+        "cross_site",
+        "nonce_mismatch",
+        "nonce_replayed",
+        "nonce_missing",
+        "signature_changed",
+        "unknown_flow_kind",
+        "missing_layer",
+        "invalid_grant",
+        "access_denied",
+        "Outcome",
+    ];
+    let title = format!("<h1>{}</h1>", message.title.replace('\'', "&#39;"));
+    body.contains(&title) && !CODES.iter().any(|code| body.contains(code))
+}
+
+/// The id in a signed flow cookie's value (the signature comes first).
+fn flow_id(cookie: &cookie::Cookie) -> String {
+    let value = cookie.value();
+    value[value.len() - 32..].to_owned()
+}
+
+/// Starts a sign-in on instance `i`; returns the provider's authorize URL.
+async fn start(deployment: &Deployment, browser: &reqwest::Client, i: usize) -> String {
+    let started = browser
+        .post(deployment.at(i, "/sso/start"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    let authorize = location(&started);
+    assert!(
+        authorize.starts_with(&format!(
+            "{}/authorize?",
+            deployment.settings.provider.issuer
+        )),
+        "{authorize}"
+    );
+    authorize
+}
+
+/// Signs in at the provider's form; returns the callback URL it redirects to.
+async fn sign_in_at_provider(
+    browser: &reqwest::Client,
+    authorize: &str,
+    user: &str,
+    password: &str,
+) -> String {
+    let form_page = browser.get(authorize).send().await.unwrap();
+    assert_eq!(form_page.status(), StatusCode::OK);
+    assert!(
+        form_page
+            .text()
+            .await
+            .unwrap()
+            .contains("name=\"password\"")
+    );
+    let params = query(authorize);
+    let mut fields: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    fields.extend([
+        ("username", user),
+        ("password", password),
+        ("action", "sign_in"),
+    ]);
+    let origin = authorize.split_once("/authorize").unwrap().0;
+    let signed_in = post_form(browser, &format!("{origin}/authorize"), form(&fields)).await;
+    assert_eq!(
+        signed_in.status(),
+        StatusCode::SEE_OTHER,
+        "signing in as {user}"
+    );
+    location(&signed_in)
+}
+
+/// Follows the provider's redirect back to instance `i`; the app redirects
+/// to its flow's link (see [`flow_link`]).
+async fn follow_callback(
+    deployment: &Deployment,
+    browser: &reqwest::Client,
+    callback: &str,
+    i: usize,
+) -> reqwest::Response {
+    browser
+        .get(deployment.via(i, callback))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Where the callback sent the browser: the flow's own link,
+/// `/sso?flow=<reference>`, which its pages use from then on.
+fn flow_link(back: &reqwest::Response) -> String {
+    assert_eq!(
+        back.status(),
+        StatusCode::SEE_OTHER,
+        "the callback went through"
+    );
+    let link = location(back);
+    let reference = link
+        .strip_prefix("/sso?flow=")
+        .unwrap_or_else(|| panic!("not the flow's link: {link}"));
+    assert_eq!(reference.len(), 20, "{link}");
+    link
+}
+
+/// Shows the confirmation at the flow's `link` on instance `i` and
+/// continues on instance `j` with its form (which posts back to the same
+/// link), which redirects to the start page; returns that page (a GET).
+async fn confirm(
+    deployment: &Deployment,
+    browser: &reqwest::Client,
+    link: &str,
+    i: usize,
+    j: usize,
+) -> (StatusCode, String) {
+    let asked = browser.get(deployment.at(i, link)).send().await.unwrap();
+    assert_eq!(asked.status(), StatusCode::OK);
+    let asked = asked.text().await.unwrap();
+    assert!(asked.contains("Continue as"), "{asked}");
+    assert!(
+        asked.contains(&format!("<form method=\"post\" action=\"{link}\">")),
+        "the form posts back to this flow: {asked}"
+    );
+    let done = post_form(
+        browser,
+        &deployment.at(j, link),
+        form(&[("action", "continue")]),
+    )
+    .await;
+    if done.status() != StatusCode::SEE_OTHER {
+        return (done.status(), done.text().await.unwrap());
+    }
+    assert_eq!(location(&done), "/", "signed in: on to a GET page");
+    let reference = link.strip_prefix("/sso?flow=").unwrap();
+    let expired = flow_cookie(&done).expect("the finish expires the flow's cookie");
+    assert_eq!(expired.name(), format!("pipeline_id.{reference}"));
+    assert!(removes(&expired), "{expired}");
+    page(browser.get(deployment.at(j, "/")).send().await.unwrap()).await
+}
+
+async fn page(response: reqwest::Response) -> (StatusCode, String) {
+    (response.status(), response.text().await.unwrap())
+}
+
+fn stored(redis: &RedisServer, key: &str) -> serde_json::Value {
+    let raw = redis
+        .get(key)
+        .unwrap_or_else(|| panic!("no record under {key}"));
+    serde_json::from_slice::<serde_json::Value>(&raw).unwrap()["data"].clone()
+}
+
+#[tokio::test]
+async fn the_whole_sign_in_runs_end_to_end_and_logs_one_line_per_request() {
+    let (logs, _capturing) = Logs::capture();
+    let redis = RedisServer::start();
+    let deployment = Deployment::single(&redis).await;
+    let browser = browser();
+
+    let home = browser.get(deployment.at(0, "/")).send().await.unwrap();
+    assert!(home.text().await.unwrap().contains("action=\"/sso/start\""));
+
+    let started = browser
+        .post(deployment.at(0, "/sso/start"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = flow_cookie(&started).expect("starting sets the flow's own cookie");
+    let reference = cookie
+        .name()
+        .strip_prefix("pipeline_id.")
+        .unwrap()
+        .to_owned();
+    assert_eq!(reference.len(), 20, "{cookie}");
+    assert_eq!(set_cookie(&started), None, "no browser-wide cookie");
+    assert_eq!(cookie.http_only(), Some(true), "{cookie}");
+    assert_eq!(cookie.same_site(), Some(SameSite::Lax), "{cookie}");
+    assert_eq!(cookie.path(), Some("/"), "{cookie}");
+    assert_eq!(cookie.secure(), None, "plain-HTTP demo: {cookie}");
+    let key = format!("auth:pipeline:{}", flow_id(&cookie));
+    assert_eq!(redis.keys(), std::slice::from_ref(&key));
+
+    let authorize = location(&started);
+    assert!(
+        authorize.starts_with("http://localhost:"),
+        "the provider is another site than the app's 127.0.0.1: {authorize}"
+    );
+    let params = query(&authorize);
+    assert_eq!(params["response_type"], "code");
+    assert_eq!(params["client_id"], example::idp::CLIENT_ID);
+    assert_eq!(params["redirect_uri"], deployment.settings.redirect_uri());
+    assert_eq!(params["scope"], "openid profile email");
+    assert_eq!(params["code_challenge_method"], "S256");
+    assert!(
+        !params.contains_key("response_mode"),
+        "query is the default"
+    );
+    let record = stored(&redis, &key);
+    assert_eq!(
+        record["step_index"], 1,
+        "off to the provider: at the callback step"
+    );
+    let nonce = record["nonce"].as_str().unwrap();
+    assert_eq!(nonce.len(), 43);
+    assert_eq!(
+        params["state"],
+        format!("{reference}.{nonce}"),
+        "the state sent out names the flow and carries its nonce"
+    );
+    assert_eq!(
+        record["data"]["oidc_nonce"], params["nonce"],
+        "the OIDC nonce is bound, to be checked in the ID token"
+    );
+    assert_ne!(params["nonce"], params["state"]);
+    let verifier = record["data"]["pkce_verifier"].as_str().unwrap();
+    assert_eq!(
+        example::pkce::challenge(verifier),
+        params["code_challenge"],
+        "the challenge is the bound verifier's"
+    );
+
+    // A wrong password stays at the provider.
+    let mut fields: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    fields.extend([("username", "alice"), ("password", "looking-glass")]);
+    let refused = post_form(
+        &browser,
+        &format!("{}/authorize", deployment.settings.provider.issuer),
+        form(&fields),
+    )
+    .await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+    let callback = sign_in_at_provider(&browser, &authorize, "alice", "wonderland").await;
+    assert!(
+        callback.starts_with(&format!("{}?", deployment.settings.redirect_uri())),
+        "{callback}"
+    );
+    let answer = query(&callback);
+    assert_eq!(answer["state"], params["state"]);
+    assert_eq!(
+        answer["iss"], deployment.settings.provider.issuer,
+        "RFC 9207"
+    );
+
+    let back = follow_callback(&deployment, &browser, &callback, 0).await;
+    let link = flow_link(&back);
+    assert_eq!(
+        link,
+        format!("/sso?flow={reference}"),
+        "back to the flow's link, without the provider's answer"
+    );
+    let record = stored(&redis, &key);
+    assert_eq!(record["step_index"], 2);
+    assert!(record.get("nonce").is_none(), "the nonce was consumed");
+    assert_eq!(record["data"]["identity"]["subject"], "alice");
+    assert_eq!(record["data"]["identity"]["name"], "Alice Liddell");
+    assert_eq!(
+        record["data"]["identity"]["issuer"],
+        deployment.settings.provider.issuer
+    );
+    assert!(
+        record["data"].get("pkce_verifier").is_none() && record["data"].get("oidc_nonce").is_none(),
+        "the verifier and the nonce are dropped once used"
+    );
+
+    let (status, body) = confirm(&deployment, &browser, &link, 0, 0).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("Signed in as Alice Liddell"), "{body}");
+    assert_eq!(
+        redis.keys(),
+        Vec::<String>::new(),
+        "a finished flow is cleared"
+    );
+
+    // Back to the confirmation after signing in (its flow's link, whose
+    // cookie the finish expired), or the flow route bare: the start page
+    // says so.
+    for path in [link.as_str(), "/sso"] {
+        let again = browser.get(deployment.at(0, path)).send().await.unwrap();
+        assert_eq!(again.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(location(&again), "/?notice=already_signed_in", "{path}");
+    }
+
+    // Signed out, the same URL says plainly that nothing is going on.
+    let out = browser
+        .post(deployment.at(0, "/signout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&out), "/?notice=signed_out");
+    let (status, body) = page(browser.get(deployment.at(0, "/sso")).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(shows(&body, &pages::NO_SIGN_IN), "{body}");
+    // The ended flow's link: this browser no longer holds that sign-in.
+    let (status, body) = page(browser.get(deployment.at(0, &link)).send().await.unwrap()).await;
+    assert_eq!(status, pages::OTHER_BROWSER.status);
+    assert!(shows(&body, &pages::OTHER_BROWSER), "{body}");
+
+    // One line per request, with its outcome; never the query (codes).
+    let log = logs.text();
+    for line in [
+        "app: POST /sso/start -> 303 to_provider",
+        "app: GET /sso/callback -> 303 verified",
+        "app: GET /sso -> 200 asked_to_confirm",
+        "app: POST /sso -> 303 signed_in",
+        "app: POST /signout -> 303 signed_out",
+        "app: GET /sso -> 400 no_sign_in",
+        "app: GET /sso -> 400 not_this_browsers_sign_in",
+    ] {
+        assert_eq!(logs.matching(&[line]).len(), 1, "{line:?} in\n{log}");
+    }
+    assert_eq!(
+        logs.matching(&["app: GET /sso -> 303 already_signed_in"])
+            .len(),
+        2,
+        "{log}"
+    );
+    assert_eq!(logs.matching(&["app: GET / -> 200 home"]).len(), 2, "{log}");
+    assert!(!log.contains(&answer["code"]), "{log}");
+}
+
+#[tokio::test]
+async fn pages_of_its_own_for_unknown_addresses_and_methods() {
+    let redis = RedisServer::start();
+    let deployment = Deployment::single(&redis).await;
+    let browser = browser();
+    for (method, path, message) in [
+        (reqwest::Method::GET, "/nowhere", &pages::NOT_FOUND),
+        (
+            reqwest::Method::GET,
+            "/sso/start",
+            &pages::METHOD_NOT_ALLOWED,
+        ),
+        (reqwest::Method::DELETE, "/sso", &pages::METHOD_NOT_ALLOWED),
+    ] {
+        let response = browser
+            .request(method.clone(), deployment.at(0, path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/html; charset=utf-8",
+            "{method} {path}"
+        );
+        let (status, body) = page(response).await;
+        assert_eq!(status, message.status, "{method} {path}");
+        assert!(shows(&body, message), "{method} {path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_replayed_callback_and_a_wrong_state_get_plain_pages() {
+    let redis = RedisServer::start();
+    let deployment = Deployment::single(&redis).await;
+    let browser = browser();
+
+    let authorize = start(&deployment, &browser, 0).await;
+    let callback = sign_in_at_provider(&browser, &authorize, "alice", "wonderland").await;
+    let key = redis.keys().pop().unwrap();
+    let before = redis.get(&key);
+    let params = query(&callback);
+
+    // A wrong state, naming this browser's flow or none: refused before
+    // the code is even looked at.
+    let (reference, _) = params["state"].split_once('.').unwrap();
+    let random = example::pkce::random_token();
+    for state in [format!("{reference}.{random}"), random.clone()] {
+        let forged = format!(
+            "{}?{}",
+            deployment.settings.redirect_uri(),
+            form(&[("code", &params["code"]), ("state", &state)])
+        );
+        let (status, body) = page(follow_callback(&deployment, &browser, &forged, 0).await).await;
+        assert_eq!(status, pages::NOT_THIS_SIGN_IN.status, "{state}");
+        assert!(shows(&body, &pages::NOT_THIS_SIGN_IN), "{state}: {body}");
+    }
+    // No state at all.
+    let bare = format!(
+        "{}?{}",
+        deployment.settings.redirect_uri(),
+        form(&[("code", &params["code"])])
+    );
+    let (_, body) = page(follow_callback(&deployment, &browser, &bare, 0).await).await;
+    assert!(shows(&body, &pages::MISSING_ANSWER), "{body}");
+    assert_eq!(redis.get(&key), before, "refused callbacks move nothing");
+
+    // The genuine callback still works, once.
+    let back = follow_callback(&deployment, &browser, &callback, 0).await;
+    let link = flow_link(&back);
+    let after = redis.get(&key);
+    let (status, body) = page(follow_callback(&deployment, &browser, &callback, 0).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(shows(&body, &pages::ALREADY_USED), "{body}");
+    assert_eq!(redis.get(&key), after, "the replay moved nothing");
+
+    let (status, body) = confirm(&deployment, &browser, &link, 0, 0).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Signed in as Alice Liddell"), "{body}");
+
+    // After the finish the flow is gone; signed in, a replay lands on the
+    // start page.
+    let replay = follow_callback(&deployment, &browser, &callback, 0).await;
+    assert_eq!(location(&replay), "/?notice=already_signed_in");
+    // In a browser that is not signed in (and never held that flow), it
+    // says the sign-in is not going on here.
+    let (status, body) =
+        page(follow_callback(&deployment, &crate::common::browser(), &callback, 0).await).await;
+    assert_eq!(status, pages::OTHER_BROWSER.status);
+    assert!(shows(&body, &pages::OTHER_BROWSER), "{body}");
+}
+
+#[tokio::test]
+async fn cancel_is_not_a_failure() {
+    let redis = RedisServer::start();
+    let deployment = Deployment::single(&redis).await;
+    let browser = browser();
+
+    // Cancelled at the app's confirmation.
+    let authorize = start(&deployment, &browser, 0).await;
+    let callback = sign_in_at_provider(&browser, &authorize, "alice", "wonderland").await;
+    let link = flow_link(&follow_callback(&deployment, &browser, &callback, 0).await);
+    let cancelled = post_form(
+        &browser,
+        &deployment.at(0, &link),
+        form(&[("action", "cancel")]),
+    )
+    .await;
+    assert_eq!(location(&cancelled), "/?notice=cancelled");
+    assert_eq!(redis.keys(), Vec::<String>::new(), "the flow ended");
+    let (status, body) = page(
+        browser
+            .get(deployment.at(0, "/?notice=cancelled"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("You cancelled the sign-in"), "{body}");
+
+    // Cancelled at the provider: `access_denied` comes back.
+    let authorize = start(&deployment, &browser, 0).await;
+    let mut fields: Vec<(String, String)> = query(&authorize).into_iter().collect();
+    fields.push(("action".to_owned(), "cancel".to_owned()));
+    let pairs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    let denied = post_form(
+        &browser,
+        &format!("{}/authorize", deployment.settings.provider.issuer),
+        form(&pairs),
+    )
+    .await;
+    let callback = location(&denied);
+    assert_eq!(query(&callback)["error"], "access_denied");
+    let back = follow_callback(&deployment, &browser, &callback, 0).await;
+    assert_eq!(location(&back), "/?notice=cancelled");
+}
+
+#[tokio::test]
+async fn a_callback_made_for_another_browser_is_refused() {
+    // Login CSRF: the attacker signs in as bob, keeps the callback URL, and
+    // gets the victim's browser to open it.
+    let redis = RedisServer::start();
+    let deployment = Deployment::single(&redis).await;
+    let (attacker, victim) = (browser(), browser());
+
+    let authorize = start(&deployment, &attacker, 0).await;
+    let planted = sign_in_at_provider(&attacker, &authorize, "bob", "builder").await;
+
+    let authorize = start(&deployment, &victim, 0).await;
+    let records = || {
+        let mut keys = redis.keys();
+        keys.sort();
+        keys.into_iter()
+            .map(|key| redis.get(&key))
+            .collect::<Vec<_>>()
+    };
+    let before = records();
+    // Its `state` names the attacker's flow, whose cookie the victim's
+    // browser does not have.
+    let (status, body) = page(follow_callback(&deployment, &victim, &planted, 0).await).await;
+    assert_eq!(status, pages::OTHER_BROWSER.status);
+    assert!(shows(&body, &pages::OTHER_BROWSER), "{body}");
+    assert_eq!(records(), before, "neither flow moved");
+
+    let callback = sign_in_at_provider(&victim, &authorize, "alice", "wonderland").await;
+    let link = flow_link(&follow_callback(&deployment, &victim, &callback, 0).await);
+    let (_, body) = confirm(&deployment, &victim, &link, 0, 0).await;
+    assert!(body.contains("Signed in as Alice Liddell"), "{body}");
+}
+
+#[tokio::test]
+async fn an_abandoned_flow_expires_after_its_ttl() {
+    let redis = RedisServer::start();
+    let deployment = Deployment::new(&redis, 1, Duration::from_secs(1)).await;
+    let browser = browser();
+
+    let authorize = start(&deployment, &browser, 0).await;
+    let callback = sign_in_at_provider(&browser, &authorize, "alice", "wonderland").await;
+    let key = redis.keys().pop().expect("the flow is stored");
+    assert!(
+        (0..=1).contains(&redis.ttl(&key)),
+        "TTL {}",
+        redis.ttl(&key)
+    );
+
+    // The user walks away for longer than the TTL.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(redis.keys(), Vec::<String>::new(), "Redis dropped the flow");
+
+    let late = follow_callback(&deployment, &browser, &callback, 0).await;
+    assert!(
+        flow_cookie(&late).is_some_and(|cookie| removes(&cookie)),
+        "the stale flow cookie is removed"
+    );
+    let (status, body) = page(late).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(shows(&body, &pages::EXPIRED), "{body}");
+    assert!(body.contains("waits 1 second"), "{body}");
+}
+
+#[tokio::test]
+async fn two_browsers_sign_in_at_once_without_touching_each_other() {
+    let redis = RedisServer::start();
+    let deployment = Deployment::single(&redis).await;
+    let (first, second) = (browser(), browser());
+
+    // Interleaved, step by step.
+    let authorize_alice = start(&deployment, &first, 0).await;
+    let authorize_bob = start(&deployment, &second, 0).await;
+    assert_eq!(redis.keys().len(), 2, "two flows, two records");
+    let callback_alice = sign_in_at_provider(&first, &authorize_alice, "alice", "wonderland").await;
+    let callback_bob = sign_in_at_provider(&second, &authorize_bob, "bob", "builder").await;
+    let link_bob = flow_link(&follow_callback(&deployment, &second, &callback_bob, 0).await);
+    let link_alice = flow_link(&follow_callback(&deployment, &first, &callback_alice, 0).await);
+    let (_, alice) = confirm(&deployment, &first, &link_alice, 0, 0).await;
+    assert_eq!(redis.keys().len(), 1, "bob's flow is still there");
+    let (_, bob) = confirm(&deployment, &second, &link_bob, 0, 0).await;
+    assert!(alice.contains("Signed in as Alice Liddell"), "{alice}");
+    assert!(bob.contains("Signed in as Bob the Builder"), "{bob}");
+    assert_eq!(redis.keys(), Vec::<String>::new());
+
+    // And truly at once.
+    let run = |browser: reqwest::Client, user: &'static str, password: &'static str| {
+        let deployment = &deployment;
+        async move {
+            let authorize = start(deployment, &browser, 0).await;
+            let callback = sign_in_at_provider(&browser, &authorize, user, password).await;
+            let link = flow_link(&follow_callback(deployment, &browser, &callback, 0).await);
+            confirm(deployment, &browser, &link, 0, 0).await.1
+        }
+    };
+    let (alice, bob) = tokio::join!(
+        run(crate::common::browser(), "alice", "wonderland"),
+        run(crate::common::browser(), "bob", "builder")
+    );
+    assert!(alice.contains("Signed in as Alice Liddell"), "{alice}");
+    assert!(bob.contains("Signed in as Bob the Builder"), "{bob}");
+}
+
+#[tokio::test]
+async fn two_sign_ins_in_one_browser_each_finish_as_started() {
+    // Two tabs of one browser (one cookie jar): A starts, then B; A
+    // finishes, then B. Each has its own flow and cookie; the provider's
+    // `state` and the flow's links say which one a request continues.
+    let (logs, _capturing) = Logs::capture();
+    let redis = RedisServer::start();
+    let deployment = Deployment::single(&redis).await;
+    let browser = browser();
+
+    let authorize_a = start(&deployment, &browser, 0).await;
+    let authorize_b = start(&deployment, &browser, 0).await;
+    assert_eq!(
+        redis.keys().len(),
+        2,
+        "B's start left A's flow: {:?}",
+        redis.keys()
+    );
+    let (state_a, state_b) = (&query(&authorize_a)["state"], &query(&authorize_b)["state"]);
+    let (reference_a, reference_b) = (
+        state_a.split_once('.').unwrap().0,
+        state_b.split_once('.').unwrap().0,
+    );
+    assert_ne!(reference_a, reference_b);
+
+    // A first: its callback, then its confirmation (B, the newest flow, is
+    // still at its callback step: a page without A's link would be B's).
+    let callback_a = sign_in_at_provider(&browser, &authorize_a, "alice", "wonderland").await;
+    let link_a = flow_link(&follow_callback(&deployment, &browser, &callback_a, 0).await);
+    assert_eq!(link_a, format!("/sso?flow={reference_a}"));
+    let (status, body) = confirm(&deployment, &browser, &link_a, 0, 0).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("Signed in as Alice Liddell"), "{body}");
+    assert_eq!(redis.keys().len(), 1, "B's flow is still there");
+
+    // Then B, in the same browser, now signed in as Alice.
+    let callback_b = sign_in_at_provider(&browser, &authorize_b, "bob", "builder").await;
+    let link_b = flow_link(&follow_callback(&deployment, &browser, &callback_b, 0).await);
+    assert_eq!(link_b, format!("/sso?flow={reference_b}"));
+    let (status, body) = confirm(&deployment, &browser, &link_b, 0, 0).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("Signed in as Bob the Builder"), "{body}");
+    assert_eq!(redis.keys(), Vec::<String>::new(), "both flows finished");
+
+    let log = logs.text();
+    for line in [
+        "app: GET /sso/callback -> 303 verified",
+        "app: POST /sso -> 303 signed_in",
+    ] {
+        assert_eq!(logs.matching(&[line]).len(), 2, "{line:?} in\n{log}");
+    }
+    for failed in ["app: GET", "app: POST"].map(|request| [request, " -> 4"]) {
+        assert_eq!(logs.matching(&failed).len(), 0, "no failure: {log}");
+    }
+}
+
+#[tokio::test]
+async fn a_flow_started_on_one_instance_finishes_on_another() {
+    let redis = RedisServer::start();
+    let deployment = Deployment::new(&redis, 2, Duration::from_secs(600)).await;
+    let browser = browser();
+
+    let authorize = start(&deployment, &browser, 0).await;
+    let callback = sign_in_at_provider(&browser, &authorize, "alice", "wonderland").await;
+    let back = follow_callback(&deployment, &browser, &callback, 1).await;
+    let link = flow_link(&back);
+    let (status, body) = confirm(&deployment, &browser, &link, 0, 1).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Signed in as Alice Liddell"), "{body}");
+    assert_eq!(redis.keys(), Vec::<String>::new());
+}
+
+/// Signs in at the provider with `response_mode=form_post`; checks that
+/// it answers with a form that posts to the app's callback, and returns
+/// that form's fields as the body the browser would post.
+async fn form_post_answer(
+    deployment: &Deployment,
+    client: &reqwest::Client,
+    authorize: &str,
+    user: &str,
+    password: &str,
+) -> String {
+    let params = query(authorize);
+    assert_eq!(params["response_mode"], "form_post");
+    let mut fields: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    fields.extend([("username", user), ("password", password)]);
+    let answer = post_form(
+        client,
+        &format!("{}/authorize", deployment.settings.provider.issuer),
+        form(&fields),
+    )
+    .await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let html = answer.text().await.unwrap();
+    assert!(
+        html.contains(&format!(
+            "<form method=\"post\" action=\"{}\">",
+            deployment.settings.redirect_uri()
+        )),
+        "{html}"
+    );
+    let hidden = |name: &str| -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = html
+            .find(&marker)
+            .unwrap_or_else(|| panic!("{name} in {html}"))
+            + marker.len();
+        html[start..start + html[start..].find('"').unwrap()].replace("&#39;", "'")
+    };
+    assert_eq!(hidden("state"), params["state"]);
+    form(&[
+        ("code", &hidden("code")),
+        ("state", &hidden("state")),
+        ("iss", &hidden("iss")),
+    ])
+}
+
+/// A client without a cookie store: the tests send by hand what a browser
+/// sends on a cross-site POST.
+fn bare_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// POSTs `body` as a form to `url`, with `cookie` (if any) and the
+/// `Sec-Fetch-Site` a browser would send.
+async fn post_as_browser(
+    client: &reqwest::Client,
+    url: &str,
+    cookie: Option<&str>,
+    site: &str,
+    body: String,
+) -> reqwest::Response {
+    let mut request = client
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("sec-fetch-site", site)
+        .body(body);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_form_post_callback_finds_its_flow_by_the_state_in_its_form() {
+    let (logs, _capturing) = Logs::capture();
+    let redis = RedisServer::start();
+    let deployment = Deployment::with_mode(
+        &redis,
+        1,
+        Duration::from_secs(600),
+        example::ResponseMode::FormPost,
+    )
+    .await;
+    assert!(deployment.settings.cross_site_callbacks);
+    let client = bare_client();
+
+    // The pipeline accepts cross-site callbacks: the flow's own cookie is
+    // `SameSite=None; Secure`, though the layer's stays `Lax` and not Secure.
+    let started = client
+        .post(deployment.at(0, "/sso/start"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = flow_cookie(&started).expect("the flow's cookie");
+    assert_eq!(cookie.same_site(), Some(SameSite::None), "{cookie}");
+    assert_eq!(cookie.secure(), Some(true), "None needs Secure: {cookie}");
+    assert_eq!(cookie.http_only(), Some(true), "{cookie}");
+    assert_eq!(set_cookie(&started), None, "no browser-wide cookie");
+    let reference = cookie
+        .name()
+        .strip_prefix("pipeline_id.")
+        .unwrap()
+        .to_owned();
+    let key = format!("auth:pipeline:{}", flow_id(&cookie));
+    let authorize = location(&started);
+    assert!(
+        query(&authorize)["state"].starts_with(&format!("{reference}.")),
+        "{authorize}"
+    );
+    let body = form_post_answer(&deployment, &client, &authorize, "bob", "builder").await;
+    let before = redis.get(&key);
+
+    // Without the cookie, which this browser would have sent: the flow the
+    // form's `state` names is not this browser's.
+    let lost = post_as_browser(
+        &client,
+        &deployment.at(0, "/sso/callback"),
+        None,
+        "cross-site",
+        body.clone(),
+    )
+    .await;
+    let (status, page_text) = page(lost).await;
+    assert_eq!(status, pages::OTHER_BROWSER.status);
+    assert!(shows(&page_text, &pages::OTHER_BROWSER), "{page_text}");
+    assert_eq!(redis.get(&key), before, "nothing moved");
+
+    // As a browser posts it from the provider's page: cross-site, with the
+    // `SameSite=None` cookie. The engine reads `state` from the form, the
+    // step reads `code` and `iss` from it too.
+    let flow_cookie = format!("{}={}", cookie.name(), cookie.value());
+    let back = post_as_browser(
+        &client,
+        &deployment.at(0, "/sso/callback"),
+        Some(&flow_cookie),
+        "cross-site",
+        body.clone(),
+    )
+    .await;
+    let link = flow_link(&back);
+    assert_eq!(link, format!("/sso?flow={reference}"));
+    let record = stored(&redis, &key);
+    assert_eq!(record["data"]["identity"]["subject"], "bob");
+    assert!(record.get("nonce").is_none(), "the nonce was consumed");
+
+    // The same POST again is a replay.
+    let replay = post_as_browser(
+        &client,
+        &deployment.at(0, "/sso/callback"),
+        Some(&flow_cookie),
+        "cross-site",
+        body,
+    )
+    .await;
+    let (_, page_text) = page(replay).await;
+    assert!(shows(&page_text, &pages::ALREADY_USED), "{page_text}");
+
+    // The cookie now goes with cross-site requests, so another site could
+    // submit the confirmation's form; the engine refuses a cross-site POST
+    // to any step but the callback.
+    let before = redis.get(&key);
+    let forged = post_as_browser(
+        &client,
+        &deployment.at(0, &link),
+        Some(&flow_cookie),
+        "cross-site",
+        form(&[("action", "continue")]),
+    )
+    .await;
+    let (status, page_text) = page(forged).await;
+    assert_eq!(status, pages::CROSS_SITE.status);
+    assert!(shows(&page_text, &pages::CROSS_SITE), "{page_text}");
+    assert_eq!(redis.get(&key), before, "nothing moved");
+
+    // From the app's own page, it signs in.
+    let done = post_as_browser(
+        &client,
+        &deployment.at(0, &link),
+        Some(&flow_cookie),
+        "same-origin",
+        form(&[("action", "continue")]),
+    )
+    .await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&done), "/");
+    assert!(
+        set_cookies(done.headers())
+            .iter()
+            .any(|cookie| cookie.name() == example::app::SESSION_COOKIE),
+        "the login session starts"
+    );
+    assert_eq!(redis.keys(), Vec::<String>::new());
+
+    let log = logs.text();
+    for line in [
+        "app: POST /sso/callback -> 400 not_this_browsers_sign_in",
+        "app: POST /sso/callback -> 303 verified",
+        "app: POST /sso/callback -> 400 link_already_used",
+        "app: POST /sso -> 403 posted_from_another_site",
+        "app: POST /sso -> 303 signed_in",
+    ] {
+        assert_eq!(logs.matching(&[line]).len(), 1, "{line:?} in\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn a_form_post_callback_to_a_pipeline_without_cross_site_callbacks_is_refused_plainly() {
+    let (logs, _capturing) = Logs::capture();
+    let redis = RedisServer::start();
+    let deployment = Deployment::configured(
+        &redis,
+        1,
+        Duration::from_secs(600),
+        example::ResponseMode::FormPost,
+        false,
+    )
+    .await;
+    let client = bare_client();
+
+    let started = client
+        .post(deployment.at(0, "/sso/start"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = flow_cookie(&started).expect("the flow's cookie");
+    assert_eq!(cookie.same_site(), Some(SameSite::Lax), "{cookie}");
+    let key = format!("auth:pipeline:{}", flow_id(&cookie));
+    let body = form_post_answer(
+        &deployment,
+        &client,
+        &location(&started),
+        "alice",
+        "wonderland",
+    )
+    .await;
+    let before = redis.get(&key);
+
+    // A browser does not send a `Lax` cookie on the provider's cross-site
+    // POST: the person reads that the step came from another site.
+    let refused = post_as_browser(
+        &client,
+        &deployment.at(0, "/sso/callback"),
+        None,
+        "cross-site",
+        body,
+    )
+    .await;
+    let (status, page_text) = page(refused).await;
+    assert_eq!(status, pages::CROSS_SITE.status);
+    assert!(shows(&page_text, &pages::CROSS_SITE), "{page_text}");
+    assert_eq!(redis.get(&key), before, "the flow is left as it was");
+    let log = logs.text();
+    assert_eq!(
+        logs.matching(&["app: POST /sso/callback -> 403 posted_from_another_site"])
+            .len(),
+        1,
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn the_provider_checks_the_client_and_the_pkce_verifier() {
+    let redis = RedisServer::start();
+    let deployment = Deployment::single(&redis).await;
+    let browser = browser();
+    let token_url = format!("{}/token", deployment.settings.provider.issuer);
+    let exchange = |code: String, verifier: String, secret: &str| {
+        form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", &deployment.settings.redirect_uri()),
+            ("client_id", example::idp::CLIENT_ID),
+            ("client_secret", secret),
+            ("code_verifier", &verifier),
+        ])
+    };
+
+    // Someone who intercepted the code but not the verifier gets nothing,
+    // and burns the code: the app's callback then fails too, in plain words.
+    let authorize = start(&deployment, &browser, 0).await;
+    let callback = sign_in_at_provider(&browser, &authorize, "alice", "wonderland").await;
+    let code = query(&callback)["code"].clone();
+    let stolen = post_form(
+        &browser,
+        &token_url,
+        exchange(code, example::pkce::verifier(), example::idp::CLIENT_SECRET),
+    )
+    .await;
+    assert_eq!(stolen.status(), StatusCode::BAD_REQUEST);
+    assert!(stolen.text().await.unwrap().contains("invalid_grant"));
+    let (status, body) = page(follow_callback(&deployment, &browser, &callback, 0).await).await;
+    assert_eq!(status, pages::CODE_REFUSED.status);
+    assert!(shows(&body, &pages::CODE_REFUSED), "{body}");
+    assert!(
+        !body.contains("invalid_grant"),
+        "never the provider's words: {body}"
+    );
+    assert_eq!(
+        redis.keys(),
+        Vec::<String>::new(),
+        "a failed flow is cleared"
+    );
+
+    // The right verifier (the one the flow bound) gets an ID token, with
+    // the client's secret only.
+    let authorize = start(&deployment, &browser, 0).await;
+    let key = redis.keys().pop().unwrap();
+    let verifier = stored(&redis, &key)["data"]["pkce_verifier"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let callback = sign_in_at_provider(&browser, &authorize, "bob", "builder").await;
+    let code = query(&callback)["code"].clone();
+    let wrong_secret = post_form(
+        &browser,
+        &token_url,
+        exchange(code.clone(), verifier.clone(), "guess"),
+    )
+    .await;
+    assert_eq!(wrong_secret.status(), StatusCode::UNAUTHORIZED);
+    let token = post_form(
+        &browser,
+        &token_url,
+        exchange(code.clone(), verifier.clone(), example::idp::CLIENT_SECRET),
+    )
+    .await;
+    assert_eq!(token.status(), StatusCode::OK);
+    let token: serde_json::Value = serde_json::from_str(&token.text().await.unwrap()).unwrap();
+    let id_token = token["id_token"].as_str().expect("an ID token");
+    assert_eq!(id_token.split('.').count(), 3, "a signed JWT");
+    let again = post_form(
+        &browser,
+        &token_url,
+        exchange(code, verifier, example::idp::CLIENT_SECRET),
+    )
+    .await;
+    assert_eq!(
+        again.status(),
+        StatusCode::BAD_REQUEST,
+        "a code is used once"
+    );
+}
+
+#[tokio::test]
+async fn an_id_token_signed_with_a_key_the_provider_does_not_publish_is_refused() {
+    // The provider publishes another key than the one it signs with (a
+    // forged or mixed-up token): the signature check against the JWKS
+    // refuses it, and the person reads that they were not signed in.
+    let (logs, _capturing) = Logs::capture();
+    let redis = RedisServer::start();
+    let idp_listener = listener().await;
+    let app_listener = listener().await;
+    let settings = example::Settings {
+        app_origin: format!("http://{}", app_listener.local_addr().unwrap()),
+        provider: example::Provider {
+            issuer: format!(
+                "http://localhost:{}",
+                idp_listener.local_addr().unwrap().port()
+            ),
+            client_id: example::idp::CLIENT_ID.to_owned(),
+            client_secret: Some(example::idp::CLIENT_SECRET.to_owned()),
+            display_name: "the demo identity provider".to_owned(),
+        },
+        response_mode: example::ResponseMode::Query,
+        cross_site_callbacks: false,
+        ttl: Duration::from_secs(600),
+        key: Key::generate(),
+    };
+    // Another instance of the provider, with a key of its own: its JWKS is
+    // what the signing one publishes.
+    let impostor = example::idp::router(settings.provider.issuer.clone(), settings.redirect_uri());
+    let idp = example::idp::router(settings.provider.issuer.clone(), settings.redirect_uri())
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let impostor = impostor.clone();
+                async move {
+                    if request.uri().path() == "/jwks" {
+                        tower::ServiceExt::oneshot(impostor, request).await.unwrap()
+                    } else {
+                        next.run(request).await
+                    }
+                }
+            },
+        ));
+    let _idp = Server::axum(idp_listener, idp);
+    let app = Server::axum(
+        app_listener,
+        example::app::router(redis_store(&redis.url()).await, settings.clone()),
+    );
+    let browser = browser();
+
+    let started = browser.post(app.url("/sso/start")).send().await.unwrap();
+    let callback = sign_in_at_provider(&browser, &location(&started), "alice", "wonderland").await;
+    let path = callback
+        .strip_prefix(&settings.app_origin)
+        .unwrap()
+        .to_owned();
+    let (status, body) = page(browser.get(app.url(&path)).send().await.unwrap()).await;
+    assert_eq!(status, pages::NOT_VERIFIED.status);
+    assert!(shows(&body, &pages::NOT_VERIFIED), "{body}");
+    assert_eq!(redis.keys(), Vec::<String>::new(), "the flow ended");
+    let log = logs.text();
+    assert_eq!(
+        logs.matching(&["sign-in with the provider failed: ID token invalid"])
+            .len(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        logs.matching(&["app: GET /sso/callback -> 502 identity_not_verified"])
+            .len(),
+        1,
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn the_layers_own_answer_is_the_apps_page() {
+    // Redis goes away while the callback step talks to the provider: the
+    // step's changes cannot be written, and the layer answers "not
+    // confirmed" (503) through the app's on_error hook, as a page of the
+    // app's, with the layer's status.
+    let (logs, _capturing) = Logs::capture();
+    let mut redis = RedisServer::start();
+    let idp_listener = listener().await;
+    let app_listener = listener().await;
+    let settings = example::Settings {
+        app_origin: format!("http://{}", app_listener.local_addr().unwrap()),
+        provider: example::Provider {
+            issuer: format!(
+                "http://localhost:{}",
+                idp_listener.local_addr().unwrap().port()
+            ),
+            client_id: example::idp::CLIENT_ID.to_owned(),
+            client_secret: Some(example::idp::CLIENT_SECRET.to_owned()),
+            display_name: "the demo identity provider".to_owned(),
+        },
+        response_mode: example::ResponseMode::Query,
+        cross_site_callbacks: false,
+        ttl: Duration::from_secs(600),
+        key: Key::generate(),
+    };
+    // The token endpoint says when a request arrived, and answers when
+    // the test lets it.
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let gate = release.clone();
+    let idp = example::idp::router(settings.provider.issuer.clone(), settings.redirect_uri())
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let (arrived_tx, gate) = (arrived_tx.clone(), gate.clone());
+                async move {
+                    if request.uri().path() == "/token" {
+                        let released = gate.notified();
+                        arrived_tx.send(()).unwrap();
+                        released.await;
+                    }
+                    next.run(request).await
+                }
+            },
+        ));
+    let _idp = Server::axum(idp_listener, idp);
+    let app = Server::axum(
+        app_listener,
+        example::app::router(redis_store(&redis.url()).await, settings.clone()),
+    );
+    let browser = browser();
+
+    let started = browser.post(app.url("/sso/start")).send().await.unwrap();
+    let callback = sign_in_at_provider(&browser, &location(&started), "alice", "wonderland").await;
+    let url = app.url(callback.strip_prefix(&settings.app_origin).unwrap());
+    let pending = tokio::spawn({
+        let browser = browser.clone();
+        async move { browser.get(url).send().await.unwrap() }
+    });
+    arrived.recv().await.unwrap();
+    redis.stop();
+    release.notify_one();
+    let response = pending.await.unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/html; charset=utf-8"
+    );
+    let (status, body) = page(response).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(shows(&body, &pages::NOT_SAVED), "{body}");
+    let log = logs.text();
+    assert_eq!(
+        logs.matching(&["app: GET /sso/callback -> 503 store_not_confirmed"])
+            .len(),
+        1,
+        "{log}"
+    );
+}

@@ -1,0 +1,166 @@
+//! End to end over loopback HTTP, against a private redis-server this bench
+//! starts (and kills when it ends): throughput and p50/p99 latency of three
+//! operations at 1 and 16 concurrent clients, for four ways of keeping a
+//! flow's state in Redis behind axum.
+//!
+//! ```text
+//! cargo bench -p e2e
+//! ```
+//!
+//! | stack | what it is |
+//! | --- | --- |
+//! | `pipeline-state (ConnectionManager)` | this crate, `RedisStore::connect` (one multiplexed connection) |
+//! | `pipeline-state (bb8 pool)` | this crate, `RedisStore::from_pool` (bb8, 16 connections, no `PING` on checkout) |
+//! | `pipeline-state (cluster)` | this crate, `RedisStore::connect_cluster` on a private 3-master Redis Cluster (one connection per master) |
+//! | `limit (hand-written)` | no middleware: handlers send the same commands themselves |
+//! | `tower-sessions` | tower-sessions 0.14 + tower-sessions-redis-store 0.16 (fred pool of 6, as its docs show) |
+//!
+//! | operation | this crate | limit | tower-sessions |
+//! | --- | --- | --- | --- |
+//! | `read`: read a field | `GETEX` | `GETEX` | `GET` (its reads do not slide the TTL) |
+//! | `change`: read a field, set it | `GETEX` + `EVALSHA` (compare-and-set) | the same two | `GET` + `SET XX` (no concurrency control) |
+//! | `untouched`: the handler ignores the state | nothing (it loads lazily, when a handler asks) | nothing | nothing (it loads lazily) |
+//!
+//! Every client owns one flow (its cookie comes from a first request) and
+//! sends its requests one after another over a keep-alive connection; all
+//! stacks use the same client (hyper-util's legacy client). Client, servers
+//! and redis-server share the machine, so compare rows, not absolutes.
+//!
+//! Each cell (stack × operation × clients) is measured in `E2E_ROUNDS`
+//! short rounds (default 5); within one operation and client count the
+//! rounds go stack after stack, in a rotating order, so that each stack's
+//! round sits next to the others' in time. On a machine shared with other
+//! work, throughput drifts by tens of percent from one minute to the next;
+//! ratios between neighbouring rounds drift much less. The table shows the
+//! median round's throughput, the percentiles of all rounds' latencies
+//! together, and "× limit": the median over rounds of this stack's
+//! throughput divided by the limit's in the same round.
+//!
+//! Wall-clock figures on a shared machine move with everyone else's load,
+//! so each round also takes the CPU time spent per request, from Linux's
+//! per-thread scheduler statistics (`/proc/<pid>/task/*/schedstat`): this
+//! process (servers and client together; the client's share is the same
+//! for every stack) and the redis-server. When the machine is saturated
+//! (16 clients), throughput follows the sum of the two.
+//!
+//! Settings (environment): `E2E_ROUNDS` (default 5), `E2E_SECONDS`
+//! (measured seconds per round, default 1), `E2E_WARMUP` (seconds of
+//! warm-up per round, default 0.25), `E2E_OPS` (default
+//! `read,change,untouched`), `E2E_CLIENTS` (default `1,16`), `E2E_STACKS`
+//! (default `connection-manager,bb8,cluster,limit,tower-sessions`). The
+//! goals summary is printed when every operation and the four single-node
+//! stacks were measured; the cluster's ratio to the single-node
+//! `ConnectionManager` when both were.
+//!
+//! The cluster row runs the same workload against 3 redis-servers (the
+//! single-node rows against 1) on the same cores; its "CPU (redis)" is the
+//! three servers' together.
+//!
+//! One file per concern: the stacks under test (`stack.rs`, with the
+//! hand-written limit in `limit.rs` and tower-sessions in `sessions.rs`),
+//! the load and one round's measurement (`load.rs`), CPU time (`cpu.rs`),
+//! the table (`report.rs`) and the settings (`settings.rs`). The private
+//! redis-server and cluster come from the workspace's test kit.
+
+mod cpu;
+mod limit;
+mod load;
+mod report;
+mod sessions;
+mod settings;
+mod stack;
+
+use std::time::Duration;
+
+use test_kit::{RedisCluster, RedisServer};
+
+use crate::{
+    cpu::process_id,
+    load::{Op, Round, client, measure},
+    report::{Cell, micros, report},
+    settings::Settings,
+    stack::{Stack, app, serve},
+};
+
+/// Every stack's flows live this long (seconds), sliding.
+const TTL_SECONDS: u64 = 600;
+
+/// Starts the servers, measures every cell, prints the table.
+pub async fn run() {
+    let Settings {
+        timing,
+        rounds,
+        ops,
+        concurrency,
+        stacks,
+    } = Settings::from_env();
+    let redis = RedisServer::start();
+    let redis_pids = vec![process_id(&mut redis.admin())];
+    let cluster = stacks.contains(&Stack::Cluster).then(RedisCluster::start);
+    let (cluster_urls, cluster_pids) = match &cluster {
+        Some(cluster) => (
+            cluster.urls(),
+            cluster
+                .nodes
+                .iter()
+                .map(|node| process_id(&mut node.admin()))
+                .collect(),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    eprintln!(
+        "private redis-server on port {}; {} cells × {rounds} rounds of {:?} warm-up + {:?}",
+        redis.port(),
+        stacks.len() * ops.len() * concurrency.len(),
+        timing.warmup,
+        timing.seconds
+    );
+    let mut servers = Vec::new();
+    for &stack in &stacks {
+        let router = app(stack, &redis.url(), &cluster_urls).await;
+        servers.push((stack, serve(router).await));
+    }
+    let client = client();
+    let mut measured: Vec<((Stack, Op, usize), Vec<Round>)> = Vec::new();
+    for &op in &ops {
+        for &clients in &concurrency {
+            for round in 1..=rounds {
+                // A rotating order, so no stack always follows the same one.
+                for i in 0..servers.len() {
+                    let (stack, addr) = servers[(i + round) % servers.len()];
+                    let pids = if stack == Stack::Cluster {
+                        &cluster_pids
+                    } else {
+                        &redis_pids
+                    };
+                    let result = measure(&client, pids, addr, stack, op, clients, timing).await;
+                    eprintln!(
+                        "round {round}  {:<9} {:>2} clients  {:<34} {:>8.0} req/s  p50 {:>5} µs  p99 {:>5} µs",
+                        op.name(),
+                        clients,
+                        stack.name(),
+                        result.per_second,
+                        micros(Duration::from_nanos(
+                            result.latencies.value_at_quantile(0.5)
+                        )),
+                        micros(Duration::from_nanos(
+                            result.latencies.value_at_quantile(0.99)
+                        )),
+                    );
+                    let key = (stack, op, clients);
+                    match measured.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, rounds)) => rounds.push(result),
+                        None => measured.push((key, vec![result])),
+                    }
+                }
+            }
+        }
+    }
+    let cells: Vec<Cell> = measured
+        .iter()
+        .map(|&((stack, op, clients), ref rounds)| Cell::new(stack, op, clients, rounds))
+        .collect();
+    report(&cells, &ops, &concurrency, &stacks);
+    drop(redis);
+    drop(cluster);
+}
