@@ -10,6 +10,7 @@ pub(crate) mod cookies;
 pub(crate) mod counting;
 pub(crate) mod engine;
 pub(crate) mod logs;
+pub(crate) mod nested;
 pub(crate) mod race;
 // Stays in `tests/common/`: `benches/e2e.rs` includes it from there.
 pub(crate) mod redis_server;
