@@ -28,6 +28,7 @@ mod lifecycle;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod nested;
+mod nested_engine;
 mod old_servers;
 mod pipeline;
 mod pipeline_events;

@@ -2,208 +2,36 @@
 //! steps) whose second step signs in with an identity provider, a pipeline
 //! of its own (two steps, the second the provider's redirect back), on a
 //! real axum server with a cookie-keeping client and a private redis-server.
+//! The pipelines are in `common/nested.rs`, shared with `nested_engine.rs`
+//! (the engine's rules for nested runs, over a `MemoryStore`).
 
 use std::sync::{
     Arc,
     atomic::{AtomicUsize, Ordering},
 };
 
-use axum::{
-    Router,
-    body::Body,
-    extract::Request,
-    http::{Method, StatusCode},
-    response::{IntoResponse, Response},
-    routing::get,
-};
+use axum::http::StatusCode;
 use redis::aio::ConnectionManager;
 use serde_json::{Value, json};
 use tokio::sync::Barrier;
-use tower_pipeline_state::{
-    PipelineStateLayer, RedisStore,
-    pipeline::{Flow, FlowError, Nested, Pipeline},
+use tower_pipeline_state::{PipelineStateLayer, RedisStore};
+
+use crate::common::{
+    counting::Counting,
+    engine::text,
+    nested::{Options, Record, nonce_of, router, setup, to_the_inner_callback, visit},
+    *,
 };
 
-use crate::common::{counting::Counting, engine::text, *};
-
-/// How a test wants its pipelines.
-#[derive(Clone, Default)]
-struct Options {
-    /// Submissions of the inner first step wait here, so two overlap.
-    authorize_barrier: Option<Arc<Barrier>>,
-    /// Inner callbacks wait here, so two overlap.
-    callback_barrier: Option<Arc<Barrier>>,
-    /// Inner callbacks wait here twice, so the test can act in between.
-    callback_pause: Option<Arc<Barrier>>,
-}
-
-/// What the pipelines counted.
-#[derive(Clone, Default)]
-struct Counts {
-    /// Times the outer step got `Nested::Finished`.
-    nested_finished: Arc<AtomicUsize>,
-    /// Runs of the inner pipeline's own finish hook and error handler.
-    inner_hooks: Arc<AtomicUsize>,
-}
-
-/// Whether the request's query has `flag`.
-fn has(request: &Request, flag: &str) -> bool {
-    request
-        .uri()
-        .query()
-        .is_some_and(|query| query.split('&').any(|part| part == flag))
-}
-
-/// The identity provider's sign-in, `idp`:
-///
-/// * `authorize`: renders `at authorize`; a POST binds `code`, advances and
-///   answers `to idp state=<the run's nonce>` (`?fail`: fails).
-/// * `callback`: a callback step (needs the run's nonce): binds `email` and
-///   moves past the last step.
-fn idp(options: &Options, counts: &Counts) -> Pipeline<Body, Response> {
-    let authorize_barrier = options.authorize_barrier.clone();
-    let callback_barrier = options.callback_barrier.clone();
-    let callback_pause = options.callback_pause.clone();
-    let finishes = counts.inner_hooks.clone();
-    let errors = counts.inner_hooks.clone();
-    Pipeline::builder("idp")
-        .flow_kind("login")
-        .step(
-            "authorize",
-            move |request: Request, flow: Flow<Body, Response>| {
-                let barrier = authorize_barrier.clone();
-                async move {
-                    if request.method() != Method::POST {
-                        return Ok("at authorize".into_response());
-                    }
-                    if has(&request, "fail") {
-                        return Err(FlowError::failed("the provider refused"));
-                    }
-                    if let Some(barrier) = barrier {
-                        barrier.wait().await;
-                    }
-                    flow.bind("code", "c0de")?;
-                    flow.advance()?;
-                    Ok(format!("to idp state={}", flow.callback_state()?).into_response())
-                }
-            },
-        )
-        .callback("callback", move |_request, flow: Flow<Body, Response>| {
-            let barrier = callback_barrier.clone();
-            let pause = callback_pause.clone();
-            async move {
-                if let Some(barrier) = barrier {
-                    // Both callbacks have loaded the flow; neither has
-                    // written.
-                    barrier.wait().await;
-                }
-                if let Some(pause) = pause {
-                    pause.wait().await;
-                    pause.wait().await;
-                }
-                flow.bind("email", "alice@example.com")?;
-                flow.next().await
-            }
-        })
-        .on_finish(move |_request, _finished| {
-            finishes.fetch_add(1, Ordering::SeqCst);
-            async { Ok("the inner finish hook".into_response()) }
-        })
-        .on_error(move |_failure| {
-            errors.fetch_add(1, Ordering::SeqCst);
-            "the inner error handler".into_response()
-        })
-        .build()
-}
-
-/// The integration's setup, `setup`:
-///
-/// * `choose`: renders `at choose state=<the flow's nonce>`; a POST runs the
-///   next step.
-/// * `identity`: nests `idp`; when it ends, binds its `email` and `code`,
-///   advances and answers `identity done state=<the flow's nonce>`.
-/// * `confirm`: a callback step (needs the outer nonce) that finishes.
-///
-/// Failures answer `400 outcome=<kind> step=<step> inner=<pipeline>/<step>`.
-fn setup(options: &Options, counts: &Counts) -> Pipeline<Body, Response> {
-    let inner = idp(options, counts);
-    let nested_finished = counts.nested_finished.clone();
-    Pipeline::builder("setup")
-        .flow_kind("integration")
-        .step(
-            "choose",
-            |request: Request, flow: Flow<Body, Response>| async move {
-                if request.method() != Method::POST {
-                    return Ok(
-                        format!("at choose state={}", flow.callback_state()?).into_response()
-                    );
-                }
-                flow.next().await
-            },
-        )
-        .step(
-            "identity",
-            move |request: Request, flow: Flow<Body, Response>| {
-                let inner = inner.clone();
-                let nested_finished = nested_finished.clone();
-                async move {
-                    match flow.nest(&inner, "login", request).await? {
-                        Nested::Answer(answer) => Ok(answer),
-                        Nested::Finished(finished) => {
-                            nested_finished.fetch_add(1, Ordering::SeqCst);
-                            flow.bind("email", &finished.fetch::<String>("email")?)?;
-                            flow.bind("code", &finished.fetch::<String>("code")?)?;
-                            flow.advance()?;
-                            Ok(format!("identity done state={}", flow.callback_state()?)
-                                .into_response())
-                        }
-                    }
-                }
-            },
-        )
-        .callback("confirm", |_request, flow| async move { flow.next().await })
-        .on_finish(|_request, finished| async move {
-            Ok(format!("finished data={}", Value::Object(finished.data)).into_response())
-        })
-        .on_error(|failure| {
-            let inner = failure.inner.as_ref().map_or("-".to_owned(), |inner| {
-                format!(
-                    "{}/{}",
-                    inner.pipeline,
-                    inner.step.as_deref().unwrap_or("-")
-                )
-            });
-            (
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "outcome={} step={} inner={inner}",
-                    failure.error.kind(),
-                    failure.step.as_deref().unwrap_or("-")
-                ),
-            )
-                .into_response()
-        })
-        .build()
-}
-
-/// `GET /setup/start` starts a setup; every method on `/setup` dispatches.
-fn router<C>(pipeline: Pipeline<Body, Response>, store: RedisStore<C>) -> Router
-where
-    C: tower_pipeline_state::store::RedisConnection,
-{
-    let starter = pipeline.clone();
-    Router::new()
-        .route(
-            "/setup/start",
-            get(move |request: Request| async move { starter.start(request, "integration").await }),
-        )
-        .route_service("/setup", pipeline)
-        .layer(PipelineStateLayer::new(store).cookie_secure(false))
-}
-
-async fn app(redis: &RedisServer, options: &Options, counts: &Counts) -> Server {
+/// `setup` behind a layer over the private redis-server.
+async fn app(redis: &RedisServer, options: &Options, record: &Record) -> Server {
     let store = redis_store(&redis.url()).await;
-    serve(router(setup(options, counts), store)).await
+    serve(router(
+        setup(options, record),
+        "integration",
+        PipelineStateLayer::new(store),
+    ))
+    .await
 }
 
 /// The flow's stored fields (the record's `data`).
@@ -221,45 +49,11 @@ fn plant(redis: &RedisServer, key: &str, fields: &Value) {
     redis.set(key, planted.as_bytes());
 }
 
-/// A flow walked into the inner run's callback step: its Redis key, the
-/// outer nonce and the inner one.
-struct AtCallback {
-    key: String,
-    outer: String,
-    inner: String,
-}
-
-async fn to_the_inner_callback(app: &Server, browser: &reqwest::Client) -> AtCallback {
-    let started = browser.get(app.url("/setup/start")).send().await.unwrap();
-    let key = started_flow_key(&started);
-    let (status, body) = text(started).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let outer = body
-        .strip_prefix("at choose state=")
-        .expect(&body)
-        .to_owned();
-    let chosen = browser.post(app.url("/setup")).send().await.unwrap();
-    assert_eq!(
-        text(chosen).await,
-        (StatusCode::OK, "at authorize".to_owned()),
-        "the outer step runs the inner run's first step"
-    );
-    let authorized = browser.post(app.url("/setup")).send().await.unwrap();
-    let (status, body) = text(authorized).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let inner = body.strip_prefix("to idp state=").expect(&body).to_owned();
-    AtCallback { key, outer, inner }
-}
-
-async fn visit(browser: &reqwest::Client, app: &Server, path: &str) -> (StatusCode, String) {
-    text(browser.get(app.url(path)).send().await.unwrap()).await
-}
-
 #[tokio::test]
 async fn the_inner_runs_data_reaches_the_outer_step_and_finish_hook_and_its_namespace_goes() {
     let redis = RedisServer::start();
-    let counts = Counts::default();
-    let app = app(&redis, &Options::default(), &counts).await;
+    let record = Record::default();
+    let app = app(&redis, &Options::default(), &record).await;
     let browser = browser();
 
     let flow = to_the_inner_callback(&app, &browser).await;
@@ -316,9 +110,9 @@ async fn the_inner_runs_data_reaches_the_outer_step_and_finish_hook_and_its_name
         Vec::<String>::new(),
         "the outer flow is cleared"
     );
-    assert_eq!(counts.nested_finished.load(Ordering::SeqCst), 1);
+    assert_eq!(record.runs_ended(), 1);
     assert_eq!(
-        counts.inner_hooks.load(Ordering::SeqCst),
+        record.inner_hooks.load(Ordering::SeqCst),
         0,
         "the inner pipeline's own hooks never ran"
     );
@@ -327,8 +121,8 @@ async fn the_inner_runs_data_reaches_the_outer_step_and_finish_hook_and_its_name
 #[tokio::test]
 async fn a_replayed_inner_callback_is_refused_and_changes_nothing() {
     let redis = RedisServer::start();
-    let counts = Counts::default();
-    let app = app(&redis, &Options::default(), &counts).await;
+    let record = Record::default();
+    let app = app(&redis, &Options::default(), &record).await;
     let browser = browser();
     let flow = to_the_inner_callback(&app, &browser).await;
     let callback = format!("/setup?state={}", flow.inner);
@@ -353,7 +147,7 @@ async fn a_replayed_inner_callback_is_refused_and_changes_nothing() {
         Some(before.as_slice()),
         "the flow did not move"
     );
-    assert_eq!(counts.nested_finished.load(Ordering::SeqCst), 1);
+    assert_eq!(record.runs_ended(), 1);
 
     // Once no namespace has a live nonce, a replay is named as one.
     let flow = to_the_inner_callback(&app, &browser).await;
@@ -379,8 +173,8 @@ async fn a_replayed_inner_callback_is_refused_and_changes_nothing() {
 #[tokio::test]
 async fn the_outer_nonce_does_not_open_the_inner_callback_nor_the_inner_nonce_the_outer() {
     let redis = RedisServer::start();
-    let counts = Counts::default();
-    let app = app(&redis, &Options::default(), &counts).await;
+    let record = Record::default();
+    let app = app(&redis, &Options::default(), &record).await;
     let browser = browser();
     let flow = to_the_inner_callback(&app, &browser).await;
     let before = redis.get(&flow.key).unwrap();
@@ -422,23 +216,23 @@ async fn the_outer_nonce_does_not_open_the_inner_callback_nor_the_inner_nonce_th
     let confirmed = visit(&browser, &app, &format!("/setup?state={}", flow.outer)).await;
     assert_eq!(confirmed.0, StatusCode::OK, "{}", confirmed.1);
     assert!(confirmed.1.starts_with("finished "), "{}", confirmed.1);
-    assert_eq!(counts.nested_finished.load(Ordering::SeqCst), 0);
+    assert_eq!(record.runs_ended(), 0);
 }
 
 #[tokio::test]
 async fn a_double_submitted_inner_last_step_finishes_the_run_once() {
     let redis = RedisServer::start();
-    let counts = Counts::default();
+    let record = Record::default();
     let options = Options {
         callback_barrier: Some(Arc::new(Barrier::new(2))),
         ..Options::default()
     };
-    let app = app(&redis, &options, &counts).await;
+    let app = app(&redis, &options, &record).await;
 
     for round in 0..10 {
         let browser = browser();
         let flow = to_the_inner_callback(&app, &browser).await;
-        let before = counts.nested_finished.load(Ordering::SeqCst);
+        let before = record.runs_ended();
         let callback = app.url(&format!("/setup?state={}", flow.inner));
         let (first, second) =
             tokio::join!(browser.get(&callback).send(), browser.get(&callback).send(),);
@@ -446,7 +240,7 @@ async fn a_double_submitted_inner_last_step_finishes_the_run_once() {
         answers.sort_by_key(|(status, _)| *status);
         let [(ok, done), (refused, outcome)] = answers;
         assert_eq!(
-            counts.nested_finished.load(Ordering::SeqCst) - before,
+            record.runs_ended() - before,
             1,
             "round {round}: the outer step saw the run end once"
         );
@@ -476,12 +270,12 @@ async fn a_double_submitted_inner_last_step_finishes_the_run_once() {
 #[tokio::test]
 async fn a_double_submitted_inner_step_advances_once_and_the_second_gets_the_conflict_answer() {
     let redis = RedisServer::start();
-    let counts = Counts::default();
+    let record = Record::default();
     let options = Options {
         authorize_barrier: Some(Arc::new(Barrier::new(2))),
         ..Options::default()
     };
-    let app = app(&redis, &options, &counts).await;
+    let app = app(&redis, &options, &record).await;
     let browser = browser();
     let started = browser.get(app.url("/setup/start")).send().await.unwrap();
     let key = started_flow_key(&started);
@@ -511,8 +305,8 @@ async fn a_double_submitted_inner_step_advances_once_and_the_second_gets_the_con
 async fn an_inner_steps_error_reaches_the_outer_on_error_naming_both_steps() {
     let (logs, _guard) = Logs::capture();
     let redis = RedisServer::start();
-    let counts = Counts::default();
-    let app = app(&redis, &Options::default(), &counts).await;
+    let record = Record::default();
+    let app = app(&redis, &Options::default(), &record).await;
     let browser = browser();
     browser.get(app.url("/setup/start")).send().await.unwrap();
     let chosen = browser.post(app.url("/setup")).send().await.unwrap();
@@ -532,7 +326,7 @@ async fn an_inner_steps_error_reaches_the_outer_on_error_naming_both_steps() {
     );
     assert_eq!(redis.keys(), Vec::<String>::new());
     assert_eq!(
-        counts.inner_hooks.load(Ordering::SeqCst),
+        record.inner_hooks.load(Ordering::SeqCst),
         0,
         "the inner pipeline's error handler is not called"
     );
@@ -555,8 +349,13 @@ async fn a_nested_request_costs_what_any_step_costs_and_the_one_ending_the_run_o
         inner: ConnectionManager::new(client).await.unwrap(),
         trips: trips.clone(),
     });
-    let counts = Counts::default();
-    let app = serve(router(setup(&Options::default(), &counts), store)).await;
+    let record = Record::default();
+    let app = serve(router(
+        setup(&Options::default(), &record),
+        "integration",
+        PipelineStateLayer::new(store),
+    ))
+    .await;
     // Warm the script cache: the first EVALSHA on a fresh server costs a
     // NOSCRIPT and a SCRIPT LOAD.
     to_the_inner_callback(&app, &browser()).await;
@@ -601,13 +400,13 @@ async fn a_nested_request_costs_what_any_step_costs_and_the_one_ending_the_run_o
 #[tokio::test]
 async fn a_store_failing_when_the_run_ends_answers_unavailable_and_hands_nothing_over() {
     let mut redis = RedisServer::start();
-    let counts = Counts::default();
+    let record = Record::default();
     let pause = Arc::new(Barrier::new(2));
     let options = Options {
         callback_pause: Some(pause.clone()),
         ..Options::default()
     };
-    let app = app(&redis, &options, &counts).await;
+    let app = app(&redis, &options, &record).await;
     let browser = browser();
     let flow = to_the_inner_callback(&app, &browser).await;
 
@@ -625,10 +424,5 @@ async fn a_store_failing_when_the_run_ends_answers_unavailable_and_hands_nothing
             "outcome=unavailable step=identity inner=idp/callback".to_owned()
         )
     );
-    assert_eq!(counts.nested_finished.load(Ordering::SeqCst), 0);
-}
-
-/// The nonce inside a `state` value (`<reference>.<nonce>`).
-fn nonce_of(state: &str) -> &str {
-    state.split_once('.').map_or(state, |(_, nonce)| nonce)
+    assert_eq!(record.runs_ended(), 0);
 }

@@ -8,8 +8,6 @@ use http::{Method, Request};
 use super::*;
 use crate::PipelineState;
 
-mod nested;
-
 type Response = String;
 /// A body that can be rebuilt from bytes, as `dispatch` needs.
 type Body = http_body_util::Full<bytes::Bytes>;

@@ -10,6 +10,7 @@
 pub(crate) mod app;
 pub(crate) mod counting;
 pub(crate) mod engine;
+pub(crate) mod nested;
 pub(crate) mod race;
 pub(crate) mod serial;
 
