@@ -181,9 +181,22 @@ where
             // nonce is checked against its own step when it is entered.)
             return self.refuse(&state, FlowError::CrossSite, kind);
         }
-        if verified.is_some()
-            && let Err(error) = spend_nonce(&state).await
-        {
+        let to_callback = match &verified {
+            Some(Scope::Outer) => self
+                .inner
+                .steps
+                .get(index)
+                .is_some_and(|step| step.callback),
+            // A run nested in the step the flow is on, whose own callback
+            // step only `nest` can enter (a callback step nests nothing).
+            Some(Scope::Nested(_)) => !self
+                .inner
+                .steps
+                .get(index)
+                .is_some_and(|step| step.callback),
+            None => false,
+        };
+        if to_callback && let Err(error) = spend_nonce(&state).await {
             // The other of two requests with one nonce spent it first: this
             // one ends nothing, runs no step and writes nothing.
             return self.refuse(&state, error, kind);

@@ -19,7 +19,9 @@ use tower_pipeline_state::{PipelineStateLayer, RedisStore};
 use crate::common::{
     counting::Counting,
     engine::text,
-    nested::{Options, Record, nonce_of, router, setup, to_the_inner_callback, visit},
+    nested::{
+        CallbackGate, Options, Record, nonce_of, router, setup, to_the_inner_callback, visit,
+    },
     *,
 };
 
@@ -220,11 +222,12 @@ async fn the_outer_nonce_does_not_open_the_inner_callback_nor_the_inner_nonce_th
 }
 
 #[tokio::test]
-async fn a_double_submitted_inner_last_step_finishes_the_run_once() {
+async fn an_inner_callback_delivered_twice_at_once_runs_its_step_once_and_ends_the_run_once() {
     let redis = RedisServer::start();
     let record = Record::default();
+    let gate = CallbackGate::new();
     let options = Options {
-        callback_barrier: Some(Arc::new(Barrier::new(2))),
+        callback_gate: Some(gate.clone()),
         ..Options::default()
     };
     let app = app(&redis, &options, &record).await;
@@ -232,20 +235,43 @@ async fn a_double_submitted_inner_last_step_finishes_the_run_once() {
     for round in 0..10 {
         let browser = browser();
         let flow = to_the_inner_callback(&app, &browser).await;
-        let before = record.runs_ended();
+        let (runs, ended) = (gate.runs.load(Ordering::SeqCst), record.runs_ended());
         let callback = app.url(&format!("/setup?state={}", flow.inner));
-        let (first, second) =
-            tokio::join!(browser.get(&callback).send(), browser.get(&callback).send(),);
-        let mut answers = [text(first.unwrap()).await, text(second.unwrap()).await];
-        answers.sort_by_key(|(status, _)| *status);
-        let [(ok, done), (refused, outcome)] = answers;
+        let mut first = Some(tokio::spawn(browser.get(&callback).send()));
+        let mut second = Some(tokio::spawn(browser.get(&callback).send()));
+        // Whichever answers while the other is held in the step is the
+        // loser; two runs in the step at once is the bug, and lets both go.
+        let early = tokio::select! {
+            answered = first.as_mut().unwrap() => { first = None; Some(answered) }
+            answered = second.as_mut().unwrap() => { second = None; Some(answered) }
+            () = gate.both_in.notified() => None,
+        };
+        gate.release.add_permits(2);
+        let mut answers = Vec::new();
+        if let Some(early) = early {
+            answers.push(text(early.unwrap().unwrap()).await);
+        }
+        for pending in [first, second].into_iter().flatten() {
+            answers.push(text(pending.await.unwrap().unwrap()).await);
+        }
+        answers.sort();
+        // Leftover permits of a round with one run go before the next.
+        while gate.release.try_acquire().is_ok_and(|permit| {
+            permit.forget();
+            true
+        }) {}
         assert_eq!(
-            record.runs_ended() - before,
+            gate.runs.load(Ordering::SeqCst) - runs,
+            1,
+            "round {round}: the inner callback step ran once: {answers:?}"
+        );
+        assert_eq!(
+            record.runs_ended() - ended,
             1,
             "round {round}: the outer step saw the run end once"
         );
         assert_eq!(
-            (ok, done),
+            answers[0],
             (
                 StatusCode::OK,
                 format!("identity done state={}", flow.outer)
@@ -253,13 +279,13 @@ async fn a_double_submitted_inner_last_step_finishes_the_run_once() {
             "round {round}"
         );
         assert!(
-            (refused, outcome.as_str())
-                == (
-                    StatusCode::BAD_REQUEST,
-                    "outcome=concurrent step=identity inner=idp/callback"
-                )
-                || refused == StatusCode::CONFLICT,
-            "round {round}: {refused} {outcome}"
+            [
+                "outcome=concurrent step=- inner=-",
+                "outcome=nonce_mismatch step=- inner=-"
+            ]
+            .contains(&answers[1].1.as_str())
+                && answers[1].0 == StatusCode::BAD_REQUEST,
+            "round {round}: the loser is refused before any step: {answers:?}"
         );
         let stored = fields(&redis, &flow.key);
         assert_eq!(stored["step_index"], 2, "round {round}: moved once");
@@ -341,7 +367,7 @@ async fn an_inner_steps_error_reaches_the_outer_on_error_naming_both_steps() {
 }
 
 #[tokio::test]
-async fn a_nested_request_costs_what_any_step_costs_and_the_one_ending_the_run_one_more() {
+async fn a_nested_request_costs_what_any_step_costs_and_the_callback_ending_the_run_two_more() {
     let redis = RedisServer::start();
     let client = redis::Client::open(redis.url()).unwrap();
     let trips = Arc::new(AtomicUsize::new(0));
@@ -386,15 +412,15 @@ async fn a_nested_request_costs_what_any_step_costs_and_the_one_ending_the_run_o
     let (round_trips, commands, body) = measure(browser.post(app.url("/setup"))).await;
     assert_eq!((round_trips, &commands), (2, &changed), "load + one write");
     let inner = body.strip_prefix("to idp state=").expect(&body).to_owned();
-    // The inner callback that ends the run: the commit, then the outer
-    // step's own changes.
+    // The inner callback that ends the run: the nonce spent before the
+    // step, the run's end, then the outer step's own changes.
     let (round_trips, commands, _) =
         measure(browser.get(app.url(&format!("/setup?state={inner}")))).await;
-    let ended = [("evalsha", 2), ("get", 2), ("getex", 1), ("set", 2)]
+    let ended = [("evalsha", 3), ("get", 3), ("getex", 1), ("set", 3)]
         .map(|(name, n)| (name.to_owned(), n))
         .into();
-    assert_eq!((round_trips, commands), (3, ended), "one more round trip");
-    eprintln!("round trips: nested step 2, nested step ending the run 3");
+    assert_eq!((round_trips, commands), (4, ended), "two more round trips");
+    eprintln!("round trips: nested step 2, inner callback ending the run 4");
 }
 
 #[tokio::test]

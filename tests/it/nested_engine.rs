@@ -368,7 +368,13 @@ async fn the_inner_pipeline_runs_alone_too_with_its_own_hooks() {
     let browser = alice();
 
     let started = browser.post(app.url("/idp/start")).send().await.unwrap();
-    let (status, body) = text(started).await;
+    assert_eq!(
+        text(started).await,
+        (StatusCode::OK, "at authorize".to_owned()),
+        "the first step is entered, and renders"
+    );
+    let submitted = browser.post(app.url("/idp")).send().await.unwrap();
+    let (status, body) = text(submitted).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let state = body.strip_prefix("to idp state=").expect(&body);
     let back = browser
@@ -632,7 +638,7 @@ async fn nested_finished_returned_by_a_step_that_did_not_finish_reaches_the_erro
 }
 
 #[tokio::test]
-async fn of_two_requests_ending_one_run_only_the_first_gets_its_data() {
+async fn of_two_requests_bringing_one_inner_nonce_only_the_first_runs_the_step_and_gets_the_data() {
     let hold = Arc::new(Barrier::new(2));
     let t = Engine::new(Options {
         hold: Some(hold.clone()),
@@ -645,16 +651,32 @@ async fn of_two_requests_ending_one_run_only_the_first_gets_its_data() {
     let version = t.store.version(&flow.key).await;
     t.store.forget();
 
-    // The second request loads the flow and waits in the inner callback
-    // while the first ends the run.
-    let second = t
+    // The first request spends the inner nonce and waits in the inner
+    // callback step; the second, with the same nonce, runs no step.
+    let first = t
         .browser
         .get(t.app.url(&format!("/setup?state={}&hold", flow.inner)));
-    let second = tokio::spawn(async move { text(second.send().await.unwrap()).await });
+    let first = tokio::spawn(async move { text(first.send().await.unwrap()).await });
     hold.wait().await;
-    let first = visit(&t.browser, &t.app, &format!("/setup?state={}", flow.inner)).await;
+    let spent = t.store.fields(&flow.key).await;
+    assert!(
+        spent["nested"]["idp"].get("nonce").is_none(),
+        "spent before the step ran: {spent}"
+    );
+    let second = visit(&t.browser, &t.app, &format!("/setup?state={}", flow.inner)).await;
     assert_eq!(
-        first,
+        second,
+        (
+            StatusCode::BAD_REQUEST,
+            "outcome=nonce_mismatch step=- inner=-".to_owned()
+        ),
+        "refused before any step: no live nonce matches"
+    );
+    assert_eq!(t.store.writes().len(), 1, "the second writes nothing");
+
+    hold.wait().await;
+    assert_eq!(
+        first.await.unwrap(),
         (
             StatusCode::OK,
             format!("identity done state={}", flow.outer)
@@ -667,26 +689,20 @@ async fn of_two_requests_ending_one_run_only_the_first_gets_its_data() {
         [
             Write::Update {
                 at: version,
-                data: without_run(&loaded)
+                data: spent.clone()
             },
             Write::Update {
                 at: version + 1,
+                data: without_run(&loaded)
+            },
+            Write::Update {
+                at: version + 2,
                 data: after
             },
         ],
-        "the run's end written before the step answered, at the loaded \
-         version; the step's own changes then, at the committed version"
+        "the nonce spent, then the run's end written before the step answered, \
+         then the step's own changes at the committed version"
     );
-
-    hold.wait().await;
-    assert_eq!(
-        second.await.unwrap(),
-        (
-            StatusCode::BAD_REQUEST,
-            "outcome=concurrent step=identity inner=idp/callback".to_owned()
-        )
-    );
-    assert_eq!(t.store.writes().len(), 2, "the second keeps nothing");
     assert_eq!(t.record.runs_ended(), 1);
 }
 
@@ -715,15 +731,22 @@ async fn the_end_of_a_run_stays_written_when_the_step_then_fails_leaving_the_flo
             "outcome=user_mismatch step=identity inner=-".to_owned()
         )
     );
-    assert_eq!(
-        t.store.writes(),
-        [Write::Update {
-            at: version,
-            data: without_run(&loaded)
-        }],
-        "the commit stays, nothing more"
+    let writes = t.store.writes();
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert!(
+        matches!(&writes[0], Write::Update { at, data }
+            if *at == version && data["nested"]["idp"].get("nonce").is_none()),
+        "the inner nonce spent before the callback step: {writes:?}"
     );
-    assert_eq!(t.store.version(&flow.key).await, version + 1);
+    assert_eq!(
+        writes[1],
+        Write::Update {
+            at: version + 1,
+            data: without_run(&loaded)
+        },
+        "the run's end committed and kept, nothing more"
+    );
+    assert_eq!(t.store.version(&flow.key).await, version + 2);
     let written = t.store.fields(&flow.key).await;
     assert!(written.get("nested").is_none(), "the run is gone");
     assert_eq!(written["step_index"], 1, "the outer flow did not move");
@@ -761,9 +784,18 @@ async fn the_end_of_a_run_over_the_size_limit_fails_and_ends_the_flow() {
             "outcome=failed step=identity inner=idp/callback".to_owned()
         )
     );
+    let writes = t.store.writes();
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert!(
+        matches!(&writes[0], Write::Update { at, data }
+            if *at == version && data["nested"]["idp"].get("nonce").is_none()),
+        "the inner nonce spent before the callback step: {writes:?}"
+    );
     assert_eq!(
-        t.store.writes(),
-        [Write::Delete { at: Some(version) }],
+        writes[1],
+        Write::Delete {
+            at: Some(version + 1)
+        },
         "nothing written when the run ended; the flow removed"
     );
     assert!(t.store.memory.is_empty());

@@ -22,7 +22,7 @@ use axum::{
     routing::any,
 };
 use serde_json::Value;
-use tokio::sync::Barrier;
+use tokio::sync::{Barrier, Notify, Semaphore};
 use tower_pipeline_state::{
     PipelineStateLayer, Store,
     pipeline::{Finished, Flow, FlowError, Nested, Pipeline},
@@ -30,13 +30,34 @@ use tower_pipeline_state::{
 
 use crate::common::{Server, engine::text, started_flow_key};
 
+/// Holds inner callback steps, and tells when two are in one at once.
+#[derive(Debug)]
+pub(crate) struct CallbackGate {
+    /// Runs of the inner callback step.
+    pub(crate) runs: AtomicUsize,
+    /// Each run waits for a permit here.
+    pub(crate) release: Semaphore,
+    /// Told when a second run enters while the first is held.
+    pub(crate) both_in: Notify,
+}
+
+impl CallbackGate {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            runs: AtomicUsize::new(0),
+            release: Semaphore::new(0),
+            both_in: Notify::new(),
+        })
+    }
+}
+
 /// How a test wants its pipelines.
 #[derive(Clone, Default)]
 pub(crate) struct Options {
     /// Submissions of the inner first step wait here, so two overlap.
     pub(crate) authorize_barrier: Option<Arc<Barrier>>,
-    /// Inner callbacks wait here, so two overlap.
-    pub(crate) callback_barrier: Option<Arc<Barrier>>,
+    /// Inner callbacks are counted here and wait for its permits.
+    pub(crate) callback_gate: Option<Arc<CallbackGate>>,
     /// Inner callbacks wait here twice, so the test can act in between.
     pub(crate) callback_pause: Option<Arc<Barrier>>,
     /// Inner callbacks with `?hold` wait here twice (the flow loaded, the
@@ -102,7 +123,7 @@ fn user(parts: &axum::http::request::Parts) -> Option<String> {
 ///   `500` instead.
 pub(crate) fn idp(options: &Options, record: &Record) -> Pipeline<Body, Response> {
     let authorize_barrier = options.authorize_barrier.clone();
-    let callback_barrier = options.callback_barrier.clone();
+    let callback_gate = options.callback_gate.clone();
     let callback_pause = options.callback_pause.clone();
     let hold = options.hold.clone();
     let seen_authorize = record.inner_seen.clone();
@@ -154,15 +175,16 @@ pub(crate) fn idp(options: &Options, record: &Record) -> Pipeline<Body, Response
         .callback(
             "callback",
             move |request: Request, flow: Flow<Body, Response>| {
-                let barrier = callback_barrier.clone();
+                let gate = callback_gate.clone();
                 let pause = callback_pause.clone();
                 let hold = hold.clone().filter(|_| has(&request, "hold"));
                 let seen = seen_callback.clone();
                 async move {
-                    if let Some(barrier) = barrier {
-                        // Both callbacks have loaded the flow; neither has
-                        // written.
-                        barrier.wait().await;
+                    if let Some(gate) = gate {
+                        if gate.runs.fetch_add(1, Ordering::SeqCst) == 1 {
+                            gate.both_in.notify_one();
+                        }
+                        gate.release.acquire().await.unwrap().forget();
                     }
                     for pause in [pause, hold].into_iter().flatten() {
                         pause.wait().await;
