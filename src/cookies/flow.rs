@@ -373,7 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn a_reference_dated_in_the_future_counts_as_started_now() {
+    fn a_reference_dated_past_the_clock_skew_counts_as_the_oldest() {
         let mut bytes = [0xffu8; TIME_BYTES + RANDOM_BYTES];
         bytes[0] = 0x0f; // a few thousand years from now
         let future = Reference(URL_SAFE_NO_PAD.encode(bytes));

@@ -18,13 +18,14 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, Semaphore};
 use tower_pipeline_state::{
-    LazyPipelineState, PipelineStateLayer,
+    LazyPipelineState, PipelineStateLayer, RedisStore, Store,
     pipeline::{Flow, FlowError, Pipeline},
 };
 
-use crate::common::*;
+use crate::common::{counting::Counting, *};
 
 /// What the callback step does, and what the test sees of it.
 struct Gate {
@@ -137,6 +138,15 @@ async fn app(
     pipeline: Pipeline<Body, Response>,
     touch_gate: Arc<Semaphore>,
 ) -> Server {
+    app_over(redis_store(&redis.url()).await, pipeline, touch_gate).await
+}
+
+/// [`app`] over any store.
+async fn app_over<St: Store>(
+    store: St,
+    pipeline: Pipeline<Body, Response>,
+    touch_gate: Arc<Semaphore>,
+) -> Server {
     let starter = pipeline.clone();
     let touches = Arc::new(AtomicUsize::new(0));
     let router = Router::new()
@@ -161,7 +171,7 @@ async fn app(
                 }
             }),
         )
-        .layer(PipelineStateLayer::new(redis_store(&redis.url()).await).cookie_secure(false));
+        .layer(PipelineStateLayer::new(store).cookie_secure(false));
     serve(router).await
 }
 
@@ -234,6 +244,48 @@ async fn a_callback_delivered_twice_at_once_runs_its_step_once() {
         assert!(record["data"].get("nonce").is_none(), "the nonce is spent");
         assert_eq!(record["data"]["step_index"], 2);
     }
+}
+
+#[tokio::test]
+async fn a_callback_step_costs_one_round_trip_more_than_any_step() {
+    let redis = RedisServer::start();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let trips = Arc::new(AtomicUsize::new(0));
+    let store = RedisStore::new(Counting {
+        inner: ConnectionManager::new(client).await.unwrap(),
+        trips: trips.clone(),
+    });
+    let app = app_over(store, pipeline(Gate::new(false), |b| b), open_touch()).await;
+    let browser = browser();
+    // Warm the script cache: the first EVALSHA on a fresh server costs a
+    // NOSCRIPT and a SCRIPT LOAD.
+    let (state, _) = start(&app, &browser).await;
+    browser
+        .get(app.url(&format!("/flow?state={state}")))
+        .send()
+        .await
+        .unwrap();
+
+    let (state, _) = start(&app, &browser).await;
+    redis.reset_stats();
+    trips.store(0, Ordering::SeqCst);
+    let called = browser
+        .get(app.url(&format!("/flow?state={state}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer(called).await,
+        (StatusCode::OK, "called back".to_owned())
+    );
+    let commands = [("evalsha", 2), ("get", 2), ("getex", 1), ("set", 2)]
+        .map(|(name, n)| (name.to_owned(), n))
+        .into();
+    assert_eq!(
+        (trips.load(Ordering::SeqCst), redis.command_calls()),
+        (3, commands),
+        "the load, the nonce spent before the step, the step's changes"
+    );
 }
 
 #[tokio::test]

@@ -105,10 +105,11 @@ async fn start_writes_the_initial_state_and_next_runs_to_the_finish_hook() {
         .step("one", |request, flow| async move {
             assert_eq!(
                 request.method(),
-                Method::POST,
-                "the entering request as sent"
+                Method::GET,
+                "start enters the first step as a GET, whatever the start route took"
             );
-            assert_eq!(text(request).await, "form=1");
+            assert!(request.headers().get("content-type").is_none());
+            assert_eq!(text(request).await, "", "with an empty body");
             assert_eq!((flow.step_index(), flow.step_name()), (0, "one"));
             assert_eq!(flow.kind(), "link");
             assert_eq!(flow.user(), Some("alice"));
