@@ -100,7 +100,7 @@ where
     /// ([`FlowError::Failed`]).
     ///
     /// ```
-    /// use http::{Method, Request};
+    /// use http::Request;
     /// use tower_pipeline_state::pipeline::{Flow, FlowError, Nested, Pipeline};
     ///
     /// // The identity provider's sign-in, a pipeline of its own (it can run
@@ -138,12 +138,8 @@ where
     ///
     /// let setup = Pipeline::<String, String>::builder("setup")
     ///     .flow_kind("integration")
-    ///     .step("choose", |request, flow| async move {
-    ///         if request.method() != Method::POST {
-    ///             return Ok("<form method=post><button>Connect</button></form>".to_owned());
-    ///         }
-    ///         flow.next().await
-    ///     })
+    ///     // The integration was chosen on the page that started the flow.
+    ///     .step("welcome", |_request, flow| async move { flow.next().await })
     ///     .step("identity", move |request, flow| sign_in(identity.clone(), request, flow))
     ///     .step("confirm", |_request, flow| async move { flow.next().await })
     ///     .on_finish(|_request, finished| async move {
@@ -156,8 +152,9 @@ where
     ///     })
     ///     .build();
     ///
-    /// // Run without a layer here (a detached state): "Connect" enters
-    /// // `identity`, whose inner run sends the user to the provider.
+    /// // Run without a layer here (a detached state): starting enters
+    /// // `welcome`, which moves on to `identity`, whose inner run sends the
+    /// // user to the provider.
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use tower_pipeline_state::{LazyPipelineState, PipelineState};
     /// let state = PipelineState::detached();
