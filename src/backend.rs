@@ -28,6 +28,40 @@ pub(crate) enum Found {
     Unreadable,
 }
 
+/// How long a flow's record may live: what the engine knows of its
+/// pipeline's lifetimes, which the layer turns into a TTL with its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Lifetime {
+    /// The sliding TTL; `None`: the layer's.
+    pub(crate) idle: Option<Duration>,
+    /// When the record ends whatever happens, in seconds since the Unix
+    /// epoch.
+    pub(crate) deadline: Option<u64>,
+}
+
+impl Lifetime {
+    /// The TTL to give the record now: the idle timeout (the layer's
+    /// `ttl` when the flow has none of its own), never longer than what is
+    /// left before the deadline, and at least a second (Redis refuses 0).
+    pub(crate) fn ttl(&self, layer_ttl: Duration) -> Duration {
+        let idle = self.idle.unwrap_or(layer_ttl);
+        match self.deadline {
+            None => idle,
+            Some(deadline) => {
+                let left = deadline.saturating_sub(unix_now());
+                idle.min(Duration::from_secs(left.max(1)))
+            }
+        }
+    }
+}
+
+/// Now, in seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
 /// What a claim found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Claimed {
@@ -60,9 +94,14 @@ pub(crate) enum Committed {
 /// round trip; none of them is sent by a handler, only by the layer's
 /// handles (a lazy load, the engine's claim and commit).
 pub(crate) trait Backend: Send + Sync + 'static {
-    /// Reads flow `id`'s record (refreshing its TTL when configured). A
-    /// failure is logged here.
-    fn load(self: Arc<Self>, id: PipelineId) -> BoxFuture<Result<Found, LoadError>>;
+    /// Reads flow `id`'s record, refreshing its TTL as `lifetime` says (the
+    /// layer's TTL when `None`: the browser's state). A failure is logged
+    /// here.
+    fn load(
+        self: Arc<Self>,
+        id: PipelineId,
+        lifetime: Option<Lifetime>,
+    ) -> BoxFuture<Result<Found, LoadError>>;
 
     /// Deletes flow `id`'s record if it still has `version`.
     fn claim(
@@ -72,12 +111,14 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> BoxFuture<Result<Claimed, StoreError>>;
 
     /// Writes `data` as flow `id`'s record, at the version after `version`,
-    /// if it still has `version`.
+    /// if it still has `version`, to live as `lifetime` says (the layer's
+    /// TTL when `None`).
     fn commit(
         self: Arc<Self>,
         id: PipelineId,
         version: u64,
         data: Data,
+        lifetime: Option<Lifetime>,
     ) -> BoxFuture<Result<Committed, StoreError>>;
 
     /// The layer's settings (the cookies' names and keys, the flow limit,

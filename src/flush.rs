@@ -1,10 +1,12 @@
 //! After the handler: encoding the [`Outcome`] the handle gave and writing
 //! it (at most one round trip unless a concurrent writer forces a merge).
 
+use std::time::Duration;
+
 use http::HeaderValue;
 
 use crate::{
-    backend::{Claimed, Committed, timed},
+    backend::{Claimed, Committed, Lifetime, timed},
     config::Config,
     cookies::CookieSlot,
     id::PipelineId,
@@ -69,8 +71,22 @@ pub(crate) async fn write_all<St: Store>(
             None => outcome,
             Some(_) => state.secured_outcome(),
         };
-        match write(store, config, outcome, &state.cookie_slot()).await {
-            Written::Saved(set) => flushed.cookies.extend(set),
+        let ttl = state
+            .lifetime()
+            .map_or(config.ttl, |lifetime| lifetime.ttl(config.ttl));
+        let slot = state.cookie_slot();
+        // A flow cookie whose ticket changed is set again with the write
+        // that keeps its record (a create sets it anyway; a delete expires
+        // it).
+        let renew = matches!(&slot, CookieSlot::Flow(cookie) if cookie.renew)
+            && matches!(outcome, Outcome::Update { .. } | Outcome::Unchanged);
+        match write(store, config, outcome, &slot, ttl).await {
+            Written::Saved(set) => {
+                flushed.cookies.extend(set);
+                if let (true, Some(id)) = (renew, state.id()) {
+                    flushed.cookies.push(config.cookie.set_in(&slot, id));
+                }
+            }
             Written::Refused(refusal) => {
                 flushed.refused.get_or_insert(refusal);
             }
@@ -86,6 +102,7 @@ async fn write<St: Store>(
     config: &Config,
     outcome: Outcome,
     slot: &CookieSlot,
+    ttl: Duration,
 ) -> Written {
     let cookie = &config.cookie;
     let result = match outcome {
@@ -101,7 +118,7 @@ async fn write<St: Store>(
             } else {
                 Wrote::Created
             };
-            let created = create(store, config, id, encode(1, &data), replacing, wrote).await;
+            let created = create(store, config, id, encode(1, &data), replacing, wrote, ttl).await;
             created.map(|created| match created {
                 Created::Yes(id) => Written::Saved(cookies_for(config, slot, id)),
                 Created::Refused(refusal) => Written::Refused(refusal),
@@ -113,7 +130,7 @@ async fn write<St: Store>(
             data,
             changes,
             whole,
-        } => update(store, config, id, version, data, changes, whole).await,
+        } => update(store, config, id, version, data, changes, whole, ttl).await,
         Outcome::Delete(removal) => delete(store, config, removal, slot).await,
         Outcome::ExpireCookie => Ok(Written::Saved(vec![cookie.removal_in(slot)])),
     };
@@ -170,6 +187,7 @@ async fn create<St: Store>(
     record: Vec<u8>,
     replacing: Option<Removal>,
     wrote: Wrote,
+    ttl: Duration,
 ) -> Result<Created, StoreError> {
     if too_large(id, &record, config.max_record_size) {
         return Ok(Created::Refused(Refusal::TooLarge));
@@ -191,7 +209,7 @@ async fn create<St: Store>(
         let created = timed(
             Operation::Create,
             config.store_timeout,
-            store.create(&key, &record, config.ttl),
+            store.create(&key, &record, ttl),
         )
         .await?;
         if created {
@@ -261,9 +279,11 @@ pub(crate) async fn commit<St: Store>(
     id: PipelineId,
     version: u64,
     data: Data,
+    lifetime: Option<Lifetime>,
 ) -> Result<Committed, StoreError> {
+    let ttl = lifetime.map_or(config.ttl, |lifetime| lifetime.ttl(config.ttl));
     let record = encode(next_version(version), &data);
-    match compare_and_set(store, config, id, version, &record).await {
+    match compare_and_set(store, config, id, version, &record, ttl).await {
         Ok(None) => Ok(Committed::TooLarge),
         Ok(Some(CasOutcome::Done)) => {
             metrics::write(Wrote::Updated);
@@ -329,17 +349,21 @@ async fn compare_and_set<St: Store>(
     id: PipelineId,
     version: u64,
     record: &[u8],
+    ttl: Duration,
 ) -> Result<Option<CasOutcome>, StoreError> {
     if too_large(id, record, config.max_record_size) {
         return Ok(None);
     }
     let key = config.key(id);
-    let update = store.update(&key, version, record, config.ttl);
+    let update = store.update(&key, version, record, ttl);
     timed(Operation::Update, config.store_timeout, update)
         .await
         .map(Some)
 }
 
+// The outcome's fields, the store and its settings, and the record's TTL:
+// bundling them would only name the same eight things twice.
+#[allow(clippy::too_many_arguments)]
 async fn update<St: Store>(
     store: &St,
     config: &Config,
@@ -348,10 +372,11 @@ async fn update<St: Store>(
     data: Data,
     changes: Vec<Change>,
     whole: bool,
+    ttl: Duration,
 ) -> Result<Written, StoreError> {
     let mut record = encode(next_version(version), &data);
     for attempt in 0..=MAX_REBASES {
-        let Some(outcome) = compare_and_set(store, config, id, version, &record).await? else {
+        let Some(outcome) = compare_and_set(store, config, id, version, &record, ttl).await? else {
             return Ok(Written::Refused(Refusal::TooLarge));
         };
         let newer = match outcome {

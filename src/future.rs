@@ -19,7 +19,7 @@ use crate::{
     backend::{Backend, BoxFuture, Found},
     body::answer,
     config::{Config, LoadMode},
-    cookies::Incoming,
+    cookies::{CookieSlot, Incoming},
     error::LoadError,
     flush::{Flushed, Refusal, write_all},
     id::PipelineId,
@@ -84,7 +84,7 @@ where
     ) -> Self {
         let lazy = match incoming {
             Incoming::Id(id) if shared.config.load_mode == LoadMode::Eager => {
-                let load = shared.clone().load(id);
+                let load = shared.clone().load(id, None);
                 return Self {
                     step: Step::Load {
                         id,
@@ -211,7 +211,9 @@ fn to_write(closed: Closed, discard: bool) -> Vec<(Outcome, PipelineState)> {
         .chain(flows)
         .filter_map(|state| {
             let outcome = state.end_request(discard);
-            (outcome != Outcome::Unchanged).then_some((outcome, state))
+            // Unchanged, unless its cookie must be set again.
+            let renew = matches!(state.cookie_slot(), CookieSlot::Flow(cookie) if cookie.renew);
+            (outcome != Outcome::Unchanged || renew).then_some((outcome, state))
         })
         .collect()
 }

@@ -13,9 +13,9 @@ use tokio::sync::OnceCell;
 
 use crate::{
     LayerError,
-    backend::Backend,
+    backend::{Backend, Lifetime},
     config::LoadMode,
-    cookies::{CookieSlot, FlowCookie, Reference},
+    cookies::{CookieSlot, FlowCookie, Reference, Ticket},
     error::LoadError,
     id::PipelineId,
     lock::lock,
@@ -147,7 +147,7 @@ impl LazyPipelineState {
         match (scope.id, &scope.layer) {
             (Some(id), Some(layer)) => scope
                 .main
-                .get_or_try_init(|| PipelineState::load(layer, id))
+                .get_or_try_init(|| PipelineState::load(layer, id, None))
                 .await
                 .cloned(),
             _ => {
@@ -225,11 +225,17 @@ impl LazyPipelineState {
     /// (and its cookie set) when the request ends if the flow wrote to it.
     /// No other flow of the browser is touched, but when the browser holds
     /// the layer's limit of flow cookies, the oldest are expired with it.
-    /// `cross_site`: the cookie is `SameSite=None; Secure`.
+    /// `cross_site`: the cookie is `SameSite=None; Secure`. The cookie
+    /// carries `ticket` besides the id.
     ///
     /// A handle made from a detached state has no cookies: its one state
     /// stands for the flow (for unit tests of pipelines).
-    pub(crate) fn start_flow(&self, headers: &HeaderMap, cross_site: bool) -> PipelineState {
+    pub(crate) fn start_flow(
+        &self,
+        headers: &HeaderMap,
+        cross_site: bool,
+        ticket: Ticket,
+    ) -> PipelineState {
         if self.0.layer.is_none()
             && let Some(state) = self.0.main.get()
         {
@@ -252,21 +258,26 @@ impl LazyPipelineState {
             reference: Reference::generate(),
             cross_site,
             evict,
+            ticket: Some(ticket),
+            renew: false,
         });
         self.register(new_state(false).in_cookie(slot))
     }
 
     /// The flow this request continues: the one whose cookie `reference`
     /// names, or without a reference the newest flow cookie the request
-    /// carries. Loaded (one `GETEX`) the first time a request asks;
-    /// `Ok(None)` when the request carries no such cookie, or only values
-    /// that are not ours. A detached handle's one state stands for every
-    /// flow.
+    /// carries. Loaded (one `GETEX`, its TTL refreshed as the `lifetime`
+    /// its pipeline makes of the cookie's ticket says) the first time a
+    /// request asks; `Ok(None)` when
+    /// the request carries no such cookie, or only values that are not
+    /// ours. The state's flow cookie holds the ticket the cookie carried. A
+    /// detached handle's one state stands for every flow.
     pub(crate) async fn flow(
         &self,
         headers: &HeaderMap,
         reference: Option<&Reference>,
         cross_site: bool,
+        lifetime: impl FnOnce(Option<&Ticket>) -> Lifetime,
     ) -> Result<Option<PipelineState>, LoadError> {
         let Some(layer) = &self.0.layer else {
             return self.load().await.map(Some);
@@ -278,14 +289,16 @@ impl LazyPipelineState {
         if let Some(state) = self.selected(&reference) {
             return Ok(Some(state));
         }
-        let Some(id) = cookie.flow_id(headers, &reference) else {
+        let Some((id, ticket)) = cookie.flow_id(headers, &reference) else {
             return Ok(None);
         };
-        let state = PipelineState::load(layer, id).await?;
+        let state = PipelineState::load(layer, id, Some(lifetime(ticket.as_ref()))).await?;
         let slot = CookieSlot::Flow(FlowCookie {
             reference: reference.clone(),
             cross_site,
             evict: Vec::new(),
+            ticket,
+            renew: false,
         });
         // A concurrent call of this request may have loaded it meanwhile.
         Ok(Some(
@@ -384,7 +397,11 @@ mod tests {
     struct Counted(AtomicUsize);
 
     impl Backend for Counted {
-        fn load(self: Arc<Self>, _: PipelineId) -> BoxFuture<Result<Found, LoadError>> {
+        fn load(
+            self: Arc<Self>,
+            _: PipelineId,
+            _: Option<Lifetime>,
+        ) -> BoxFuture<Result<Found, LoadError>> {
             self.0.fetch_add(1, Ordering::SeqCst);
             let mut data = Data::new();
             data.insert("a".into(), 1.into());
@@ -400,6 +417,7 @@ mod tests {
             _: PipelineId,
             _: u64,
             _: Data,
+            _: Option<Lifetime>,
         ) -> BoxFuture<Result<Committed, StoreError>> {
             unreachable!("these tests never end a nested run")
         }

@@ -2,7 +2,7 @@
 //! the record turns out to be ([`Found`]).
 
 use crate::{
-    backend::{Found, timed},
+    backend::{Found, Lifetime, timed},
     config::Config,
     error::LoadError,
     id::PipelineId,
@@ -11,15 +11,18 @@ use crate::{
     store::Store,
 };
 
-/// Reads flow `id`'s record (refreshing its TTL when configured) and says
-/// what it is. A store failure, or a record of a newer format, is logged
-/// here and answered `Err` (the request gets `503`).
+/// Reads flow `id`'s record and says what it is, refreshing its TTL (when
+/// refresh on load is on) as `lifetime` says, the layer's TTL without one. A store failure, or a record of a newer format, is logged here
+/// and answered `Err` (the request gets `503`).
 pub(crate) async fn load<St: Store>(
     store: &St,
     config: &Config,
     id: PipelineId,
+    lifetime: Option<Lifetime>,
 ) -> Result<Found, LoadError> {
-    let refresh = config.refresh_on_load.then_some(config.ttl);
+    let refresh = config
+        .refresh_on_load
+        .then(|| lifetime.map_or(config.ttl, |lifetime| lifetime.ttl(config.ttl)));
     let key = config.key(id);
     let result = timed(
         metrics::Operation::Load,

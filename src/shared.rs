@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::{
-    backend::{Backend, BoxFuture, Claimed, Committed, Found},
+    backend::{Backend, BoxFuture, Claimed, Committed, Found, Lifetime},
     config::Config,
     error::LoadError,
     flush,
@@ -24,8 +24,12 @@ pub(crate) struct Shared<St> {
 }
 
 impl<St: Store> Backend for Shared<St> {
-    fn load(self: Arc<Self>, id: PipelineId) -> BoxFuture<Result<Found, LoadError>> {
-        Box::pin(async move { load::load(&*self.store, &self.config, id).await })
+    fn load(
+        self: Arc<Self>,
+        id: PipelineId,
+        lifetime: Option<Lifetime>,
+    ) -> BoxFuture<Result<Found, LoadError>> {
+        Box::pin(async move { load::load(&*self.store, &self.config, id, lifetime).await })
     }
 
     fn claim(
@@ -41,8 +45,11 @@ impl<St: Store> Backend for Shared<St> {
         id: PipelineId,
         version: u64,
         data: Data,
+        lifetime: Option<Lifetime>,
     ) -> BoxFuture<Result<Committed, StoreError>> {
-        Box::pin(async move { flush::commit(&*self.store, &self.config, id, version, data).await })
+        Box::pin(async move {
+            flush::commit(&*self.store, &self.config, id, version, data, lifetime).await
+        })
     }
 
     fn config(&self) -> &Config {
@@ -55,7 +62,7 @@ impl<St: Store> Shared<St> {
     /// Flow `id`'s state as a request of this layer loads it.
     pub(crate) async fn state(self: &Arc<Self>, id: PipelineId) -> crate::PipelineState {
         let backend: Arc<dyn Backend> = self.clone();
-        crate::PipelineState::load(&backend, id)
+        crate::PipelineState::load(&backend, id, None)
             .await
             .expect("the test's store answers")
     }

@@ -22,6 +22,7 @@ use http::HeaderMap;
 use super::{
     config::CookieConfig,
     header::{MAX_CANDIDATES, cookie_pairs},
+    ticket::{self, MAX_FLOW_VALUE, Ticket},
 };
 use crate::id::PipelineId;
 
@@ -139,6 +140,12 @@ pub(crate) struct FlowCookie {
     /// The oldest flows' cookies, to expire when this flow's cookie is set
     /// (the browser holds too many).
     pub(crate) evict: Vec<Reference>,
+    /// What the cookie carries besides the id; `None` for a value made
+    /// without one.
+    pub(crate) ticket: Option<Ticket>,
+    /// The ticket changed in this request: the cookie is set again with the
+    /// request's write, although the id did not change.
+    pub(crate) renew: bool,
 }
 
 impl CookieConfig {
@@ -168,15 +175,21 @@ impl CookieConfig {
             .max_by_key(Reference::started)
     }
 
-    /// The id in flow `reference`'s cookie: with several cookies of its
-    /// name (one planted for a wider path), the first whose value is ours,
-    /// among the first [`MAX_CANDIDATES`].
-    pub(crate) fn flow_id(&self, headers: &HeaderMap, reference: &Reference) -> Option<PipelineId> {
+    /// The id and ticket in flow `reference`'s cookie: with several cookies
+    /// of its name (one planted for a wider path), the first whose value is
+    /// ours, among the first [`MAX_CANDIDATES`].
+    pub(crate) fn flow_id(
+        &self,
+        headers: &HeaderMap,
+        reference: &Reference,
+    ) -> Option<(PipelineId, Option<Ticket>)> {
         let name = self.flow_name(reference);
         self.flow_cookies(headers)
             .filter(|(present, _)| present == reference)
             .take(MAX_CANDIDATES)
-            .find_map(|(_, value)| self.open(&name, true, value))
+            // Length first: no work over an arbitrarily long value.
+            .filter(|(_, value)| value.len() <= MAX_FLOW_VALUE)
+            .find_map(|(_, value)| ticket::decode(&self.open(&name, true, value)?))
     }
 
     /// The flows whose cookies to expire when the request starts one more:
@@ -276,6 +289,8 @@ mod tests {
                 reference: reference.clone(),
                 cross_site: false,
                 evict: Vec::new(),
+                ticket: None,
+                renew: false,
             })
         };
         for protection in [
@@ -293,7 +308,10 @@ mod tests {
             assert_eq!(cookie.name(), format!("pipeline_id.{mine}"));
             let value = cookie.value();
             let header = |name: &str| request_with(&format!("{name}={value}"));
-            assert_eq!(config.flow_id(&header(cookie.name()), &mine), Some(id));
+            assert_eq!(
+                config.flow_id(&header(cookie.name()), &mine),
+                Some((id, None))
+            );
             let moved = format!("pipeline_id.{other}");
             assert_eq!(
                 config.flow_id(&header(&moved), &other),
@@ -336,6 +354,8 @@ mod tests {
             reference: reference.clone(),
             cross_site: false,
             evict: Vec::new(),
+            ticket: None,
+            renew: false,
         });
         let id = PipelineId::generate();
         let value = Cookie::parse(a.set_in(&slot, id).to_str().unwrap().to_owned())
@@ -343,7 +363,7 @@ mod tests {
             .value()
             .to_owned();
         let under = |name: &str| request_with(&format!("{name}.{reference}={value}"));
-        assert_eq!(a.flow_id(&under("a"), &reference), Some(id));
+        assert_eq!(a.flow_id(&under("a"), &reference), Some((id, None)));
         assert_eq!(b.flow_id(&under("b"), &reference), None, "moved to layer b");
     }
 

@@ -35,7 +35,7 @@ impl CookieConfig {
                 return Incoming::Rejected;
             }
             seen += 1;
-            if let Some(id) = self.open(&self.name, false, value) {
+            if let Some(id) = self.open_id(value) {
                 return Incoming::Id(id);
             }
         }

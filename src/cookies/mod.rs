@@ -2,7 +2,8 @@
 //! `Cookie` header (`header.rs`, with the one bound on how many cookies of
 //! a name are checked), finding the id in the browser's cookie
 //! (`id_cookie.rs`), the flows' cookies and the choice among them
-//! (`flow.rs`), signing or sealing values (`seal.rs`), and writing
+//! (`flow.rs`) with what a flow's cookie carries besides its id
+//! (`ticket.rs`), signing or sealing values (`seal.rs`), and writing
 //! `Set-Cookie`s (`set_cookie.rs`). The settings are [`CookieConfig`] (`config.rs`).
 
 mod config;
@@ -11,10 +12,12 @@ mod header;
 mod id_cookie;
 mod seal;
 mod set_cookie;
+mod ticket;
 
 pub(crate) use self::config::{CookieConfig, Protection, assert_cookie_text};
 pub(crate) use self::flow::{CookieSlot, FlowCookie, Reference};
 pub(crate) use self::id_cookie::Incoming;
+pub(crate) use self::ticket::{MAX_RETURN_TO, Ticket};
 
 #[cfg(test)]
 pub(super) mod tests {

@@ -1,5 +1,6 @@
-//! A cookie value's protection: signing (HMAC) or sealing (AES-GCM) an id
-//! into a value, and opening a value back into an id. Each flow cookie has
+//! A cookie value's protection: signing (HMAC) or sealing (AES-GCM) what a
+//! cookie carries (an id, and for a flow its ticket) into a value, and
+//! opening a value back. Each flow cookie has
 //! keys of its own, derived from its whole name, so a value cannot be moved
 //! to another flow's cookie, to the browser's, or to another layer's cookie
 //! that shares the key.
@@ -10,16 +11,25 @@ use super::config::{CookieConfig, Protection};
 use crate::id::PipelineId;
 
 impl CookieConfig {
-    /// The id in `value`, a value of cookie `name` (a flow's when
-    /// `per_name`, the browser's otherwise), if it is ours.
-    pub(super) fn open(&self, name: &str, per_name: bool, value: &[u8]) -> Option<PipelineId> {
+    /// The id in `value`, a value of the browser's cookie, if it is ours.
+    pub(super) fn open_id(&self, value: &[u8]) -> Option<PipelineId> {
         // Length first: no HMAC or decryption over an arbitrarily long value.
         if value.len() > self.max_len {
             return None;
         }
-        let (keys, private) = match &self.protection {
+        if let Protection::Plain = self.protection {
             // A bare id is read where it lies: no owned copy, no UTF-8 check.
-            Protection::Plain => return PipelineId::parse_ascii(value),
+            return PipelineId::parse_ascii(value);
+        }
+        PipelineId::parse(&self.open(&self.name, false, value)?)
+    }
+
+    /// The text in `value`, a value of cookie `name` (a flow's when
+    /// `per_name`, the browser's otherwise), if it is ours. The caller
+    /// bounds the value's length first.
+    pub(super) fn open(&self, name: &str, per_name: bool, value: &[u8]) -> Option<String> {
+        let (keys, private) = match &self.protection {
+            Protection::Plain => return Some(std::str::from_utf8(value).ok()?.to_owned()),
             Protection::Signed(keys) => (keys, false),
             Protection::Private(keys) => (keys, true),
         };
@@ -34,7 +44,7 @@ impl CookieConfig {
                 jar.signed(&key).verify(cookie.clone())
             }
         })?;
-        PipelineId::parse(opened.value())
+        Some(opened.value().to_owned())
     }
 
     /// `cookie` with its value signed or sealed with the current key (a key

@@ -7,15 +7,29 @@ use http::HeaderValue;
 use super::{
     config::CookieConfig,
     flow::{CookieSlot, Reference},
+    ticket,
 };
-use crate::id::PipelineId;
+use crate::{backend::unix_now, id::PipelineId};
 
 impl CookieConfig {
     /// The `Set-Cookie` value that hands `id` to the client in `slot`'s
     /// cookie.
     pub(crate) fn set_in(&self, slot: &CookieSlot, id: PipelineId) -> HeaderValue {
-        let per_name = matches!(slot, CookieSlot::Flow(_));
-        let cookie = self.seal(self.build_in(slot, id.to_string()), per_name);
+        let cookie = match slot {
+            CookieSlot::Main => self.seal(self.build_in(slot, id.to_string()), false),
+            CookieSlot::Flow(flow) => {
+                let text = ticket::encode(id, flow.ticket.as_ref());
+                let mut cookie = self.build_in(slot, text);
+                // A flow that ends at a known time takes its cookie along.
+                if let Some(deadline) = flow.ticket.as_ref().and_then(|ticket| ticket.deadline) {
+                    let left = deadline.saturating_sub(unix_now());
+                    cookie.set_max_age(cookie::time::Duration::seconds(
+                        i64::try_from(left).unwrap_or(i64::MAX),
+                    ));
+                }
+                self.seal(cookie, true)
+            }
+        };
         header_value(&cookie)
     }
 

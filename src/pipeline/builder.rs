@@ -1,16 +1,28 @@
 //! [`PipelineBuilder`]: names, kinds, steps and hooks, checked once at
 //! [`build`](PipelineBuilder::build).
 
-use std::{collections::HashSet, fmt, future::Future, sync::Arc};
+use std::{collections::HashSet, fmt, future::Future, sync::Arc, time::Duration};
 
 use http::{Request, request::Parts};
 
 use super::{
     Failure, Finished, Flow, FlowError, Pipeline, Signature,
-    definition::{Definition, ErrorFn, UserFn},
+    definition::{Definition, ErrorFn, Lifetimes, RedirectFn, UserFn},
     hooks::FinishHook,
     step::StepDef,
 };
+
+/// The longest lifetime a setting may give a flow: a month, as the layer's
+/// TTL.
+const MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Panics unless `value` is a lifetime a record can have.
+fn assert_lifetime(what: &str, value: Duration) {
+    assert!(
+        value >= Duration::from_secs(1) && value <= MAX_LIFETIME,
+        "{what} must be between 1 s and 30 days, got {value:?}"
+    );
+}
 
 /// The default [`PipelineBuilder::form_limit`]: an OpenID Connect
 /// `form_post` callback is a few hundred bytes, a signed SAML response a few
@@ -30,7 +42,11 @@ pub struct PipelineBuilder<B, R> {
     reference_param: String,
     cross_site: bool,
     cross_site_start: bool,
+    background_start: bool,
     form_limit: usize,
+    lifetimes: Lifetimes,
+    restart_on_expiry: bool,
+    on_redirect: Option<Box<RedirectFn<R>>>,
     user: Box<UserFn>,
     finish: Option<Box<dyn FinishHook<B, R>>>,
     on_error: Option<Box<ErrorFn<R>>>,
@@ -67,7 +83,11 @@ impl<B, R> PipelineBuilder<B, R> {
             reference_param: "flow".to_owned(),
             cross_site: false,
             cross_site_start: false,
+            background_start: false,
             form_limit: DEFAULT_FORM_LIMIT,
+            lifetimes: Lifetimes::default(),
+            restart_on_expiry: false,
+            on_redirect: None,
             user: Box::new(|_| None),
             finish: None,
             on_error: None,
@@ -205,6 +225,127 @@ impl<B, R> PipelineBuilder<B, R> {
     /// ```
     pub fn cross_site_start(mut self, allow: bool) -> Self {
         self.cross_site_start = allow;
+        self
+    }
+
+    /// Lets [`Pipeline::start`] start a flow on a request that the browser
+    /// marks as not a top-level navigation (`Sec-Fetch-Mode` other than
+    /// `navigate`, or `Sec-Fetch-Dest` other than `document`: a `fetch`, a
+    /// prefetch, a link preview, a frame). Default off: such a start is
+    /// refused with [`FlowError::NotNavigation`] before any store command,
+    /// so a background request never starts a flow nor drops the flow of
+    /// the tab in use past the layer's
+    /// [`max_flows`](crate::PipelineStateLayer::max_flows). Requests without
+    /// those headers (older browsers, non-browser clients) start as before.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::pipeline::Pipeline;
+    /// let builder = Pipeline::<String, String>::builder("api").background_start(true);
+    /// ```
+    pub fn background_start(mut self, allow: bool) -> Self {
+        self.background_start = allow;
+        self
+    }
+
+    /// How long a flow may sit unused (the sliding TTL of its record, from
+    /// each request that loads or writes it). Default: the layer's
+    /// [`ttl`](crate::PipelineStateLayer::ttl). A ten-minute sign-in and a
+    /// day-long setup wizard can live behind one layer.
+    ///
+    /// # Panics
+    /// If `idle` is under a second or over 30 days.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_pipeline_state::pipeline::Pipeline;
+    /// let builder = Pipeline::<String, String>::builder("wizard").idle_timeout(Duration::from_secs(24 * 3600));
+    /// ```
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        assert_lifetime("idle_timeout", idle);
+        self.lifetimes.idle = Some(idle);
+        self
+    }
+
+    /// How long a flow may live at all, from its start, however busy:
+    /// past it the flow reads as expired, and its record's TTL is never
+    /// longer than what is left (its nonce and a PKCE verifier do not live
+    /// on while someone keeps clicking). Default: none.
+    ///
+    /// # Panics
+    /// If `lifetime` is under a second or over 30 days.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_pipeline_state::pipeline::Pipeline;
+    /// let builder = Pipeline::<String, String>::builder("sso").max_lifetime(Duration::from_secs(15 * 60));
+    /// ```
+    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
+        assert_lifetime("max_lifetime", lifetime);
+        self.lifetimes.max = Some(lifetime);
+        self
+    }
+
+    /// How long an ended flow answers its own replays (default 2 minutes):
+    /// its record is replaced, in the write that ends it, by a small one
+    /// that says how it ended (and where a finished one sent the person),
+    /// and the flow's cookie lives as long. Within it, a refresh, a Back or
+    /// a callback delivered again from the same browser gets a redirect to
+    /// where a finished flow landed (see [`on_redirect`](Self::on_redirect))
+    /// or [`FlowError::Ended`], never an error about another browser; the
+    /// finish hook does not run again. `Duration::ZERO`: an ended flow's
+    /// record is deleted at once, as an ended flow's cookie.
+    ///
+    /// # Panics
+    /// If `window` is over 30 days.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_pipeline_state::pipeline::Pipeline;
+    /// let builder = Pipeline::<String, String>::builder("sso").replay_window(Duration::from_secs(300));
+    /// ```
+    pub fn replay_window(mut self, window: Duration) -> Self {
+        if !window.is_zero() {
+            assert_lifetime("replay_window", window);
+        }
+        self.lifetimes.replay = window;
+        self
+    }
+
+    /// Starts an expired flow again by itself: a request for a flow whose
+    /// record is gone (it sat unused past its idle timeout, or outlived its
+    /// maximum lifetime), from the browser that holds its cookie, starts a
+    /// new flow of this pipeline and the same kind, with the same
+    /// `return_to` (see [`Pipeline::start_to`]), and answers with its first
+    /// step: typically a redirect to the identity provider again. A restart
+    /// never runs a callback step and never reuses a nonce; it is refused,
+    /// as a start is, for a request from another site or one that is not a
+    /// navigation. Default off: the request gets [`FlowError::Expired`],
+    /// with the flow's `return_to` in [`Failure::return_to`].
+    ///
+    /// ```
+    /// # use tower_pipeline_state::pipeline::Pipeline;
+    /// let builder = Pipeline::<String, String>::builder("sso").restart_on_expiry(true);
+    /// ```
+    pub fn restart_on_expiry(mut self, restart: bool) -> Self {
+        self.restart_on_expiry = restart;
+        self
+    }
+
+    /// How this pipeline answers with a redirect to `location`: a replay of
+    /// a finished flow is sent where the flow landed (`303 See Other`). With
+    /// axum, [`see_other`](super::see_other). Without it, such a replay gets
+    /// [`FlowError::Ended`] in the error handler.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::pipeline::Pipeline;
+    /// let builder = Pipeline::<String, String>::builder("sso")
+    ///     .on_redirect(|location| format!("303 See Other: {location}"));
+    /// ```
+    pub fn on_redirect<F>(mut self, redirect: F) -> Self
+    where
+        F: Fn(&str) -> R + Send + Sync + 'static,
+    {
+        self.on_redirect = Some(Box::new(redirect));
         self
     }
 
@@ -382,7 +523,11 @@ impl<B, R> PipelineBuilder<B, R> {
                 reference_param: self.reference_param,
                 cross_site: self.cross_site,
                 cross_site_start: self.cross_site_start,
+                background_start: self.background_start,
                 form_limit: self.form_limit,
+                lifetimes: self.lifetimes,
+                restart_on_expiry: self.restart_on_expiry,
+                on_redirect: self.on_redirect,
                 user: self.user,
                 finish,
                 on_error,
@@ -404,7 +549,10 @@ impl<B, R> fmt::Debug for PipelineBuilder<B, R> {
             .field("reference_param", &self.reference_param)
             .field("cross_site_callbacks", &self.cross_site)
             .field("cross_site_start", &self.cross_site_start)
+            .field("background_start", &self.background_start)
             .field("form_limit", &self.form_limit)
+            .field("lifetimes", &self.lifetimes)
+            .field("restart_on_expiry", &self.restart_on_expiry)
             .finish_non_exhaustive()
     }
 }

@@ -2,7 +2,7 @@
 //! data (`bind` / `fetch`), its nonce, and the ways to move on (`advance`,
 //! `next`).
 
-use std::{fmt, sync::Arc};
+use std::{fmt, sync::Arc, time::Duration};
 
 use http::{
     Method, Request,
@@ -13,7 +13,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 
 use super::{
-    Finished, FlowError, Nonce,
+    Finished, FlowError, HowEnded, Nonce,
+    ended::end_flow,
     fields::{self, DATA, NESTED, NONCE, STEP_INDEX, decode_bound},
     running::Running,
     scope::Scope,
@@ -42,6 +43,9 @@ pub(crate) trait Engine<B, R>: Send + Sync {
 
     /// Runs the pipeline's finish hook.
     fn finish(&self, request: Request<B>, finished: Finished) -> StepFuture<R>;
+
+    /// How long an ended flow of this pipeline answers its replays.
+    fn replay_window(&self) -> Duration;
 }
 
 /// The context a step runs in: the flow's kind and user, its data, its
@@ -92,6 +96,8 @@ pub struct Flow<B, R> {
     pub(crate) scope: Scope,
     /// Whose nonce this request brought back (and consumed), if any.
     pub(crate) verified: Option<Scope>,
+    /// Where the application sends the person once the flow is done.
+    pub(crate) return_to: Option<String>,
 }
 
 impl<B, R> Flow<B, R> {
@@ -176,7 +182,58 @@ impl<B, R> Flow<B, R> {
         let separator = if path.contains('?') { '&' } else { '?' };
         let name: String =
             form_urlencoded::byte_serialize(self.engine.reference_param().as_bytes()).collect();
-        format!("{path}{separator}{name}={reference}")
+        // The step the flow is on as the page is made (after an `advance`,
+        // the next one): a request from a page made for another step is
+        // told apart.
+        let step = self
+            .state
+            .get::<u64>(STEP_INDEX)
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        format!("{path}{separator}{name}={reference}.{step}")
+    }
+
+    /// Where the application meant to send the person once the flow is
+    /// done, chosen at start
+    /// ([`Pipeline::start_to`](super::Pipeline::start_to)); `None` when the
+    /// flow was started without one.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::pipeline::{Flow, FlowError};
+    /// # use http::Request;
+    /// async fn done(_request: Request<String>, flow: Flow<String, String>) -> Result<String, FlowError> {
+    ///     Ok(format!("303 See Other: {}", flow.return_to().unwrap_or("/")))
+    /// }
+    /// ```
+    pub fn return_to(&self) -> Option<&str> {
+        self.return_to.as_deref()
+    }
+
+    /// Ends the flow as cancelled: the person chose to stop. Its record is
+    /// replaced by one that says so for the pipeline's replay window (see
+    /// [`PipelineBuilder::replay_window`](super::PipelineBuilder::replay_window)),
+    /// so Back to one of its pages answers [`FlowError::Ended`] with
+    /// [`HowEnded::Cancelled`](super::HowEnded::Cancelled), not an error
+    /// about another browser; the finish hook does not run. Answer with the
+    /// page to show (the flow's [`return_to`](Self::return_to), say). The
+    /// flow is ended even if the answer is a server error.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::pipeline::{Flow, FlowError};
+    /// # use http::Request;
+    /// async fn cancel(_request: Request<String>, flow: Flow<String, String>) -> Result<String, FlowError> {
+    ///     flow.cancel()?;
+    ///     Ok("The sign-in was cancelled.".to_owned())
+    /// }
+    /// ```
+    pub fn cancel(&self) -> Result<(), FlowError> {
+        end_flow(
+            &self.state,
+            HowEnded::Cancelled,
+            None,
+            self.engine.replay_window(),
+        )
     }
 
     /// The value to send out as the provider's `state` (OAuth 2.0, OpenID

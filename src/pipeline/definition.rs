@@ -7,6 +7,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use http::{Request, request::Parts};
@@ -17,6 +18,29 @@ use super::{Failure, Signature, hooks::FinishHook, step::StepDef};
 pub(crate) type UserFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 /// The application's answer to a failed flow.
 pub(crate) type ErrorFn<R> = dyn Fn(Failure) -> R + Send + Sync;
+/// The application's redirect to a location.
+pub(crate) type RedirectFn<R> = dyn Fn(&str) -> R + Send + Sync;
+
+/// How long a pipeline's flows live.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lifetimes {
+    /// The sliding TTL; `None`: the layer's.
+    pub(crate) idle: Option<Duration>,
+    /// From the start, whatever happens.
+    pub(crate) max: Option<Duration>,
+    /// How long an ended flow answers its replays; zero: not at all.
+    pub(crate) replay: Duration,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Self {
+            idle: None,
+            max: None,
+            replay: Duration::from_secs(120),
+        }
+    }
+}
 
 /// A multi-step flow: a name, the flow kinds it runs, and an ordered list of
 /// named steps, each an async function of the request and the flow's
@@ -50,8 +74,14 @@ pub(crate) struct Definition<B, R> {
     pub(crate) cross_site: bool,
     /// `start` takes requests the browser marks as cross-site.
     pub(crate) cross_site_start: bool,
+    /// `start` takes requests the browser marks as not a navigation.
+    pub(crate) background_start: bool,
     /// The largest callback form read for its `state`.
     pub(crate) form_limit: usize,
+    pub(crate) lifetimes: Lifetimes,
+    /// An expired flow starts again by itself.
+    pub(crate) restart_on_expiry: bool,
+    pub(crate) on_redirect: Option<Box<RedirectFn<R>>>,
     pub(crate) user: Box<UserFn>,
     pub(crate) finish: Box<dyn FinishHook<B, R>>,
     pub(crate) on_error: Box<ErrorFn<R>>,
@@ -99,6 +129,8 @@ impl<B, R> fmt::Debug for Pipeline<B, R> {
             .field("cross_site_callbacks", &self.inner.cross_site)
             .field("cross_site_start", &self.inner.cross_site_start)
             .field("form_limit", &self.inner.form_limit)
+            .field("lifetimes", &self.inner.lifetimes)
+            .field("restart_on_expiry", &self.inner.restart_on_expiry)
             .finish_non_exhaustive()
     }
 }

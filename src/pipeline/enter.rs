@@ -3,15 +3,15 @@
 //! past its last step. This is how a pipeline's definition serves as the
 //! [`Engine`] a [`Flow`] holds.
 
-use std::future::ready;
+use std::{future::ready, time::Duration};
 
 use http::Request;
 
 use super::{
-    Finished, Flow, FlowError, context::Engine, definition::Definition,
-    presented::is_cross_site_write, scope::Scope, step_future::StepFuture,
+    Finished, Flow, FlowError, HowEnded, context::Engine, definition::Definition, ended::end_flow,
+    hooks::Landing, presented::is_cross_site_write, scope::Scope, step_future::StepFuture,
 };
-use crate::backend::Claimed;
+use crate::backend::{Claimed, Committed};
 
 impl<B, R> Engine<B, R> for Definition<B, R>
 where
@@ -60,6 +60,10 @@ where
     fn finish(&self, request: Request<B>, finished: Finished) -> StepFuture<R> {
         self.finish.call(request, finished)
     }
+
+    fn replay_window(&self) -> Duration {
+        self.lifetimes.replay
+    }
 }
 
 /// Whether a cross-site POST may enter this step: only a callback step, with
@@ -83,11 +87,15 @@ impl<B, R> Flow<B, R> {
     }
 }
 
-/// Claims the flow (deletes its record at the loaded version, one round trip
-/// before the response), hands the collected data to the finish hook, then
-/// clears the flow. Of two requests finishing one flow, only the one whose
-/// claim succeeds runs the hook; the other fails with
-/// [`FlowError::Concurrent`].
+/// Claims the flow (one round trip before the response, at the version the
+/// request loaded), hands the collected data to the finish hook, then ends
+/// the flow. Of two requests finishing one flow, only the one whose claim
+/// succeeds runs the hook; the other fails with [`FlowError::Concurrent`].
+///
+/// With a replay window the claim writes the flow's ended record (finished,
+/// landing where the flow's `return_to` says), and the hook may name
+/// another landing ([`Finished::lands_at`]), written with the request; with
+/// none, the claim deletes the record.
 fn finish<B, R>(flow: Flow<B, R>, request: Request<B>) -> StepFuture<R>
 where
     B: Send + 'static,
@@ -99,13 +107,32 @@ where
             kind: flow.kind.clone(),
             user: flow.user.clone(),
             data: flow.data()?,
+            return_to: flow.return_to.clone(),
+            landing: Landing::default(),
         };
-        match flow.state.claim().await? {
-            Claimed::Yes => {}
-            Claimed::AlreadyGone | Claimed::Changed => return Err(FlowError::Concurrent),
+        let landing = finished.landing.clone();
+        let window = flow.engine.replay_window();
+        let claimed = if window.is_zero() {
+            flow.state.claim().await? == Claimed::Yes
+        } else {
+            end_flow(
+                &flow.state,
+                HowEnded::Finished,
+                flow.return_to.clone(),
+                window,
+            )?;
+            flow.state.commit().await? == Committed::Yes
+        };
+        if !claimed {
+            return Err(FlowError::Concurrent);
         }
         let result = flow.engine.finish(request, finished).await;
-        flow.state.clear_secured()?;
+        // (A hook that fails ends the flow as failed, as any step does.)
+        if result.is_ok()
+            && let Some(location) = landing.location()
+        {
+            end_flow(&flow.state, HowEnded::Finished, Some(location), window)?;
+        }
         if result.is_ok() {
             tracing::info!(
                 pipeline = %flow.engine.name(),

@@ -111,6 +111,62 @@ pub enum FlowError {
     /// Nothing is changed.
     #[error("the nested pipeline run went past its last step outside Flow::nest")]
     NestedFinished,
+    /// The flow this request continues has ended, within the pipeline's
+    /// replay window (see
+    /// [`PipelineBuilder::replay_window`](super::PipelineBuilder::replay_window)):
+    /// the person went Back, or a callback came again, after it finished,
+    /// was cancelled or failed. Said only to the browser that ran the flow;
+    /// a finished flow's replay is answered with a redirect instead when
+    /// the pipeline can (see
+    /// [`PipelineBuilder::on_redirect`](super::PipelineBuilder::on_redirect)).
+    /// Nothing is changed.
+    #[error("{}", match how {
+        HowEnded::Finished => "this sign-in or setup has already finished",
+        HowEnded::Cancelled => "this sign-in or setup was cancelled",
+        _ => "this sign-in or setup has already ended",
+    })]
+    Ended {
+        /// How it ended.
+        how: HowEnded,
+    },
+    /// The request was made from a page rendered for another step than the
+    /// one the flow is on (Back, then submit): it is not run, so an answer
+    /// meant for one step never binds to another. Re-render `current`.
+    /// Nothing is changed.
+    #[error("this page is out of date: the flow has moved on to `{current}`")]
+    StaleStep {
+        /// The step the flow is on.
+        current: String,
+    },
+    /// [`Pipeline::start`](super::Pipeline::start) was called by a request
+    /// the browser marks as not a top-level navigation (a `fetch`, a
+    /// prefetch, a frame: `Sec-Fetch-Mode` other than `navigate` or
+    /// `Sec-Fetch-Dest` other than `document`), and the pipeline does not
+    /// allow it ([`background_start`](super::PipelineBuilder::background_start)).
+    /// No flow is started; nothing is changed.
+    #[error("a flow starts only from a page the browser navigates to")]
+    NotNavigation,
+    /// The `return_to` given at start is not a path of this site (it must
+    /// start with one `/`, hold no `\\`, control characters or spaces, and
+    /// be at most 512 bytes). No flow is started.
+    #[error("return_to must be a path of this site: {0}")]
+    ReturnTo(String),
+}
+
+/// How a flow ended ([`FlowError::Ended`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "as")]
+#[non_exhaustive]
+pub enum HowEnded {
+    /// It went through all its steps and its finish hook ran.
+    Finished,
+    /// A step cancelled it ([`Flow::cancel`](super::Flow::cancel)).
+    Cancelled,
+    /// A failure ended it.
+    Failed {
+        /// The failure's [`FlowError::kind`].
+        kind: String,
+    },
 }
 
 impl From<LoadError> for FlowError {
@@ -166,6 +222,10 @@ impl FlowError {
             Self::Unavailable(_) => "unavailable",
             Self::Concurrent => "concurrent",
             Self::NestedFinished => "nested_finished",
+            Self::Ended { .. } => "ended",
+            Self::StaleStep { .. } => "stale_step",
+            Self::NotNavigation => "not_navigation",
+            Self::ReturnTo(_) => "return_to",
         }
     }
 
@@ -185,7 +245,11 @@ impl FlowError {
             | Self::MissingLayer
             | Self::Unavailable(_)
             | Self::Concurrent
-            | Self::NestedFinished => false,
+            | Self::NestedFinished
+            | Self::Ended { .. }
+            | Self::StaleStep { .. }
+            | Self::NotNavigation
+            | Self::ReturnTo(_) => false,
             Self::Expired
             | Self::SignatureChanged
             | Self::Corrupt(_)

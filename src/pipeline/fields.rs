@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 
-use super::{Corruption, FlowError, Nonce, Signature};
+use super::{Corruption, FlowError, HowEnded, Nonce, Signature};
 use crate::{PipelineState, StateError};
 
 /// The pipeline's name, so one pipeline never runs another's flow.
@@ -21,6 +21,9 @@ pub(crate) const STEP_INDEX: &str = "step_index";
 pub(crate) const NONCE: &str = "nonce";
 /// What the steps bound.
 pub(crate) const DATA: &str = "data";
+/// A hash of the last nonce the flow consumed: tells a replay of its
+/// callback from a forged one once the nonce is gone.
+pub(crate) const SPENT: &str = "spent";
 /// The pipeline runs nested in the flow's current step (see
 /// [`Flow::nest`](super::Flow::nest)), by inner pipeline name; absent when
 /// there are none. One field for all of them: two submissions of one inner
@@ -66,6 +69,31 @@ pub(crate) struct Stored {
     pub(crate) data: Map<String, Value>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) nested: Runs,
+    /// When the flow ends whatever happens (its pipeline's maximum
+    /// lifetime), in seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) deadline: Option<u64>,
+    /// Where the application sends the person once the flow is done,
+    /// chosen at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) return_to: Option<String>,
+    /// See [`SPENT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) spent: Option<String>,
+    /// How the flow ended, once it has: its record then stays, emptied, for
+    /// the pipeline's replay window, to answer its own replays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ended: Option<Ended>,
+}
+
+/// How a flow ended, as its record keeps it for the replay window: no data,
+/// no nonce, no identity or token, only what a replay is answered with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Ended {
+    pub(crate) how: HowEnded,
+    /// Where a finished flow sent the person, for its replays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) location: Option<String>,
 }
 
 impl Run {
@@ -94,6 +122,30 @@ impl Stored {
             nonce: run.nonce,
             data: run.data,
             nested: Runs::new(),
+            deadline: None,
+            return_to: None,
+            spent: None,
+            ended: None,
+        }
+    }
+
+    /// What the record keeps once the flow ended: who and what the flow
+    /// was (so the checks still apply to a replay), how it ended, and
+    /// nothing the steps bound.
+    pub(crate) fn ended(&self, ended: Ended) -> Self {
+        Self {
+            pipeline: self.pipeline.clone(),
+            kind: self.kind.clone(),
+            uid: self.uid.clone(),
+            signature: self.signature.clone(),
+            step_index: self.step_index,
+            nonce: None,
+            data: Map::new(),
+            nested: Runs::new(),
+            deadline: None,
+            return_to: self.return_to.clone(),
+            spent: self.spent.clone(),
+            ended: Some(ended),
         }
     }
 }
@@ -169,6 +221,10 @@ mod tests {
                     data: Map::new(),
                 },
             )]),
+            deadline: None,
+            return_to: None,
+            spent: None,
+            ended: None,
         };
         let Value::Object(map) = serde_json::to_value(&stored).unwrap() else {
             unreachable!()

@@ -1,13 +1,17 @@
 //! What the application's hooks receive: [`Finished`] for the finish hook,
 //! [`Failure`] for the error handler.
 
-use std::future::Future;
+use std::{
+    future::Future,
+    sync::{Arc, Mutex},
+};
 
 use http::Request;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::{FlowError, fields::decode_bound, step_future::StepFuture};
+use crate::lock::lock;
 
 /// A flow that went through all its steps, as handed to the finish hook (see
 /// [`PipelineBuilder::on_finish`](super::PipelineBuilder::on_finish)). The
@@ -28,6 +32,23 @@ pub struct Finished {
     pub user: Option<String>,
     /// Everything the steps bound.
     pub data: Map<String, Value>,
+    /// Where the application meant to send the person once the flow is
+    /// done, chosen at start ([`Pipeline::start_to`](super::Pipeline::start_to)).
+    pub return_to: Option<String>,
+    /// Where the finish sends the person, for the flow's replays.
+    pub(crate) landing: Landing,
+}
+
+/// Where a finished flow sent the person, named by its finish hook
+/// ([`Finished::lands_at`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Landing(Arc<Mutex<Option<String>>>);
+
+impl Landing {
+    /// The location the hook named, if it named one.
+    pub(crate) fn location(&self) -> Option<String> {
+        lock(&self.0).clone()
+    }
 }
 
 impl Finished {
@@ -42,6 +63,23 @@ impl Finished {
     /// ```
     pub fn fetch<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, FlowError> {
         decode_bound(&self.data, key)
+    }
+
+    /// Names where the finish sends the person (the page the hook's answer
+    /// redirects to, or shows), so that a replay of the finished flow
+    /// within the pipeline's replay window (a refresh, a Back, the callback
+    /// delivered again) is sent there too, instead of failing. Without it,
+    /// replays are sent to the flow's `return_to`, if it has one.
+    ///
+    /// ```
+    /// # use tower_pipeline_state::pipeline::{Finished, FlowError};
+    /// # fn hook(finished: Finished) -> Result<String, FlowError> {
+    /// finished.lands_at("/account");
+    /// Ok("303 See Other: /account".to_owned())
+    /// # }
+    /// ```
+    pub fn lands_at(&self, location: impl Into<String>) {
+        *lock(&self.landing.0) = Some(location.into());
     }
 }
 
@@ -60,6 +98,12 @@ pub struct Failure {
     /// The nested run the failure came out of, when [`step`](Self::step)
     /// returned an error that [`Flow::nest`](super::Flow::nest) gave it.
     pub inner: Option<InnerStep>,
+    /// Where the application meant to send the person once the flow is
+    /// done, when the flow had one
+    /// ([`Pipeline::start_to`](super::Pipeline::start_to)), read from the
+    /// flow or, for one that expired, from its cookie: an error page can
+    /// offer to start again from there.
+    pub return_to: Option<String>,
 }
 
 /// Where in a nested pipeline run a failure came from (see

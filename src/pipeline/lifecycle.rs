@@ -4,96 +4,30 @@
 //! for the response.
 
 use bytes::Bytes;
-use http::{Request, request::Parts};
+use http::{Method, Request, request::Parts};
 use http_body::Body;
 use serde_json::Value;
 
 use super::{
-    Corruption, Failure, Flow, FlowError, InnerStep, Pipeline,
+    Corruption, Failure, Flow, FlowError, HowEnded, InnerStep, Pipeline,
     check::check_run,
     context::{Engine, entering},
-    fields::{PIPELINE, Run, Stored},
+    ended::{end_flow, is_spent},
+    fields::{Ended, PIPELINE, Stored},
     presented::{self, Presented},
     running::Running,
     scope::Scope,
+    start::check_return_to,
     verify::verify_nonce,
 };
-use crate::{LazyPipelineState, PipelineState, Status, backend::Committed};
+use crate::{
+    LazyPipelineState, PipelineState, Status,
+    backend::{Committed, Lifetime, unix_now},
+    cookies::CookieSlot,
+};
 
 /// Why a flow was refused, and its kind when known.
 type Refused = (FlowError, Option<String>);
-
-impl<B, R> Pipeline<B, R>
-where
-    B: Default + Send + 'static,
-    R: Send + 'static,
-{
-    /// Starts a flow of `kind` and enters its first step with `request`.
-    ///
-    /// The step is entered as [`Flow::next`] enters one: it gets `request`
-    /// as a `GET` with an empty body (same URI, headers and extensions), so
-    /// it renders, whatever the start route took (a button's `POST`, say);
-    /// read what the start form sent before calling `start`. A request the
-    /// browser marks as coming from another site (`Sec-Fetch-Site:
-    /// cross-site`) is refused with [`FlowError::CrossSite`] unless the
-    /// pipeline allows it
-    /// ([`cross_site_start`](super::PipelineBuilder::cross_site_start)).
-    ///
-    /// The flow is new, with a cookie of its own: the browser's other flows
-    /// (another tab's sign-in, an account link in progress) go on untouched,
-    /// except that past the layer's
-    /// [`max_flows`](crate::PipelineStateLayer::max_flows) the oldest flows'
-    /// cookies are dropped. It holds the starting user's id (see
-    /// [`PipelineBuilder::user`](super::PipelineBuilder::user)), step index
-    /// 0, the pipeline's signature, the flow kind, a fresh [`Nonce`] and
-    /// empty data, under a fresh id (one `SET NX` when the request ends). If
-    /// the first step fails, nothing is kept.
-    ///
-    /// [`Nonce`]: super::Nonce
-    pub async fn start(&self, request: Request<B>, kind: &str) -> R {
-        let Some(lazy) = request.extensions().get::<LazyPipelineState>().cloned() else {
-            return self.fail(None, FlowError::MissingLayer, None, None);
-        };
-        if !self.inner.kinds.iter().any(|known| known == kind) {
-            return self.fail(
-                None,
-                FlowError::UnknownFlowKind(kind.to_owned()),
-                None,
-                None,
-            );
-        }
-        if !self.inner.cross_site_start && presented::is_cross_site(request.headers()) {
-            // Another site must not start flows in this browser: each start
-            // may drop the oldest of its flows.
-            return self.fail(None, FlowError::CrossSite, Some(kind.to_owned()), None);
-        }
-        // The first step is entered, not submitted to: whatever the start
-        // route took (a button's POST), the step gets a GET and renders.
-        let (parts, _) = request.into_parts();
-        let parts = entering(parts);
-        let state = lazy.start_flow(&parts.headers, self.inner.cross_site);
-        let user = (self.inner.user)(&parts);
-        let run = Run::start(kind, &self.inner.signature);
-        let stored = Stored::start(&self.inner.name, user, run);
-        if let Err(error) = state.replace(&stored) {
-            return self.fail(Some(&state), error.into(), Some(kind.to_owned()), None);
-        }
-        tracing::info!(
-            pipeline = %self.inner.name,
-            flow = kind,
-            outcome = "started",
-            "pipeline flow started"
-        );
-        let running = Running::default();
-        let flow = self.flow(&state, &running, parts.clone(), 0, stored, None);
-        let result = self
-            .inner
-            .enter(flow, Request::from_parts(parts, B::default()))
-            .await;
-        // A start that fails keeps nothing: the new flow was never usable.
-        self.settle(&state, &running, Some(kind.to_owned()), false, result)
-    }
-}
 
 impl<B, R> Pipeline<B, R>
 where
@@ -132,11 +66,16 @@ where
             Ok(found) => found,
             Err(error) => return self.fail(None, error, None, None),
         };
+        let lifetimes = self.inner.lifetimes;
         let selected = lazy
             .flow(
                 &parts.headers,
                 presented.reference.as_ref(),
                 self.inner.cross_site,
+                |ticket| Lifetime {
+                    idle: lifetimes.idle,
+                    deadline: ticket.and_then(|ticket| ticket.deadline),
+                },
             )
             .await;
         let state = match selected {
@@ -146,11 +85,15 @@ where
         };
         let stored = match self.load(&state, &parts) {
             Ok(loaded) => loaded,
+            Err((FlowError::Expired, _)) => return self.expired(&lazy, &state, parts).await,
             Err((error, kind)) => {
                 let clear = error.ends_flow().then_some(&state);
                 return self.fail(clear, error, kind, None);
             }
         };
+        if let Some(ended) = stored.ended.clone() {
+            return self.answer_ended(stored, ended, presented.nonce.as_deref());
+        }
         let kind = stored.kind.clone();
         if presented.nonce.is_none()
             && presented::is_cross_site_write(&parts.method, &parts.headers)
@@ -158,6 +101,18 @@ where
             // Only a callback, which brings the nonce back, may come from
             // another site.
             return self.fail(None, FlowError::CrossSite, Some(kind), None);
+        }
+        if let Some(marker) = presented.step
+            && marker != stored.step_index
+            && parts.method != Method::GET
+            && parts.method != Method::HEAD
+        {
+            // A page made for another step (Back, then submit): its answer
+            // must not bind to the step the flow is on now. A GET just
+            // shows the current step.
+            let current = self.step_name(stored.step_index);
+            let error = FlowError::StaleStep { current };
+            return self.fail_with(Fate::Leave, error, Some(kind), None, None, stored.return_to);
         }
         // A request that brings a nonce back has it checked and consumed.
         let brought = presented.nonce.as_deref();
@@ -244,7 +199,7 @@ where
     B: Default + Send + 'static,
     R: Send + 'static,
 {
-    fn flow(
+    pub(super) fn flow(
         &self,
         state: &PipelineState,
         running: &Running,
@@ -264,10 +219,20 @@ where
             reference: state.flow_reference(),
             scope: Scope::Outer,
             verified,
+            return_to: stored.return_to,
         }
     }
 
-    /// Reads and checks the stored flow.
+    /// The name of step `index` (past the last: the finish).
+    fn step_name(&self, index: u64) -> String {
+        usize::try_from(index)
+            .ok()
+            .and_then(|index| self.inner.steps.get(index))
+            .map_or_else(|| "finish".to_owned(), |step| step.name.clone())
+    }
+
+    /// Reads and checks the stored flow: a flow past its deadline reads as
+    /// expired.
     fn load(&self, state: &PipelineState, parts: &Parts) -> Result<Stored, Refused> {
         match state.status() {
             Status::New => return Err((FlowError::NoFlow, None)),
@@ -295,6 +260,9 @@ where
         if (self.inner.user)(parts) != stored.uid {
             return Err((FlowError::UserMismatch, kind));
         }
+        if stored.ended.is_none() && stored.deadline.is_some_and(|end| end <= unix_now()) {
+            return Err((FlowError::Expired, kind));
+        }
         match check_run(
             &self.inner,
             &stored.signature,
@@ -307,11 +275,12 @@ where
     }
 
     /// The response for a step's result: its own answer, or the error
-    /// handler's. An outcome that ends the flow clears it; one that must not
-    /// move the flow (for a flow that was loaded, `revert`) puts back the
-    /// state as loaded, undoing what the request did so far (nonce
-    /// consumption included).
-    fn settle(
+    /// handler's. An outcome that ends the flow ends it (its record answers
+    /// its replays for the replay window); one that must not move the flow
+    /// (for a flow that was loaded, `revert`) puts back the state as
+    /// loaded, undoing what the request did so far (but for a nonce spent
+    /// before the step). A start that fails keeps nothing.
+    pub(super) fn settle(
         &self,
         state: &PipelineState,
         running: &Running,
@@ -328,16 +297,21 @@ where
             .and_then(|index| self.inner.steps.get(index))
             .map(|step| step.name.clone());
         let inner = running.inner();
-        match revert {
+        let return_to = state
+            .read::<Stored>()
+            .ok()
+            .and_then(|stored| stored.return_to);
+        let fate = match revert {
             true if !error.ends_flow() && !state.is_cleared() => {
                 if let Err(restore) = state.revert() {
                     tracing::error!(pipeline = %self.inner.name, error = %restore, "could not put the flow back as it was");
                 }
-                self.fail_in(None, error, kind, step, inner)
+                Fate::Leave
             }
-            // A failed start, or an outcome that ends the flow.
-            _ => self.fail_in(Some(state), error, kind, step, inner),
-        }
+            true => Fate::End(state),
+            false => Fate::Discard(state),
+        };
+        self.fail_with(fate, error, kind, step, inner, return_to)
     }
 
     /// Refuses a request that must leave its flow as loaded: what it did so
@@ -349,32 +323,44 @@ where
         self.fail(None, error, Some(kind), None)
     }
 
-    /// Logs `error` with its kind, clears the flow if `clear` is given, and
+    /// Logs `error` with its kind, ends the flow if `end` is given, and
     /// answers with the application's response.
-    fn fail(
+    pub(super) fn fail(
         &self,
-        clear: Option<&PipelineState>,
+        end: Option<&PipelineState>,
         error: FlowError,
         kind: Option<String>,
         step: Option<String>,
     ) -> R {
-        self.fail_in(clear, error, kind, step, None)
+        let fate = end.map_or(Fate::Leave, Fate::End);
+        self.fail_with(fate, error, kind, step, None, None)
     }
 
-    /// [`fail`](Self::fail), naming the nested run's step the error came
-    /// out of, if it did.
-    fn fail_in(
+    /// [`fail`](Self::fail), saying what becomes of the flow, the nested
+    /// run's step the error came out of, if it did, and the flow's
+    /// `return_to` for the error handler.
+    pub(super) fn fail_with(
         &self,
-        clear: Option<&PipelineState>,
+        fate: Fate<'_>,
         error: FlowError,
         kind: Option<String>,
         step: Option<String>,
         inner: Option<InnerStep>,
+        return_to: Option<String>,
     ) -> R {
-        // `clear` only fails on a finished request, which a running handler
-        // never has.
-        // Kept even if the answer is a server error: an ended flow stays ended.
-        let cleared = clear.is_some_and(|state| state.clear_secured().is_ok());
+        // Kept even if the answer is a server error: an ended flow stays
+        // ended. (Ending only fails on a finished request, which a running
+        // handler never has.)
+        let cleared = match fate {
+            Fate::Leave => false,
+            Fate::Discard(state) => state.clear_secured().is_ok(),
+            Fate::End(state) => {
+                let how = HowEnded::Failed {
+                    kind: error.kind().to_owned(),
+                };
+                end_flow(state, how, None, self.inner.lifetimes.replay).is_ok()
+            }
+        };
         log(
             &self.inner.name,
             &error,
@@ -388,8 +374,100 @@ where
             kind,
             step,
             inner,
+            return_to,
         })
     }
+
+    /// The answer for a flow whose record expired (or outlived its
+    /// deadline): with [`restart_on_expiry`](super::PipelineBuilder::restart_on_expiry),
+    /// a new flow of the same kind towards the same `return_to`, as its
+    /// cookie says, entered at its first step (never a callback step: the
+    /// request is entered as a `GET`, and the new flow has a new nonce);
+    /// otherwise [`FlowError::Expired`], with the `return_to`. The expired
+    /// flow's cookie is expired either way.
+    async fn expired(&self, lazy: &LazyPipelineState, state: &PipelineState, parts: Parts) -> R {
+        let ticket = match state.cookie_slot() {
+            CookieSlot::Flow(cookie) => cookie.ticket,
+            CookieSlot::Main => None,
+        };
+        let ticket = ticket.filter(|ticket| ticket.pipeline == self.inner.name);
+        let kind = ticket.as_ref().map(|ticket| ticket.kind.clone());
+        let return_to = ticket
+            .as_ref()
+            .and_then(|ticket| ticket.return_to.clone())
+            .filter(|to| check_return_to(to).is_ok());
+        let restart = self.inner.restart_on_expiry
+            && kind
+                .as_ref()
+                .is_some_and(|kind| self.inner.kinds.contains(kind))
+            && self.may_start(&parts.headers).is_ok();
+        if let (true, Some(kind)) = (restart, kind.as_deref()) {
+            if let Err(error) = state.clear_secured() {
+                tracing::error!(pipeline = %self.inner.name, %error, "could not end the expired flow");
+            }
+            tracing::info!(
+                pipeline = %self.inner.name,
+                flow = kind,
+                outcome = "restarted",
+                "pipeline flow expired and started again"
+            );
+            return self.open(lazy, entering(parts), kind, return_to).await;
+        }
+        self.fail_with(
+            Fate::End(state),
+            FlowError::Expired,
+            kind,
+            None,
+            None,
+            return_to,
+        )
+    }
+
+    /// The answer for a request to an ended flow, within its replay window
+    /// and from the browser that ran it: a finished flow's replay (its
+    /// callback again, a refresh or a resubmit of its last step) is sent
+    /// where the flow landed, when the pipeline can redirect; anything else
+    /// gets [`FlowError::Ended`]. A `state` that is not the flow's last
+    /// nonce is a forgery, as ever. Nothing is written.
+    fn answer_ended(&self, stored: Stored, ended: Ended, presented: Option<&str>) -> R {
+        let kind = Some(stored.kind.clone());
+        if presented.is_some_and(|nonce| !is_spent(&stored, nonce)) {
+            return self.fail_with(
+                Fate::Leave,
+                FlowError::NonceMismatch,
+                kind,
+                None,
+                None,
+                None,
+            );
+        }
+        let location = ended.location.or(stored.return_to.clone());
+        if let (HowEnded::Finished, Some(location), Some(redirect)) =
+            (&ended.how, location, &self.inner.on_redirect)
+        {
+            tracing::info!(
+                pipeline = %self.inner.name,
+                flow = %stored.kind,
+                outcome = "replay_answered",
+                "a finished flow's replay was sent where the flow landed"
+            );
+            return redirect(&location);
+        }
+        let error = FlowError::Ended { how: ended.how };
+        self.fail_with(Fate::Leave, error, kind, None, None, stored.return_to)
+    }
+}
+
+/// What a failure does to the request's flow.
+#[derive(Clone, Copy)]
+pub(super) enum Fate<'s> {
+    /// Nothing: it stays as loaded (or as the request put it back).
+    Leave,
+    /// A flow this request started: nothing of it is kept.
+    Discard(&'s PipelineState),
+    /// It ends, as failed: its record answers its replays for the replay
+    /// window.
+    End(&'s PipelineState),
 }
 
 /// Writes the state now, with the nonce the request brought consumed, at

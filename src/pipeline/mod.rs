@@ -134,6 +134,7 @@ mod builder;
 mod check;
 mod context;
 mod definition;
+mod ended;
 mod enter;
 mod error;
 mod fields;
@@ -142,9 +143,12 @@ mod lifecycle;
 mod nested;
 mod nonce;
 mod presented;
+#[cfg(feature = "axum")]
+mod redirect;
 mod running;
 mod scope;
 mod signature;
+mod start;
 mod step;
 mod step_future;
 #[cfg(test)]
@@ -154,8 +158,11 @@ mod verify;
 pub use builder::PipelineBuilder;
 pub use context::Flow;
 pub use definition::Pipeline;
-pub use error::{Corruption, FlowError};
+pub use error::{Corruption, FlowError, HowEnded};
 pub use hooks::{Failure, Finished, InnerStep};
 pub use nested::Nested;
 pub use nonce::Nonce;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use redirect::see_other;
 pub use signature::Signature;

@@ -196,6 +196,7 @@ where
             reference: self.reference.clone(),
             scope: Scope::Nested(name.to_owned()),
             verified: self.verified.clone(),
+            return_to: self.return_to.clone(),
         };
         match inner
             .inner
@@ -267,6 +268,8 @@ where
             kind: run.kind,
             user: self.user.clone(),
             data: run.data,
+            return_to: self.return_to.clone(),
+            landing: Default::default(),
         })
     }
 }

@@ -24,6 +24,12 @@ use crate::cookies::Reference;
 pub(crate) struct Presented {
     /// The flow's reference; `None`: the request names no flow.
     pub(crate) reference: Option<Reference>,
+    /// The step the page the request comes from was made for, when its
+    /// link says (`?flow=<reference>.<step>`, as [`Flow::link`] writes
+    /// it).
+    ///
+    /// [`Flow::link`]: super::Flow::link
+    pub(crate) step: Option<u64>,
     /// The nonce the request brings back (the `state` parameter), to check.
     pub(crate) nonce: Option<String>,
 }
@@ -73,14 +79,18 @@ where
         state = only(&bytes, params.nonce)?;
         body = B::from(bytes);
     }
-    let named = match named {
-        Some(text) => Some(Reference::parse(text.as_bytes()).ok_or(FlowError::NoFlow)?),
-        None => None,
+    let (named, step) = match named {
+        Some(text) => {
+            let (reference, step) = linked(&text).ok_or(FlowError::NoFlow)?;
+            (Some(reference), step)
+        }
+        None => (None, None),
     };
     let Some(state) = state else {
         return Ok((
             Presented {
                 reference: named,
+                step,
                 nonce: None,
             },
             body,
@@ -101,10 +111,21 @@ where
     Ok((
         Presented {
             reference: reference.or(named),
+            step,
             nonce: Some(nonce),
         },
         body,
     ))
+}
+
+/// The reference and the step marker of a link's value: `<reference>`, or
+/// `<reference>.<step>` as [`Flow::link`](super::Flow::link) writes it.
+fn linked(text: &str) -> Option<(Reference, Option<u64>)> {
+    let (reference, step) = match text.split_once('.') {
+        Some((reference, step)) => (reference, Some(step.parse().ok()?)),
+        None => (text, None),
+    };
+    Some((Reference::parse(reference.as_bytes())?, step))
 }
 
 /// The one value of parameter `name` in urlencoded `text`; two values are

@@ -4,7 +4,8 @@
 
 use super::{
     FlowError, Nonce,
-    fields::{NESTED, NONCE, Stored},
+    ended::spent,
+    fields::{NESTED, NONCE, SPENT, Stored},
     scope::Scope,
 };
 use crate::PipelineState;
@@ -48,6 +49,9 @@ pub(crate) fn verify_nonce(
     match &scope {
         Scope::Outer => {
             state.remove_secured(NONCE)?;
+            // Once the flow ends, its replay is told from a forged one by
+            // this.
+            state.set_secured(SPENT, &spent(presented))?;
         }
         Scope::Nested(name) => {
             let mut runs = stored.nested.clone();

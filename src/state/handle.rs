@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::{
     LoadError, StateError,
-    backend::{Backend, Found},
+    backend::{Backend, Found, Lifetime},
     cookies::{CookieSlot, Reference},
     id::PipelineId,
     lock::lock,
@@ -110,6 +110,9 @@ pub(super) struct Inner {
     pub(super) finished: bool,
     /// The cookie that carries the id: the browser's, or a flow's own.
     pub(super) cookie: CookieSlot,
+    /// How long the record lives after this request's writes, when not the
+    /// layer's TTL: a flow's own lifetime (set by the engine).
+    pub(super) lifetime: Option<Lifetime>,
 }
 
 /// The flow's state for the current request: a cheap, cloneable handle that
@@ -153,6 +156,7 @@ impl PipelineState {
             claimed: false,
             finished: false,
             cookie: CookieSlot::Main,
+            lifetime: None,
         })))
     }
 
@@ -167,6 +171,23 @@ impl PipelineState {
         self.lock().cookie.clone()
     }
 
+    /// Changes the cookie that carries the id: a flow's own cookie, once
+    /// what it carries besides the id (its deadline) changes.
+    pub(crate) fn set_cookie_slot(&self, slot: CookieSlot) {
+        self.lock().cookie = slot;
+    }
+
+    /// How long the record lives after this request's writes, instead of
+    /// the layer's TTL (the engine gives a flow its pipeline's lifetime).
+    pub(crate) fn set_lifetime(&self, lifetime: Lifetime) {
+        self.lock().lifetime = Some(lifetime);
+    }
+
+    /// This state's lifetime, when not the layer's TTL.
+    pub(crate) fn lifetime(&self) -> Option<Lifetime> {
+        self.lock().lifetime
+    }
+
     /// The reference of the flow whose own cookie carries this state, if
     /// one does.
     pub(crate) fn flow_reference(&self) -> Option<Reference> {
@@ -177,13 +198,20 @@ impl PipelineState {
     }
 
     /// Flow `id`'s state, read from the store through `backend` (one
-    /// round trip), which it then claims and commits its record through.
+    /// round trip, its TTL refreshed as `lifetime` says or to the layer's),
+    /// which it then claims and commits its record through, and writes with
+    /// the same lifetime.
     pub(crate) async fn load(
         backend: &Arc<dyn Backend>,
         id: PipelineId,
+        lifetime: Option<Lifetime>,
     ) -> Result<Self, LoadError> {
-        let found = backend.clone().load(id).await?;
-        Ok(Self::found(id, found, backend.clone()))
+        let found = backend.clone().load(id, lifetime).await?;
+        let state = Self::found(id, found, backend.clone());
+        if let Some(lifetime) = lifetime {
+            state.set_lifetime(lifetime);
+        }
+        Ok(state)
     }
 
     /// The state for what a load of flow `id` found; it claims and commits

@@ -60,6 +60,19 @@ impl PipelineState {
         inner.secured = Some(Secured::Fields(fields));
     }
 
+    /// [`replace`](Self::replace), kept even if the response is a server
+    /// error: the engine replaces an ended flow's record with what answers
+    /// its replays.
+    pub(crate) fn replace_secured<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+    ) -> Result<(), StateError> {
+        self.replace(value)?;
+        let mut inner = self.lock();
+        inner.secured = Some(Secured::Fields(inner.data.clone()));
+        Ok(())
+    }
+
     /// [`clear`](Self::clear), kept even if the response is a server error:
     /// the engine ends a flow with it.
     pub(crate) fn clear_secured(&self) -> Result<(), StateError> {
@@ -96,22 +109,26 @@ impl PipelineState {
     /// no stored record to race for (new, regenerated, or not from a store)
     /// writes nothing here: the flush creates it.
     pub(crate) async fn commit(&self) -> Result<Committed, StoreError> {
-        let (backend, id, version, data) = {
+        let (backend, id, version, data, lifetime) = {
             let inner = self.lock();
             if inner.claimed {
                 return Ok(Committed::AlreadyGone);
             }
             match (&inner.origin, &inner.backend, inner.target) {
-                (Origin::Loaded { id, version }, backend, Target::Loaded) => {
-                    (backend.clone(), *id, *version, inner.data.clone())
-                }
+                (Origin::Loaded { id, version }, backend, Target::Loaded) => (
+                    backend.clone(),
+                    *id,
+                    *version,
+                    inner.data.clone(),
+                    inner.lifetime,
+                ),
                 _ => return Ok(Committed::Yes),
             }
         };
         // A loaded state with no store behind it (a unit test's) commits in
         // memory, as a store that always accepts would.
         let committed = match backend {
-            Some(backend) => backend.commit(id, version, data.clone()).await?,
+            Some(backend) => backend.commit(id, version, data.clone(), lifetime).await?,
             None => Committed::Yes,
         };
         if committed == Committed::Yes {

@@ -178,11 +178,10 @@ async fn app_over<St: Store>(
 /// Starts a flow in `browser`: its callback state and its Redis key.
 async fn start(app: &Server, browser: &reqwest::Client) -> (String, String) {
     let response = browser.get(app.url("/flow/start")).send().await.unwrap();
-    let key = format!(
-        "pipeline:{}",
+    let key = flow_key(
         flow_cookie(&response)
             .expect("a started flow sets its cookie")
-            .value()
+            .value(),
     );
     let body = response.text().await.unwrap();
     let state = body.strip_prefix("state=").expect(&body).to_owned();
@@ -368,7 +367,7 @@ async fn a_cross_site_post_with_the_nonce_reaches_no_step_but_a_callback() {
         .await
         .unwrap();
     let cookie = flow_cookie(&started).unwrap();
-    let key = format!("pipeline:{}", cookie.value());
+    let key = flow_key(cookie.value());
     let body = started.text().await.unwrap();
     let state = body.strip_prefix("state=").unwrap();
     let before = redis.get(&key).unwrap();

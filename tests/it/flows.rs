@@ -70,7 +70,7 @@ fn pipeline(cross_site: bool) -> Pipeline<Body, Response> {
             "confirm",
             |request: Request, flow: Flow<Body, Response>| async move {
                 if request.method() != Method::POST {
-                    return Ok("confirm".into_response());
+                    return Ok(format!("confirm link={}", flow.link("/flow")).into_response());
                 }
                 flow.next().await
             },
@@ -186,7 +186,7 @@ impl Browser {
 
     /// The Redis key of the flow whose cookie is `name`.
     fn key(&self, name: &str) -> String {
-        format!("pipeline:{}", self.cookies[name].value())
+        flow_key(self.cookies[name].value())
     }
 }
 
@@ -206,8 +206,15 @@ async fn callback(
     (status, body)
 }
 
+/// Shows the confirm page through `link` (the flow's link from any of its
+/// pages), then submits it as a person would, through the link that page
+/// was made with.
 async fn confirm(browser: &mut Browser, app: &Server, link: &str) -> (StatusCode, String) {
-    let (status, body, _) = browser.send(client().post(app.url(link)), false).await;
+    let (status, page, _) = browser.send(client().get(app.url(link)), false).await;
+    let Some(form) = page.strip_prefix("confirm link=") else {
+        return (status, page);
+    };
+    let (status, body, _) = browser.send(client().post(app.url(form)), false).await;
     (status, body)
 }
 

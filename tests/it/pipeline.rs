@@ -77,7 +77,7 @@ async fn a_flow_started_by_one_user_cannot_be_continued_by_another() {
         .send()
         .await
         .unwrap();
-    let key = format!("pipeline:{}", flow_cookie(&started).unwrap().value());
+    let key = flow_key(flow_cookie(&started).unwrap().value());
     let nonce = text(started).await.1.replace("at one nonce=", "");
     let before = redis.get(&key).unwrap();
 
@@ -266,6 +266,6 @@ async fn two_flow_kinds_are_kept_apart_and_unknown_kinds_are_refused() {
         .send()
         .await
         .unwrap();
-    let key = format!("pipeline:{}", flow_cookie(&started).unwrap().value());
+    let key = flow_key(flow_cookie(&started).unwrap().value());
     assert_eq!(stored(&redis, &key)["flow"], "link");
 }

@@ -27,7 +27,7 @@ async fn every_outcome_is_a_tracing_event_with_its_kind() {
     // user_mismatch, nonce_mismatch, nonce_missing (the callback step
     // without the nonce), nonce_replayed
     let started = browser.get(app.url("/flow/start")).send().await.unwrap();
-    let key = format!("pipeline:{}", flow_cookie(&started).unwrap().value());
+    let key = flow_key(flow_cookie(&started).unwrap().value());
     let nonce = text(started).await.1.replace("at one nonce=", "");
     as_user(browser.get(app.url("/flow")), Some("mallory"))
         .send()
@@ -64,7 +64,7 @@ async fn every_outcome_is_a_tracing_event_with_its_kind() {
     // expired: a flow whose record is gone
     let browser = crate::common::browser();
     let started = browser.get(app.url("/flow/start")).send().await.unwrap();
-    let key = format!("pipeline:{}", flow_cookie(&started).unwrap().value());
+    let key = flow_key(flow_cookie(&started).unwrap().value());
     let _: () = redis::cmd("DEL")
         .arg(&key)
         .query(&mut redis.admin())

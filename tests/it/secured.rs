@@ -196,7 +196,7 @@ impl Callback {
 async fn a_callback_replayed_after_its_step_failed_with_a_500_reaches_the_step_once() {
     let callback = Callback::new().await;
     let (cookie, nonce) = callback.start().await;
-    let key = format!("pipeline:{}", cookie.split_once('=').unwrap().1);
+    let key = flow_key(cookie.split_once('=').unwrap().1);
     assert!(callback.redis.get(&key).is_some());
 
     let (status, set, body) = callback.callback(&cookie, &nonce, "error").await;
@@ -233,7 +233,7 @@ async fn a_callback_replayed_after_its_step_failed_with_a_500_reaches_the_step_o
 async fn a_callback_whose_step_answers_500_keeps_its_nonce_consumed_and_replays_are_refused() {
     let callback = Callback::new().await;
     let (cookie, nonce) = callback.start().await;
-    let key = format!("pipeline:{}", cookie.split_once('=').unwrap().1);
+    let key = flow_key(cookie.split_once('=').unwrap().1);
 
     let (status, set, body) = callback.callback(&cookie, &nonce, "page").await;
     assert_eq!(

@@ -162,7 +162,13 @@ async fn start_writes_the_initial_state_and_next_runs_to_the_finish_hook() {
         serde_json::json!({"one": 1, "two": 2, "three": 3})
     );
     assert_eq!(finished.fetch::<u32>("two").unwrap(), Some(2));
-    assert!(state.is_cleared(), "a finished flow is cleared");
+    let ended: serde_json::Map<String, serde_json::Value> = state.read().unwrap();
+    assert_eq!(
+        ended.get("ended"),
+        Some(&serde_json::json!({"how": {"as": "finished"}})),
+        "a finished flow keeps only how it ended, for its replays"
+    );
+    assert_eq!(ended["data"], serde_json::json!({}), "nothing it bound");
 }
 
 #[tokio::test]
@@ -409,7 +415,16 @@ async fn a_step_failing_without_ending_the_flow_leaves_it_as_loaded_with_its_non
         .await;
     assert_eq!(answer, "error:user_mismatch");
     let mut spent = fields.clone();
+    let nonce_hash = {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(nonce.as_bytes());
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
     spent.remove("nonce");
+    spent.insert("spent".into(), nonce_hash.into());
     assert_eq!(
         loaded
             .read::<serde_json::Map<String, serde_json::Value>>()

@@ -107,7 +107,14 @@ pub(crate) fn created_key(response: &reqwest::Response) -> String {
 /// own cookie, `pipeline_id.<reference>`, holds the id.
 pub(crate) fn started_flow_key(response: &reqwest::Response) -> String {
     let cookie = crate::common::flow_cookie(response).expect("the response sets a flow cookie");
-    format!("pipeline:{}", cookie.value())
+    flow_key(cookie.value())
+}
+
+/// The Redis key of the flow whose (plain) cookie value is `value`: the id
+/// comes first, before the ticket the cookie also carries.
+pub(crate) fn flow_key(value: &str) -> String {
+    let id = value.split_once('.').map_or(value, |(id, _)| id);
+    format!("pipeline:{id}")
 }
 
 /// A private redis-server, the test routes behind a layer over it, and one

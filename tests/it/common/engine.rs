@@ -185,11 +185,10 @@ pub(crate) async fn to_step_three(
         .send()
         .await
         .unwrap();
-    let key = format!(
-        "pipeline:{}",
+    let key = flow_key(
         flow_cookie(&started)
             .expect("a started flow sets its cookie")
-            .value()
+            .value(),
     );
     let (status, body) = text(started).await;
     assert_eq!(status, StatusCode::OK, "{body}");
