@@ -91,8 +91,12 @@ pub enum FlowError {
     MissingLayer,
     /// The store failed or did not answer in time (loading the flow,
     /// claiming it before the finish hook, or writing a nested run's end),
-    /// or the flow was written by a newer release. Nothing is known to be
-    /// changed; answer `503`.
+    /// or the flow was written by a newer release. Answer `503`. Nothing is
+    /// known to be changed, except with
+    /// [`durability`](crate::PipelineStateLayer::durability): a write that
+    /// replicas did not confirm in time is on the primary all the same, so a
+    /// claim before the finish hook that was not confirmed has ended the
+    /// flow without running the hook (the person starts over).
     #[error("the flow's store is unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// Another request of this flow got there first: it finished the flow, or

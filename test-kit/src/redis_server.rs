@@ -122,6 +122,50 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the process (`SIGSTOP`): its connections stay open and it
+    /// answers nothing, reads nothing and acknowledges nothing until
+    /// [`resume`](Self::resume), like a server stuck in a long command or
+    /// a replica lagging behind. Returns once the process is stopped.
+    pub fn pause(&self) {
+        let pid = self.signal("STOP");
+        let stat = format!("/proc/{pid}/stat");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            // The state is the field after the `(command)`.
+            let text = std::fs::read_to_string(&stat).unwrap_or_default();
+            let state = text.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+            if state.is_some_and(|rest| rest.starts_with('T')) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server {pid} did not stop: {text}"
+            );
+            sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Lets a [`pause`](Self::pause)d process go on (`SIGCONT`).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    /// Sends `SIG<name>` to the process; returns its id.
+    fn signal(&self, name: &str) -> u32 {
+        let pid = self
+            .child
+            .as_ref()
+            .expect("the redis-server is running")
+            .id();
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {pid}: {status}");
+        pid
+    }
+
     /// Starts the server again on the same port, empty, with one more
     /// configuration line.
     pub fn restart_with(&mut self, line: &str) {

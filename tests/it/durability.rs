@@ -2,14 +2,21 @@
 //! replicas have it (`WAIT`, pipelined with the write on its connection).
 //! With a live replica every acknowledged write is already on the replica;
 //! with the replica stopped, writes answer 503 "not confirmed" and never
-//! 2xx. Reads are not held up.
+//! 2xx. Reads are not held up. What a failover without it, and a lagging
+//! replica with it, do to the engine's "finishes at most once".
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use reqwest::StatusCode;
 use tower_pipeline_state::{PipelineStateLayer, RedisStore};
 
-use crate::common::*;
+use crate::common::{engine, *};
 
 /// A primary and one replica of it, in sync.
 fn primary_and_replica() -> (RedisServer, RedisServer) {
@@ -32,6 +39,50 @@ fn primary_and_replica() -> (RedisServer, RedisServer) {
         std::thread::sleep(Duration::from_millis(50));
     }
     (primary, replica)
+}
+
+/// Cuts `replica` off from its primary, as a network partition would: it
+/// is pointed at a port this test holds and where nothing answers (the
+/// listener is never accepted from; the port stays taken, so no other
+/// server can turn up there while it is held). Keep the listener while the
+/// replica must stay cut off.
+fn cut_off(replica: &RedisServer) -> std::net::TcpListener {
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(nowhere.local_addr().unwrap().port())
+        .query(&mut replica.admin())
+        .unwrap();
+    nowhere
+}
+
+/// Waits until `replica` has applied everything `primary` wrote so far (its
+/// replication offset reaches the primary's). A readiness wait, bounded so
+/// that a replica that never catches up fails the test with its state.
+fn caught_up(primary: &RedisServer, replica: &RedisServer) {
+    let offset = |server: &RedisServer, field: &str| -> i64 {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut server.admin())
+            .unwrap();
+        info.lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in {info}"))
+    };
+    let written = offset(primary, "master_repl_offset");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let applied = offset(replica, "slave_repl_offset");
+        if applied >= written {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica is at offset {applied}, the primary at {written}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 const WAIT: Duration = Duration::from_millis(300);
@@ -195,16 +246,7 @@ async fn without_durability_a_failover_loses_an_acknowledged_write_that_durabili
     // Both servers see count=1 on the replica (a durable write to sync).
     assert_eq!(text_of(browser.post(durable.url("/incr"))).await, "2");
 
-    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(nowhere)
-        .query(&mut replica.admin())
-        .unwrap();
+    let _cut = cut_off(&replica);
     let durable_write = browser.post(durable.url("/incr")).send().await.unwrap();
     assert_eq!(
         durable_write.status(),
@@ -230,5 +272,164 @@ async fn without_durability_a_failover_loses_an_acknowledged_write_that_durabili
     assert_eq!(
         record["data"]["count"], 2,
         "the acknowledged 4 (and the unconfirmed 3) are lost; the durable 2 is not"
+    );
+}
+
+/// The engine's test app over `redis` with the layer as `configure`
+/// makes it, its finish hook counted in `finishes`.
+async fn engine_app(
+    redis: &RedisServer,
+    finishes: &Arc<AtomicUsize>,
+    configure: impl FnOnce(PipelineStateLayer<RedisStore>) -> PipelineStateLayer<RedisStore>,
+) -> Server {
+    let options = engine::Options {
+        finishes: Some(finishes.clone()),
+        ..engine::Options::default()
+    };
+    let layer = configure(PipelineStateLayer::new(redis_store(&redis.url()).await));
+    serve(engine::router_with(engine::pipeline(options), layer)).await
+}
+
+/// Walks a flow of the engine's test pipeline to its last step, `four`;
+/// returns the flow's Redis key.
+async fn to_the_last_step(app: &Server, browser: &reqwest::Client) -> String {
+    let user = Some("ada");
+    let key = engine::to_step_three(app, browser, user).await;
+    let left = engine::as_user(browser.post(app.url("/flow")), user)
+        .body("three's answer")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        engine::text(left).await,
+        (StatusCode::OK, "left three with three's answer".to_owned())
+    );
+    let at_four = engine::as_user(browser.get(app.url("/flow")), user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        engine::text(at_four).await,
+        (StatusCode::OK, "at four".to_owned())
+    );
+    key
+}
+
+/// Submits the last step as the flow's user; the status and the body.
+async fn submit_the_last_step(app: &Server, browser: &reqwest::Client) -> (StatusCode, String) {
+    engine::text(
+        engine::as_user(browser.post(app.url("/flow")), Some("ada"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+/// "Finishes at most once" with `durability` and a replica that lags past
+/// its timeout (frozen by `SIGSTOP`: connected, acknowledging nothing).
+/// The claim before the finish hook, a compare-and-delete, lands on the
+/// primary, but `WAIT` times out: the claim is not confirmed, so the
+/// request fails with `FlowError::Unavailable` (the pipeline's `on_error`
+/// answers it; the engine's test pipeline answers every failure `400
+/// outcome=<kind>`), the finish hook does not run, and the flow is gone:
+/// the person starts over. Once the replica is back, the claim reaches it
+/// too, and submitting again does not finish either.
+#[tokio::test]
+async fn with_durability_a_lagging_replica_fails_the_finish_and_the_flow_is_gone() {
+    let _serial = SERIAL.lock().await;
+    let (primary, replica) = primary_and_replica();
+    let finishes = Arc::new(AtomicUsize::new(0));
+    // A `WAIT` long enough that a replica that is only slow (a loaded
+    // machine) is not mistaken for a lagging one on the way to the last
+    // step; the frozen replica makes the claim wait all of it.
+    let app = engine_app(&primary, &finishes, |layer| {
+        layer
+            .durability(1, Duration::from_secs(2))
+            .store_timeout(Duration::from_secs(10))
+    })
+    .await;
+    let browser = browser();
+    let key = to_the_last_step(&app, &browser).await;
+    assert!(replica.get(&key).is_some(), "the flow is on the replica");
+
+    replica.pause();
+    assert_eq!(
+        submit_the_last_step(&app, &browser).await,
+        (StatusCode::BAD_REQUEST, "outcome=unavailable".to_owned()),
+        "the claim is not confirmed: FlowError::Unavailable"
+    );
+    assert_eq!(finishes.load(Ordering::SeqCst), 0, "the hook did not run");
+    assert_eq!(primary.get(&key), None, "the claim landed on the primary");
+
+    replica.resume();
+    caught_up(&primary, &replica);
+    assert_eq!(replica.get(&key), None, "and reached the replica");
+    let (status, body) = submit_the_last_step(&app, &browser).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::BAD_REQUEST, "outcome=expired"),
+        "the flow is gone: the person starts over"
+    );
+    assert_eq!(finishes.load(Ordering::SeqCst), 0, "never finished");
+    assert_eq!(primary.keys(), Vec::<String>::new());
+}
+
+/// "Finishes at most once" without `durability`, across a failover. The
+/// claim before the finish hook is acknowledged by the primary alone (the
+/// replica is cut off, as by a network partition), the hook runs; the
+/// primary dies and the replica is promoted, with the flow still at its
+/// last step. The same submission, sent again with the cookies it carried
+/// (a retry, a second tab), reaches the new primary and finishes the flow
+/// a second time.
+#[tokio::test]
+async fn without_durability_a_failover_can_bring_back_a_claimed_flow_that_finishes_twice() {
+    let _serial = SERIAL.lock().await;
+    let (mut primary, replica) = primary_and_replica();
+    let finishes = Arc::new(AtomicUsize::new(0));
+    let app = engine_app(&primary, &finishes, |layer| layer).await;
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let browser = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let key = to_the_last_step(&app, &browser).await;
+    caught_up(&primary, &replica);
+
+    let _cut = cut_off(&replica);
+    let cookies = reqwest::cookie::CookieStore::cookies(&*jar, &app.url("/flow").parse().unwrap())
+        .expect("the browser holds the flow's cookies");
+    let (status, body) = submit_the_last_step(&app, &browser).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.starts_with("finished kind=login user=ada"), "{body}");
+    assert_eq!(finishes.load(Ordering::SeqCst), 1);
+    assert_eq!(primary.get(&key), None, "claimed on the primary");
+
+    primary.stop();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut replica.admin())
+        .unwrap();
+    assert!(
+        replica.get(&key).is_some(),
+        "the promoted replica never saw the claim"
+    );
+    let failed_over = engine_app(&replica, &finishes, |layer| layer).await;
+    let again = crate::common::browser()
+        .post(failed_over.url("/flow"))
+        .header("x-user", "ada")
+        .header(reqwest::header::COOKIE, cookies)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = engine::text(again).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.starts_with("finished kind=login user=ada"), "{body}");
+    assert_eq!(
+        finishes.load(Ordering::SeqCst),
+        2,
+        "the flow finished twice"
     );
 }

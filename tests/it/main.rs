@@ -1,8 +1,9 @@
 //! The integration tests, in one binary: one build and one link instead of
 //! one per file, and the helpers in `common` compiled once. Each module
 //! holds the tests of one subject. A test that needs a process of its own
-//! gets a binary of its own, saying why at its top: only the demo's browser
-//! suite (`demo/tests/browser/`) does. The demo's apps are tested in the
+//! gets a binary of its own, saying why at its top: the demo's browser
+//! suite (`demo/tests/browser/`) and the crypto provider's tests
+//! (`tests/crypto_provider.rs`) do. The demo's apps are tested in the
 //! demo (`demo/tests/it/`). Log capture works across tests here: see
 //! `test-kit/src/logs.rs`.
 

@@ -22,6 +22,7 @@ use redis::{
 use super::{
     RedisStore,
     connection::CONNECTION_TIMEOUT,
+    crypto::install_default_provider,
     server::{MINIMUM_VERSION, has_getex, probe, version_in},
 };
 use crate::store::StoreError;
@@ -33,7 +34,9 @@ impl RedisStore<ClusterConnection> {
     /// as [`connect`](RedisStore::connect): connection attempts give up
     /// after 1 s, no response timeout of redis-rs's own (the layer's
     /// [`store_timeout`](crate::PipelineStateLayer::store_timeout)
-    /// governs), and every master must offer `GETEX` (Redis 6.2 or later).
+    /// governs), every master must offer `GETEX` (Redis 6.2 or later), and
+    /// with the `tls` feature rustls's `ring` provider is installed as the
+    /// process default unless one is installed already.
     ///
     /// # Errors
     /// When no node can be reached or the slots cannot be read, or a master
@@ -77,6 +80,7 @@ impl RedisStore<ClusterConnection> {
     /// # Ok(()) }
     /// ```
     pub async fn connect_cluster_with(builder: ClusterClientBuilder) -> Result<Self, StoreError> {
+        install_default_provider();
         let client = builder
             .connection_timeout(CONNECTION_TIMEOUT)
             .retries(0)

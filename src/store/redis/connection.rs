@@ -9,7 +9,7 @@ use redis::{
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
 };
 
-use super::{server::check_server, wait::Durability};
+use super::{crypto::install_default_provider, server::check_server, wait::Durability};
 use crate::store::StoreError;
 
 /// How long one connection attempt may take (`connect`, `connect_cluster`
@@ -95,6 +95,12 @@ impl RedisStore<ConnectionManager> {
     /// response timeout is off, so the layer's
     /// [`store_timeout`](crate::PipelineStateLayer::store_timeout) governs.
     ///
+    /// With the `tls` feature it first installs rustls's `ring` provider as
+    /// the process default, unless one is installed already: rustls cannot
+    /// pick one by itself when the binary links another provider too
+    /// (`aws-lc-rs`, through some other crate). To use another provider,
+    /// install it before the first connect.
+    ///
     /// # Errors
     /// When Redis cannot be reached, or is older than 6.2 (no `GETEX`):
     /// [`StoreError::ServerTooOld`] names the version found.
@@ -113,7 +119,8 @@ impl RedisStore<ConnectionManager> {
     /// Like [`connect`](Self::connect), with a client you built: a custom
     /// root certificate or client certificate for TLS
     /// (`redis::Client::build_with_tls`, feature `tls`), credentials, a
-    /// database. The same settings apply.
+    /// database. The same settings apply, and the same crypto provider is
+    /// installed.
     ///
     /// # Errors
     /// As [`connect`](Self::connect).
@@ -127,6 +134,7 @@ impl RedisStore<ConnectionManager> {
     /// # Ok(()) }
     /// ```
     pub async fn connect_client(client: Client) -> Result<Self, StoreError> {
+        install_default_provider();
         let info = client.get_connection_info().clone();
         let settings = info
             .redis_settings()

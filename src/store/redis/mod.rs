@@ -17,6 +17,7 @@ mod bb8;
 mod cluster;
 mod commands;
 mod connection;
+mod crypto;
 mod durability;
 mod retry;
 mod server;

@@ -137,6 +137,14 @@ pub(crate) fn pipeline(options: Options) -> Pipeline<Body, Response> {
 /// `GET /flow/start?kind=<kind>` starts a flow; every method on `/flow`
 /// dispatches to its current step.
 pub(crate) fn router(pipeline: Pipeline<Body, Response>, store: RedisStore) -> Router {
+    router_with(pipeline, PipelineStateLayer::new(store))
+}
+
+/// [`router`] behind a layer the test configured (`durability`, say).
+pub(crate) fn router_with(
+    pipeline: Pipeline<Body, Response>,
+    layer: PipelineStateLayer<RedisStore>,
+) -> Router {
     let starter = pipeline.clone();
     Router::new()
         .route(
@@ -152,7 +160,7 @@ pub(crate) fn router(pipeline: Pipeline<Body, Response>, store: RedisStore) -> R
             }),
         )
         .route_service("/flow", pipeline)
-        .layer(PipelineStateLayer::new(store).cookie_secure(false))
+        .layer(layer.cookie_secure(false))
 }
 
 pub(crate) async fn app(redis: &RedisServer, options: Options) -> Server {
