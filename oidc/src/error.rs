@@ -210,7 +210,7 @@ impl fmt::Display for ErrorKind {
 /// the provider sent; the detail never holds a token.
 ///
 /// ```
-/// # async fn run(provider: tower_pipeline_oidc::OidcProvider) {
+/// # async fn run(provider: tower_pipeline_oidc::Provider) {
 /// if let Err(error) = provider.discover().await {
 ///     // At start-up: say which provider is misconfigured, and why.
 ///     eprintln!("{}: {error} {}", error.kind().as_str(), error.detail());

@@ -196,6 +196,15 @@ impl HttpClient {
     }
 }
 
+/// The kind of a failed request to the provider: an answer over the size
+/// limit is a bad answer, anything else an unreachable provider.
+pub(crate) fn failure_kind(error: &(dyn std::error::Error + 'static)) -> crate::ErrorKind {
+    match error.downcast_ref::<HttpError>() {
+        Some(HttpError::TooLarge(_)) => crate::ErrorKind::BadResponse,
+        _ => crate::ErrorKind::Unreachable,
+    }
+}
+
 /// An error and its sources, on one line: reqwest's own message is only
 /// the outermost ("error sending request").
 pub(crate) fn chain(error: &dyn std::error::Error) -> String {

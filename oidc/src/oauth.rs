@@ -445,7 +445,7 @@ impl OAuthDescription {
             .await
             .map_err(|error| {
                 Error::new(
-                    ErrorKind::Unreachable,
+                    crate::http::failure_kind(&error),
                     format!("user info: {}", crate::http::chain(&error)),
                 )
             })?;

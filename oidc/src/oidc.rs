@@ -386,7 +386,14 @@ impl Oidc {
             .map(|name| name.as_str().to_owned());
         identity.claims = payload(&id_token.to_string())?;
 
-        if options.user_info {
+        // Asked for, or by default when the ID token says nothing of the
+        // person (providers that keep the profile for user info).
+        let wanted = options.user_info.unwrap_or(
+            identity.email.is_none() && identity.name.is_none() && identity.username.is_none(),
+        );
+        if wanted && discovered.metadata.userinfo_endpoint().is_some()
+            || options.user_info == Some(true)
+        {
             let info: CoreUserInfoClaims = discovered
                 .client
                 .user_info(
@@ -538,7 +545,7 @@ fn discovery_error<E: std::error::Error + 'static>(
     use openidconnect::DiscoveryError;
     match error {
         DiscoveryError::Request(error) => Error::new(
-            ErrorKind::Unreachable,
+            crate::http::failure_kind(&error),
             format!("{what}: {}", crate::http::chain(&error)),
         ),
         DiscoveryError::Response(status, _, _) => Error::new(
@@ -581,7 +588,7 @@ fn user_info_error<E: std::error::Error + 'static>(
     use openidconnect::UserInfoError;
     match error {
         UserInfoError::Request(error) => Error::new(
-            ErrorKind::Unreachable,
+            crate::http::failure_kind(&error),
             format!("user info: {}", crate::http::chain(&error)),
         ),
         UserInfoError::Response(status, _, _) => Error::new(

@@ -162,7 +162,7 @@ where
             Error::new(ErrorKind::CodeRefused, detail)
         }
         RequestTokenError::Request(error) => Error::new(
-            ErrorKind::Unreachable,
+            crate::http::failure_kind(&error),
             format!("token endpoint: {}", crate::http::chain(&error)),
         ),
         // The body may hold tokens: only where the decoding stopped.

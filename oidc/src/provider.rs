@@ -116,7 +116,8 @@ pub(crate) struct Options {
     pub(crate) max_age: Option<Duration>,
     pub(crate) acr_values: Vec<String>,
     pub(crate) response_mode: ResponseMode,
-    pub(crate) user_info: bool,
+    /// `None`: when the ID token says nothing of the person.
+    pub(crate) user_info: Option<bool>,
     pub(crate) clock_skew: Duration,
     pub(crate) then: Then,
 }
@@ -428,7 +429,7 @@ impl ProviderBuilder {
                 max_age: None,
                 acr_values: Vec::new(),
                 response_mode: ResponseMode::Query,
-                user_info: false,
+                user_info: None,
                 clock_skew: DEFAULT_CLOCK_SKEW,
                 then: Then::Next,
             },
@@ -560,10 +561,13 @@ impl ProviderBuilder {
     }
 
     /// Whether the callback asks the OpenID provider's user info endpoint
-    /// too (default off: the ID token's claims only). Its claims fill in
-    /// what the ID token left out; a different `sub` fails the sign-in
-    /// ([`ErrorKind::UserInfo`]). A plain OAuth 2.0 provider always asks
-    /// its user info URL: that is where its identity comes from.
+    /// too: `true` always, `false` never. Default: when the ID token has no
+    /// e-mail, name or login and the provider has the endpoint (providers
+    /// that keep the profile for user info, as `oidc-provider` does). Its
+    /// claims fill in what the ID token left out; a different `sub` fails
+    /// the sign-in ([`ErrorKind::UserInfo`]). A plain OAuth 2.0 provider
+    /// always asks its user info URL: that is where its identity comes
+    /// from.
     ///
     /// ```
     /// # use tower_pipeline_oidc::Provider;
@@ -571,7 +575,7 @@ impl ProviderBuilder {
     ///     .user_info(true);
     /// ```
     pub fn user_info(mut self, fetch: bool) -> Self {
-        self.options.user_info = fetch;
+        self.options.user_info = Some(fetch);
         self
     }
 
