@@ -35,7 +35,7 @@ impl Provider {
     /// and, for [`ResponseMode::FormPost`], turns on
     /// [`cross_site_callbacks`](PipelineBuilder::cross_site_callbacks).
     /// Steps added before run before them (a "choose a provider" page),
-    /// steps added after run once the [`Identity`] is bound (a "continue
+    /// steps added after run once the [`Identity`](crate::Identity) is bound (a "continue
     /// as ...?" page).
     ///
     /// Route the pipeline where the registered redirect URI points: the
@@ -124,7 +124,7 @@ impl Provider {
     /// as typed failures, exchanges the code with the PKCE verifier server
     /// to server, verifies the ID token (signature against the JWKS, `iss`,
     /// `aud`, `azp`, `exp`, `iat`, `nonce`, `at_hash`), asks for user info
-    /// when set, binds the [`Identity`] and goes on (see
+    /// when set, binds the [`Identity`](crate::Identity) and goes on (see
     /// [`ProviderBuilder::continue_at`](crate::ProviderBuilder::continue_at)).
     /// Every failure ends the flow with its [`ErrorKind`]'s sentence; the
     /// provider's detail goes to the log only, and no token anywhere.
