@@ -27,7 +27,7 @@ mod tools;
 pub use client::browser;
 pub use cluster::{Node, RedisCluster};
 pub use logs::{Capturing, Logs};
-pub use oidc_provider::OidcProvider;
+pub use oidc_provider::{OidcProvider, Settings as OidcProviderSettings};
 pub use redis_server::RedisServer;
 pub use server::{Server, free_port, listener};
 pub use tls_redis::TlsRedis;

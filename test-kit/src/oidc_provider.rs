@@ -19,7 +19,22 @@ use crate::{INSTALL, free_port, target_dir, tool};
 pub struct OidcProvider {
     /// `http://localhost:<port>`: another site than an app on `127.0.0.1`.
     pub issuer: String,
+    /// The port it listens on.
+    pub port: u16,
     child: Child,
+}
+
+/// How [`OidcProvider::start_with`] starts the provider.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// The port (default: a free one).
+    pub port: Option<u16>,
+    /// Sign ID tokens with a fresh RSA key of this `kid` (default:
+    /// oidc-provider's development keys). Started again on the same port
+    /// with another id, the provider has rotated its key.
+    pub key_id: Option<String>,
+    /// A post-logout redirect URI to register for the client.
+    pub post_logout_redirect_uri: Option<String>,
 }
 
 impl OidcProvider {
@@ -33,6 +48,13 @@ impl OidcProvider {
     /// `<target>/oidc-provider-<port>.log`. Panics, naming what to install,
     /// when node or oidc-provider is missing.
     pub fn start(redirect_uri: &str) -> Self {
+        Self::start_with(redirect_uri, &Settings::default())
+    }
+
+    /// [`start`](Self::start) with `settings`: a port of the test's choice
+    /// (the same one again to restart the provider as itself), a signing
+    /// key of a given id, a registered post-logout redirect URI.
+    pub fn start_with(redirect_uri: &str, settings: &Settings) -> Self {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("oidc-provider");
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
@@ -40,14 +62,22 @@ impl OidcProvider {
             dir.display()
         );
         let node = tool("NODE", "node");
-        let port = free_port();
-        let mut child = Command::new(&node)
+        let port = settings.port.unwrap_or_else(free_port);
+        let mut command = Command::new(&node);
+        command
             .arg("provider.js")
             .current_dir(&dir)
             .env("PORT", port.to_string())
             .env("CLIENT_ID", Self::CLIENT_ID)
             .env("CLIENT_SECRET", Self::CLIENT_SECRET)
-            .env("REDIRECT_URI", redirect_uri)
+            .env("REDIRECT_URI", redirect_uri);
+        if let Some(key_id) = &settings.key_id {
+            command.env("KEY_ID", key_id);
+        }
+        if let Some(uri) = &settings.post_logout_redirect_uri {
+            command.env("POST_LOGOUT_REDIRECT_URI", uri);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -72,6 +102,7 @@ impl OidcProvider {
         });
         let mut provider = Self {
             issuer: format!("http://localhost:{port}"),
+            port,
             child,
         };
         if !line.starts_with("listening") {
