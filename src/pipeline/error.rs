@@ -80,6 +80,11 @@ pub enum FlowError {
     /// ends.
     #[error("{0}")]
     Failed(String),
+    /// A step or the finish hook ended the flow with this error (a sign-in
+    /// provider's, say), which the error handler can read back typed
+    /// ([`cause`](Self::cause)). The flow ends; its kind is `failed`.
+    #[error("{0}")]
+    FailedWith(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// Reading or writing the flow's state failed: a value that does not
     /// serialize, or a [`fetch`](super::Flow::fetch) with a type that does
     /// not match what was bound. The flow ends.
@@ -200,6 +205,35 @@ impl FlowError {
         Self::Failed(message.to_string())
     }
 
+    /// A failure carrying `error`, to end the flow from a step with a typed
+    /// error the error handler reads back with [`cause`](Self::cause).
+    ///
+    /// ```
+    /// use tower_pipeline_state::pipeline::FlowError;
+    ///
+    /// let error = FlowError::failed_with(std::fmt::Error);
+    /// assert_eq!(error.kind(), "failed");
+    /// assert!(error.cause::<std::fmt::Error>().is_some());
+    /// ```
+    pub fn failed_with(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::FailedWith(Box::new(error))
+    }
+
+    /// The error a step failed with ([`failed_with`](Self::failed_with)),
+    /// if it is an `E`.
+    ///
+    /// ```
+    /// use tower_pipeline_state::pipeline::FlowError;
+    ///
+    /// assert!(FlowError::failed("text").cause::<std::fmt::Error>().is_none());
+    /// ```
+    pub fn cause<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Self::FailedWith(error) => error.downcast_ref::<E>(),
+            _ => None,
+        }
+    }
+
     /// A short, stable name for the outcome, as logged in the `outcome` field
     /// of the engine's `tracing` events: `no_flow`, `expired`,
     /// `other_browser`, `cross_site`, `signature_changed`, `user_mismatch`,
@@ -220,7 +254,7 @@ impl FlowError {
             Self::NonceMissing => "nonce_missing",
             Self::NonceMismatch => "nonce_mismatch",
             Self::NonceReplayed => "nonce_replayed",
-            Self::Failed(_) => "failed",
+            Self::Failed(_) | Self::FailedWith(_) => "failed",
             Self::State(_) => "state",
             Self::MissingLayer => "missing_layer",
             Self::Unavailable(_) => "unavailable",
@@ -259,6 +293,7 @@ impl FlowError {
             | Self::Corrupt(_)
             | Self::UnknownFlowKind(_)
             | Self::Failed(_)
+            | Self::FailedWith(_)
             | Self::State(_) => true,
         }
     }

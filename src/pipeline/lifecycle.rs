@@ -502,7 +502,10 @@ fn log(
     let inner_pipeline = inner.map(|inner| inner.pipeline.as_str());
     let inner_step = inner.and_then(|inner| inner.step.as_deref());
     match error {
-        FlowError::NoFlow | FlowError::Expired | FlowError::Failed(_) => tracing::info!(
+        FlowError::NoFlow
+        | FlowError::Expired
+        | FlowError::Failed(_)
+        | FlowError::FailedWith(_) => tracing::info!(
             pipeline, outcome, flow = kind, step, inner_pipeline, inner_step, cleared, error = %error,
             "pipeline flow did not continue"
         ),
