@@ -16,6 +16,7 @@ use super::{
     Finished, FlowError, HowEnded, Nonce,
     ended::end_flow,
     fields::{self, DATA, NESTED, NONCE, STEP_INDEX, decode_bound},
+    funnel,
     running::Running,
     scope::Scope,
     step_future::StepFuture,
@@ -46,6 +47,9 @@ pub(crate) trait Engine<B, R>: Send + Sync {
 
     /// How long an ended flow of this pipeline answers its replays.
     fn replay_window(&self) -> Duration;
+
+    /// `kind` as a metrics label: one this pipeline declared, or `unknown`.
+    fn kind_label<'k>(&self, kind: &'k str) -> &'k str;
 }
 
 /// The context a step runs in: the flow's kind and user, its data, its
@@ -233,7 +237,19 @@ impl<B, R> Flow<B, R> {
             HowEnded::Cancelled,
             None,
             self.engine.replay_window(),
-        )
+        )?;
+        tracing::info!(
+            pipeline = %self.engine.name(),
+            flow = %self.kind,
+            outcome = "cancelled",
+            "pipeline flow cancelled"
+        );
+        funnel::ended(
+            self.engine.name(),
+            self.engine.kind_label(&self.kind),
+            "cancelled",
+        );
+        Ok(())
     }
 
     /// The value to send out as the provider's `state` (OAuth 2.0, OpenID

@@ -9,7 +9,7 @@ use http::Request;
 
 use super::{
     Finished, Flow, FlowError, HowEnded, context::Engine, definition::Definition, ended::end_flow,
-    hooks::Landing, presented::is_cross_site_write, scope::Scope, step_future::StepFuture,
+    funnel, hooks::Landing, presented::is_cross_site_write, scope::Scope, step_future::StepFuture,
 };
 use crate::backend::{Claimed, Committed};
 
@@ -47,6 +47,8 @@ where
             };
         };
         flow.entering(&step.name);
+        let kind = funnel::kind_label(&self.kinds, Some(&flow.kind));
+        funnel::entered(&self.name, kind, &step.name);
         if step.callback && !flow.nonce_verified() {
             return Box::pin(ready(Err(FlowError::NonceMissing)));
         }
@@ -63,6 +65,10 @@ where
 
     fn replay_window(&self) -> Duration {
         self.lifetimes.replay
+    }
+
+    fn kind_label<'k>(&self, kind: &'k str) -> &'k str {
+        funnel::kind_label(&self.kinds, Some(kind))
     }
 }
 
@@ -139,6 +145,11 @@ where
                 flow = %flow.kind,
                 outcome = "finished",
                 "pipeline flow finished"
+            );
+            funnel::ended(
+                flow.engine.name(),
+                flow.engine.kind_label(&flow.kind),
+                "finished",
             );
         }
         result

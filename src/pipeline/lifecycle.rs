@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::{Method, Request, request::Parts};
 use http_body::Body;
 use serde_json::Value;
+use tracing::{Instrument, Level};
 
 use super::{
     Corruption, Failure, Flow, FlowError, HowEnded, InnerStep, Pipeline,
@@ -14,6 +15,7 @@ use super::{
     context::{Engine, entering},
     ended::{end_flow, is_spent},
     fields::{Ended, PIPELINE, Stored},
+    funnel,
     presented::{self, Presented},
     running::Running,
     scope::Scope,
@@ -58,6 +60,20 @@ where
     /// nonce) leave the flow exactly as it was; so does a step that fails
     /// with such an outcome.
     pub async fn dispatch(&self, request: Request<B>) -> R {
+        // One span per request of a flow, so a trace shows the pipeline,
+        // the flow's kind and reference, the step and the outcome.
+        let span = tracing::info_span!(
+            "pipeline.dispatch",
+            pipeline = %self.inner.name,
+            flow = tracing::field::Empty,
+            reference = tracing::field::Empty,
+            step = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        self.dispatch_in(request).instrument(span).await
+    }
+
+    async fn dispatch_in(&self, request: Request<B>) -> R {
         let Some(lazy) = request.extensions().get::<LazyPipelineState>().cloned() else {
             return self.fail(None, FlowError::MissingLayer, None, None);
         };
@@ -83,6 +99,9 @@ where
             Ok(None) => return self.fail(None, self.not_held(&parts, &presented), None, None),
             Err(error) => return self.fail(None, error.into(), None, None),
         };
+        if let Some(reference) = state.flow_reference() {
+            tracing::Span::current().record("reference", reference.as_str());
+        }
         let stored = match self.load(&state, &parts) {
             Ok(loaded) => loaded,
             Err((FlowError::Expired, _)) => return self.expired(&lazy, &state, parts).await,
@@ -95,6 +114,7 @@ where
             return self.answer_ended(stored, ended, presented.nonce.as_deref());
         }
         let kind = stored.kind.clone();
+        tracing::Span::current().record("flow", funnel::kind_label(&self.inner.kinds, Some(&kind)));
         if presented.nonce.is_none()
             && presented::is_cross_site_write(&parts.method, &parts.headers)
         {
@@ -288,14 +308,24 @@ where
         revert: bool,
         result: Result<R, FlowError>,
     ) -> R {
-        let error = match result {
-            Ok(response) => return response,
-            Err(error) => error,
-        };
         let step = running
             .step()
             .and_then(|index| self.inner.steps.get(index))
             .map(|step| step.name.clone());
+        let flow = funnel::kind_label(&self.inner.kinds, kind.as_deref());
+        let (outcome, took) = match &result {
+            Ok(_) => ("answered", running.elapsed()),
+            Err(error) => (error.kind(), running.elapsed()),
+        };
+        funnel::request(&self.inner.name, flow, step.as_deref(), outcome, Some(took));
+        tracing::Span::current().record("step", step.as_deref());
+        let error = match result {
+            Ok(response) => {
+                tracing::Span::current().record("outcome", "answered");
+                return response;
+            }
+            Err(error) => error,
+        };
         let inner = running.inner();
         let return_to = state
             .read::<Stored>()
@@ -348,6 +378,13 @@ where
         inner: Option<InnerStep>,
         return_to: Option<String>,
     ) -> R {
+        let flow = funnel::kind_label(&self.inner.kinds, kind.as_deref());
+        if step.is_none() {
+            // Refused before any step ran (a step's own failure was counted
+            // with its step, by `settle`).
+            funnel::request(&self.inner.name, flow, None, error.kind(), None);
+        }
+        tracing::Span::current().record("outcome", error.kind());
         // Kept even if the answer is a server error: an ended flow stays
         // ended. (Ending only fails on a finished request, which a running
         // handler never has.)
@@ -355,6 +392,12 @@ where
             Fate::Leave => false,
             Fate::Discard(state) => state.clear_secured().is_ok(),
             Fate::End(state) => {
+                let expired = matches!(error, FlowError::Expired);
+                funnel::ended(
+                    &self.inner.name,
+                    flow,
+                    if expired { "expired" } else { "failed" },
+                );
                 let how = HowEnded::Failed {
                     kind: error.kind().to_owned(),
                 };
@@ -411,6 +454,8 @@ where
                 outcome = "restarted",
                 "pipeline flow expired and started again"
             );
+            funnel::ended(&self.inner.name, kind, "expired");
+            funnel::restarted(&self.inner.name, kind);
             return self.open(lazy, entering(parts), kind, return_to).await;
         }
         self.fail_with(
@@ -451,6 +496,10 @@ where
                 outcome = "replay_answered",
                 "a finished flow's replay was sent where the flow landed"
             );
+            let flow = funnel::kind_label(&self.inner.kinds, Some(&stored.kind));
+            funnel::replay_answered(&self.inner.name, flow);
+            funnel::request(&self.inner.name, flow, None, "replay_answered", None);
+            tracing::Span::current().record("outcome", "replay_answered");
             return redirect(&location);
         }
         let error = FlowError::Ended { how: ended.how };
@@ -501,21 +550,34 @@ fn log(
     let outcome = error.kind();
     let inner_pipeline = inner.map(|inner| inner.pipeline.as_str());
     let inner_step = inner.and_then(|inner| inner.step.as_deref());
+    // The level says who should look: what a person's click or a third
+    // party provokes is `info` (a replay, Back, a foreign or forged
+    // callback) or `debug` (no flow at all); `warn` is for an operator (the
+    // store failing, a corrupt record); `error` for what risks data or
+    // means the application is wired wrong.
+    macro_rules! event {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                pipeline, outcome, flow = kind, step, inner_pipeline, inner_step, cleared, error = %error,
+                "pipeline flow did not continue"
+            )
+        };
+    }
+    match level(error) {
+        Level::DEBUG => event!(Level::DEBUG),
+        Level::INFO => event!(Level::INFO),
+        Level::WARN => event!(Level::WARN),
+        _ => event!(Level::ERROR),
+    }
+}
+
+/// The level a failure is logged at (see [`log`]).
+fn level(error: &FlowError) -> Level {
     match error {
-        FlowError::NoFlow
-        | FlowError::Expired
-        | FlowError::Failed(_)
-        | FlowError::FailedWith(_) => tracing::info!(
-            pipeline, outcome, flow = kind, step, inner_pipeline, inner_step, cleared, error = %error,
-            "pipeline flow did not continue"
-        ),
-        FlowError::State(_) | FlowError::MissingLayer => tracing::error!(
-            pipeline, outcome, flow = kind, step, inner_pipeline, inner_step, cleared, error = %error,
-            "pipeline flow did not continue"
-        ),
-        _ => tracing::warn!(
-            pipeline, outcome, flow = kind, step, inner_pipeline, inner_step, cleared, error = %error,
-            "pipeline flow did not continue"
-        ),
+        FlowError::NoFlow => Level::DEBUG,
+        FlowError::Corrupt(_) | FlowError::Unavailable(_) => Level::WARN,
+        FlowError::State(_) | FlowError::MissingLayer => Level::ERROR,
+        _ => Level::INFO,
     }
 }

@@ -138,6 +138,7 @@ mod ended;
 mod enter;
 mod error;
 mod fields;
+mod funnel;
 mod hooks;
 mod lifecycle;
 mod nested;

@@ -3,20 +3,35 @@
 //! [`Flow::nest`](super::Flow::nest) enters, so a failure names where it
 //! came from.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::{
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
 
 use super::InnerStep;
 use crate::lock::lock;
 
 /// Which step runs: the outer pipeline's step index (`None`: none yet, or
-/// the finish hook), and the nested run's step when a step nests one.
-#[derive(Clone, Debug, Default)]
+/// the finish hook), and the nested run's step when a step nests one; and
+/// since when the request's steps run, for the funnel's step latency.
+#[derive(Clone, Debug)]
 pub(crate) struct Running(Arc<Mutex<Current>>);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Current {
     step: Option<usize>,
     inner: Option<InnerStep>,
+    started: Instant,
+}
+
+impl Default for Running {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(Current {
+            step: None,
+            inner: None,
+            started: Instant::now(),
+        })))
+    }
 }
 
 impl Running {
@@ -27,6 +42,11 @@ impl Running {
     /// The outer pipeline's step `index` runs (`None`: its finish hook).
     pub(crate) fn enter(&self, index: Option<usize>) {
         self.lock().step = index;
+    }
+
+    /// How long the request's steps have run.
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.lock().started.elapsed()
     }
 
     /// The index of the outer step running, if one is.

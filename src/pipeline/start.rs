@@ -10,7 +10,7 @@ use super::{
     FlowError, Pipeline,
     context::{Engine, entering},
     fields::{Run, Stored},
-    presented,
+    funnel, presented,
     running::Running,
 };
 use crate::{
@@ -164,6 +164,7 @@ where
             outcome = "started",
             "pipeline flow started"
         );
+        funnel::started(&self.inner.name, kind);
         let running = Running::default();
         let flow = self.flow(&state, &running, parts.clone(), 0, stored, None);
         let result = self
