@@ -260,7 +260,13 @@ where
         if (self.inner.user)(parts) != stored.uid {
             return Err((FlowError::UserMismatch, kind));
         }
-        if stored.ended.is_none() && stored.deadline.is_some_and(|end| end <= unix_now()) {
+        if stored.ended.is_some() {
+            // An ended flow runs no step: whether this release still has
+            // its steps and kind does not change how it ended, and a replay
+            // must not end it again (as failed, over a finished one).
+            return Ok(stored);
+        }
+        if stored.deadline.is_some_and(|end| end <= unix_now()) {
             return Err((FlowError::Expired, kind));
         }
         match check_run(

@@ -168,6 +168,14 @@ async fn changing_the_steps_ends_flows_in_progress_with_the_signature_outcome() 
         &ended::failed("signature_changed"),
         DEFAULT_WINDOW,
     );
+    let before = redis.get(&key);
+    let back = browser.get(new.url("/flow")).send().await.unwrap();
+    assert_eq!(
+        text(back).await,
+        (StatusCode::BAD_REQUEST, "outcome=ended".to_owned()),
+        "Back to the ended flow is told how it ended"
+    );
+    assert_eq!(redis.get(&key), before, "and nothing is written");
 
     // A new flow on the new release runs fine.
     let started = browser.get(new.url("/flow/start")).send().await.unwrap();
