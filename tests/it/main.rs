@@ -34,6 +34,7 @@ mod pipeline;
 mod pipeline_events;
 mod planted;
 mod properties;
+mod replays;
 mod round_trips;
 mod secured;
 mod store_contract;

@@ -12,6 +12,7 @@ pub(crate) mod app;
 pub(crate) mod counting;
 pub(crate) mod ended;
 pub(crate) mod engine;
+pub(crate) mod forgiving;
 pub(crate) mod nested;
 pub(crate) mod race;
 pub(crate) mod serial;
