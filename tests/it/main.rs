@@ -18,6 +18,7 @@ mod cluster;
 mod concurrency;
 mod durability;
 mod error_pages;
+mod expiry;
 mod failures;
 mod faults;
 mod flows;
