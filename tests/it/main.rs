@@ -38,6 +38,8 @@ mod properties;
 mod replays;
 mod round_trips;
 mod secured;
+mod stale_pages;
+mod starts;
 mod store_contract;
 #[cfg(feature = "tls")]
 mod tls;
