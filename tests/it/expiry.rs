@@ -437,3 +437,51 @@ async fn a_flow_left_past_its_max_lifetime_starts_again_from_its_browser() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(restarted_page(&body).1, "/billing");
 }
+
+/// In plain mode a client can rewrite the ticket its flow cookie carries:
+/// a `return_to` changed to another site's address is not used, neither by
+/// a restart nor in the error handler's `Failure::return_to`.
+#[tokio::test]
+async fn a_return_to_forged_in_a_plain_cookie_is_not_used() {
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+
+    for restart in [true, false] {
+        let app = App::new(|b| b.restart_on_expiry(restart)).await;
+        let client = reqwest::Client::new();
+        let started = client
+            .get(app.url("/sso/start?to=/billing"))
+            .send()
+            .await
+            .unwrap();
+        let cookie = flow_cookie(&started).unwrap();
+        let state = restarted_page(&answer(started).await.1).0;
+        let (id, ticket) = cookie.value().split_once('.').unwrap();
+        let mut ticket: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(ticket).unwrap()).unwrap();
+        assert_eq!(ticket["r"], "/billing", "the ticket carries the return_to");
+        ticket["r"] = json!("//evil.example/");
+        let forged = format!(
+            "{}={id}.{}",
+            cookie.name(),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&ticket).unwrap())
+        );
+        app.redis.del(&flow_key(cookie.value()));
+
+        let back = client
+            .get(app.url(&format!("/sso?code=c0de&state={state}")))
+            .header("cookie", forged)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = answer(back).await;
+        if restart {
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(restarted_page(&body).1, "-", "started with no return_to");
+        } else {
+            assert_eq!(
+                (status, body.as_str()),
+                (StatusCode::BAD_REQUEST, "outcome=expired")
+            );
+        }
+    }
+}
