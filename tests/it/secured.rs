@@ -75,7 +75,7 @@ async fn a_double_submitted_last_step_runs_the_finish_hook_exactly_once() {
             n + 1,
             "repetition {n}: the finish hook ran once per flow"
         );
-        assert_eq!(redis.keys(), [key.clone()], "repetition {n}");
+        assert_eq!(redis.keys(), std::slice::from_ref(&key), "repetition {n}");
         ended_record(&redis, &key, &ended::finished(), DEFAULT_WINDOW);
     }
 }
@@ -233,7 +233,7 @@ async fn a_callback_replayed_after_its_step_failed_with_a_500_reaches_the_step_o
         assert_eq!(set, None, "replay {replay}: nothing written");
     }
     assert_eq!(callback.reached(), 1, "only the first call ran the step");
-    assert_eq!(callback.redis.keys(), [key.clone()]);
+    assert_eq!(callback.redis.keys(), std::slice::from_ref(&key));
     let raw = callback.redis.get(&key).unwrap();
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&raw).unwrap()["data"],
