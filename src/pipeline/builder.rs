@@ -421,8 +421,10 @@ impl<B, R> PipelineBuilder<B, R> {
     }
 
     /// The finish hook: called with the request and the collected data when
-    /// the last step calls [`Flow::next`]. Its answer is the response; the
-    /// flow's state is cleared after it, whatever it returns.
+    /// the last step calls [`Flow::next`]. Its answer is the response. The
+    /// flow is claimed before the hook runs (its record replaced by the
+    /// ended one, see [`replay_window`](Self::replay_window)), so the hook
+    /// runs once per flow; a hook that fails ends the flow as failed.
     ///
     /// ```
     /// # use tower_pipeline_state::pipeline::Pipeline;

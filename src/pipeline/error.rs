@@ -11,7 +11,9 @@ use crate::{LoadError, StateError, store::StoreError};
 /// [`Failure`](super::Failure), and logs it as a `tracing` event whose
 /// `outcome` field is [`kind`](Self::kind).
 ///
-/// Some outcomes end the flow (its state is cleared and the cookie expired);
+/// Some outcomes end the flow (its record replaced by one that says how it
+/// ended, which answers the flow's replays for the pipeline's replay
+/// window, or with no window deleted and the cookie expired);
 /// the others leave it exactly as it was, so a request that must not touch the
 /// flow (another user's, a forged callback) cannot end it either. See
 /// [`ends_flow`](Self::ends_flow).
@@ -23,7 +25,11 @@ pub enum FlowError {
     #[error("no sign-in or setup flow is in progress")]
     NoFlow,
     /// An id came, but its flow is gone: it expired after a period of
-    /// inactivity, or was finished or cleared. The stale cookie is removed.
+    /// inactivity or outlived its maximum lifetime, or it ended and its
+    /// replay window passed. The stale cookie is removed (unless the
+    /// pipeline would start the flow again but this request may not start
+    /// one; see
+    /// [`restart_on_expiry`](super::PipelineBuilder::restart_on_expiry)).
     #[error("the flow expired or has already ended; start again")]
     Expired,
     /// The flow was started by a pipeline with other steps (a deployment
@@ -240,7 +246,8 @@ impl FlowError {
     /// `corrupt`, `unknown_flow_kind`,
     /// `nonce_missing`, `nonce_mismatch`, `nonce_replayed`, `failed`,
     /// `state`, `missing_layer`, `unavailable`, `concurrent`,
-    /// `nested_finished`.
+    /// `nested_finished`, `ended`, `stale_step`, `not_navigation`,
+    /// `return_to`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::NoFlow => "no_flow",

@@ -15,8 +15,8 @@ use crate::lock::lock;
 
 /// A flow that went through all its steps, as handed to the finish hook (see
 /// [`PipelineBuilder::on_finish`](super::PipelineBuilder::on_finish)). The
-/// flow's state is cleared after the hook, so it cannot be finished twice in
-/// a row.
+/// flow is claimed before the hook (its record replaced by the ended one),
+/// so it cannot be finished twice.
 ///
 /// A pipeline run nested in another flow's step ends with one too, handed to
 /// that step in [`Nested::Finished`](super::Nested::Finished) rather than to

@@ -280,7 +280,13 @@ where
         if (self.inner.user)(parts) != stored.uid {
             return Err((FlowError::UserMismatch, kind));
         }
-        if stored.ended.is_none() && stored.deadline.is_some_and(|end| end <= unix_now()) {
+        if stored.ended.is_some() {
+            // An ended flow runs no step: whether this release still has
+            // its steps and kind does not change how it ended, and a replay
+            // must not end it again (as failed, over a finished one).
+            return Ok(stored);
+        }
+        if stored.deadline.is_some_and(|end| end <= unix_now()) {
             return Err((FlowError::Expired, kind));
         }
         match check_run(
@@ -427,7 +433,9 @@ where
     /// cookie says, entered at its first step (never a callback step: the
     /// request is entered as a `GET`, and the new flow has a new nonce);
     /// otherwise [`FlowError::Expired`], with the `return_to`. The expired
-    /// flow's cookie is expired either way.
+    /// flow's cookie is expired either way, but for a request that may not
+    /// start a flow (cross-site, in the background) to a flow that would
+    /// start again: that leaves it to the person's own navigation.
     async fn expired(&self, lazy: &LazyPipelineState, state: &PipelineState, parts: Parts) -> R {
         let ticket = match state.cookie_slot() {
             CookieSlot::Flow(cookie) => cookie.ticket,
@@ -439,11 +447,11 @@ where
             .as_ref()
             .and_then(|ticket| ticket.return_to.clone())
             .filter(|to| check_return_to(to).is_ok());
-        let restart = self.inner.restart_on_expiry
+        let restartable = self.inner.restart_on_expiry
             && kind
                 .as_ref()
-                .is_some_and(|kind| self.inner.kinds.contains(kind))
-            && self.may_start(&parts.headers).is_ok();
+                .is_some_and(|kind| self.inner.kinds.contains(kind));
+        let restart = restartable && self.may_start(&parts.headers).is_ok();
         if let (true, Some(kind)) = (restart, kind.as_deref()) {
             if let Err(error) = state.clear_secured() {
                 tracing::error!(pipeline = %self.inner.name, %error, "could not end the expired flow");
@@ -458,14 +466,15 @@ where
             funnel::restarted(&self.inner.name, kind);
             return self.open(lazy, entering(parts), kind, return_to).await;
         }
-        self.fail_with(
-            Fate::End(state),
-            FlowError::Expired,
-            kind,
-            None,
-            None,
-            return_to,
-        )
+        // A flow that would start again, but not on this request (from
+        // another site, or in the background), keeps its cookie: the
+        // person's own navigation restarts it.
+        let fate = if restartable {
+            Fate::Leave
+        } else {
+            Fate::End(state)
+        };
+        self.fail_with(fate, FlowError::Expired, kind, None, None, return_to)
     }
 
     /// The answer for a request to an ended flow, within its replay window

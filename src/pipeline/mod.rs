@@ -7,8 +7,10 @@
 //! ([`Flow::bind`]) and moves on ([`Flow::advance`], [`Flow::next`]). One
 //! route serves the whole flow: the engine keeps which step the flow is on
 //! and runs it. When the last step moves on, the application's finish hook
-//! gets everything the steps bound ([`Finished`]), and the flow is cleared,
-//! so it cannot be replayed.
+//! gets everything the steps bound ([`Finished`]), and the flow is emptied,
+//! so it cannot run again: for a while its record keeps only how it ended,
+//! to answer a refresh or a callback delivered again
+//! ([`PipelineBuilder::replay_window`]).
 //!
 //! On every request the engine checks the flow before any step runs: it
 //! exists, belongs to this pipeline, the user making the request is the one

@@ -22,7 +22,10 @@ use tower_pipeline_state::{
     pipeline::{Flow, FlowError, Pipeline},
 };
 
-use crate::common::*;
+use crate::common::{
+    ended::{self, DEFAULT_WINDOW, ended_record, kept_for},
+    *,
+};
 
 /// What the provider sends back.
 #[derive(Deserialize)]
@@ -268,15 +271,18 @@ async fn two_flows_of_one_browser_started_a_then_b_both_finish() {
         callback(&mut browser, &app, "b", &b.state).await,
         called_back("b")
     );
+    let b_key = browser.key(&b.cookie);
+    let b_before = redis.get(&b_key).unwrap();
     assert_eq!(confirm(&mut browser, &app, &a.link).await, finished("a"));
-    assert_eq!(
-        browser.flow_cookies(),
-        [b.cookie.as_str()],
-        "A's cookie expired"
-    );
+    // A keeps its cookie and an ended record for the replay window; B is
+    // untouched.
+    kept_for(&browser.cookies[&a.cookie], DEFAULT_WINDOW);
+    ended_record(&redis, &a_key, &ended::finished(), DEFAULT_WINDOW);
+    assert_eq!(redis.get(&b_key).unwrap(), b_before, "finishing A left B");
     assert_eq!(confirm(&mut browser, &app, &b.link).await, finished("b"));
-    assert!(browser.flow_cookies().is_empty());
-    assert_eq!(redis.keys(), Vec::<String>::new());
+    kept_for(&browser.cookies[&b.cookie], DEFAULT_WINDOW);
+    ended_record(&redis, &b_key, &ended::finished(), DEFAULT_WINDOW);
+    assert_eq!(redis.keys().len(), 2, "nothing else is stored");
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ use tower_pipeline_state::{PipelineStateLayer, RedisStore};
 
 use crate::common::{
     counting::Counting,
+    ended::{self, DEFAULT_WINDOW, ended_record, kept_for},
     engine::text,
     nested::{
         CallbackGate, Options, Record, nonce_of, router, setup, to_the_inner_callback, visit,
@@ -107,11 +108,10 @@ async fn the_inner_runs_data_reaches_the_outer_step_and_finish_hook_and_its_name
             r#"finished data={"code":"c0de","email":"alice@example.com"}"#.to_owned()
         )
     );
-    assert_eq!(
-        redis.keys(),
-        Vec::<String>::new(),
-        "the outer flow is cleared"
-    );
+    // The outer flow is emptied: its ended record keeps none of what the
+    // outer or the inner steps bound (the email, the code).
+    assert_eq!(redis.keys(), std::slice::from_ref(&flow.key));
+    ended_record(&redis, &flow.key, &ended::finished(), DEFAULT_WINDOW);
     assert_eq!(record.runs_ended(), 1);
     assert_eq!(
         record.inner_hooks.load(Ordering::SeqCst),
@@ -334,14 +334,15 @@ async fn an_inner_steps_error_reaches_the_outer_on_error_naming_both_steps() {
     let record = Record::default();
     let app = app(&redis, &Options::default(), &record).await;
     let browser = browser();
-    browser.get(app.url("/setup/start")).send().await.unwrap();
+    let started = browser.get(app.url("/setup/start")).send().await.unwrap();
+    let key = started_flow_key(&started);
     let chosen = browser.post(app.url("/setup")).send().await.unwrap();
     assert_eq!(text(chosen).await.1, "at authorize");
 
     let failed = browser.post(app.url("/setup?fail")).send().await.unwrap();
-    assert!(
-        flow_cookie(&failed).is_some_and(|c| removes(&c)),
-        "a failed step ends the outer flow"
+    kept_for(
+        &flow_cookie(&failed).expect("a failed step ends the outer flow"),
+        DEFAULT_WINDOW,
     );
     assert_eq!(
         text(failed).await,
@@ -350,7 +351,8 @@ async fn an_inner_steps_error_reaches_the_outer_on_error_naming_both_steps() {
             "outcome=failed step=identity inner=idp/authorize".to_owned()
         )
     );
-    assert_eq!(redis.keys(), Vec::<String>::new());
+    assert_eq!(redis.keys(), std::slice::from_ref(&key));
+    ended_record(&redis, &key, &ended::failed("failed"), DEFAULT_WINDOW);
     assert_eq!(
         record.inner_hooks.load(Ordering::SeqCst),
         0,

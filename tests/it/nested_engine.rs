@@ -20,10 +20,11 @@ use tower_pipeline_state::{
 
 use crate::common::{
     Server,
+    ended::{self, DEFAULT_WINDOW, ended_fields, kept_for},
     engine::text,
     flow_cookie,
     nested::{Options, Record, idp, nonce_of, router, setup, to_the_inner_callback, visit},
-    removes, serve, started_flow_key,
+    serve, started_flow_key,
 };
 
 /// A write that reached the store.
@@ -77,6 +78,14 @@ impl Logged {
     /// The flow's stored fields (the record's `data`).
     async fn fields(&self, key: &str) -> Value {
         self.record(key).await["data"].clone()
+    }
+
+    /// The fields of the flow's ended record, checked: ended as `how`,
+    /// holding nothing the steps bound, no nonce, no nested run.
+    async fn ended(&self, key: &str, how: &Value) -> Value {
+        let fields = self.fields(key).await;
+        ended_fields(&fields, how);
+        fields
     }
 
     async fn version(&self, key: &str) -> u64 {
@@ -351,7 +360,8 @@ async fn a_nested_run_keeps_its_own_namespace_and_hands_its_data_to_the_outer_st
         0,
         "the inner pipeline's own hooks never ran"
     );
-    assert!(t.store.memory.is_empty(), "the finished flow is cleared");
+    // The finished flow is emptied: its ended record keeps nothing bound.
+    t.store.ended(&flow.key, &ended::finished()).await;
 }
 
 #[tokio::test]
@@ -368,6 +378,7 @@ async fn the_inner_pipeline_runs_alone_too_with_its_own_hooks() {
     let browser = alice();
 
     let started = browser.post(app.url("/idp/start")).send().await.unwrap();
+    let key = started_flow_key(&started);
     assert_eq!(
         text(started).await,
         (StatusCode::OK, "at authorize".to_owned()),
@@ -382,15 +393,16 @@ async fn the_inner_pipeline_runs_alone_too_with_its_own_hooks() {
         .send()
         .await
         .unwrap();
-    assert!(
-        flow_cookie(&back).is_some_and(|cookie| removes(&cookie)),
-        "the finished flow's cookie goes"
+    kept_for(
+        &flow_cookie(&back).expect("the finished flow's cookie is set again"),
+        DEFAULT_WINDOW,
     );
     assert_eq!(
         text(back).await,
         (StatusCode::OK, "the inner finish hook".to_owned())
     );
-    assert!(store.memory.is_empty(), "a finished flow is cleared");
+    let fields = store.fields(&key).await;
+    ended_fields(&fields, &ended::finished());
     assert_eq!(
         record.inner_hooks.load(std::sync::atomic::Ordering::SeqCst),
         1
@@ -493,7 +505,8 @@ async fn a_failure_of_the_outer_step_after_the_run_ended_names_no_inner_step() {
         )
     );
     assert_eq!(t.record.runs_ended(), 1);
-    assert!(t.store.memory.is_empty(), "a failed step ends the flow");
+    // A failed step ends the flow: what the run handed over is not kept.
+    t.store.ended(&flow.key, &ended::failed("failed")).await;
 }
 
 #[tokio::test]
@@ -513,9 +526,9 @@ async fn a_run_is_checked_as_a_flow_is() {
         let steps = t.record.inner_steps();
 
         let answer = browser.get(t.app.url("/setup")).send().await.unwrap();
-        assert!(
-            flow_cookie(&answer).is_some_and(|cookie| removes(&cookie)),
-            "{field}: these end the flow"
+        kept_for(
+            &flow_cookie(&answer).expect("these end the flow"),
+            DEFAULT_WINDOW,
         );
         assert_eq!(
             text(answer).await,
@@ -525,7 +538,7 @@ async fn a_run_is_checked_as_a_flow_is() {
             ),
             "{field}: refused before any inner step ran"
         );
-        assert_eq!(t.store.raw(&flow.key).await, None, "{field}: cleared");
+        t.store.ended(&flow.key, &ended::failed(outcome)).await;
         assert_eq!(t.record.inner_steps(), steps, "{field}: no inner step ran");
     }
 
@@ -553,7 +566,9 @@ async fn a_run_is_checked_as_a_flow_is() {
             "outcome=unknown_flow_kind step=identity inner=idp/-".to_owned()
         )
     );
-    assert_eq!(t.store.raw(&key).await, None, "the flow ends");
+    t.store
+        .ended(&key, &ended::failed("unknown_flow_kind"))
+        .await;
     assert_eq!(t.record.inner_steps(), steps, "no inner step ran");
 }
 
@@ -611,7 +626,7 @@ async fn a_step_of_a_nested_run_cannot_nest_again() {
             "outcome=failed step=identity inner=idp/authorize".to_owned()
         )
     );
-    assert_eq!(t.store.raw(&key).await, None, "a failed step ends the flow");
+    t.store.ended(&key, &ended::failed("failed")).await;
 }
 
 #[tokio::test]
@@ -773,9 +788,9 @@ async fn the_end_of_a_run_over_the_size_limit_fails_and_ends_the_flow() {
         .send()
         .await
         .unwrap();
-    assert!(
-        flow_cookie(&padded).is_some_and(|cookie| removes(&cookie)),
-        "the flow ends"
+    kept_for(
+        &flow_cookie(&padded).expect("the flow ends"),
+        DEFAULT_WINDOW,
     );
     assert_eq!(
         text(padded).await,
@@ -791,13 +806,15 @@ async fn the_end_of_a_run_over_the_size_limit_fails_and_ends_the_flow() {
             if *at == version && data["nested"]["idp"].get("nonce").is_none()),
         "the inner nonce spent before the callback step: {writes:?}"
     );
+    let ended = t.store.ended(&flow.key, &ended::failed("failed")).await;
     assert_eq!(
         writes[1],
-        Write::Delete {
-            at: Some(version + 1)
+        Write::Update {
+            at: version + 1,
+            data: ended
         },
-        "nothing written when the run ended; the flow removed"
+        "nothing written when the run ended; the flow replaced by its ended \
+         record, small enough to write"
     );
-    assert!(t.store.memory.is_empty());
     assert_eq!(t.record.runs_ended(), 0, "no data handed over");
 }

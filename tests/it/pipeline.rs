@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::common::ended::{self, DEFAULT_WINDOW, ended_record, kept_for};
 use crate::common::engine::*;
 use crate::common::*;
 use axum::http::StatusCode;
@@ -39,9 +40,9 @@ async fn a_flow_runs_its_steps_in_order_and_finishes_once() {
         .send()
         .await
         .unwrap();
-    assert!(
-        flow_cookie(&finished).is_some_and(|c| removes(&c)),
-        "finishing expires the cookie"
+    kept_for(
+        &flow_cookie(&finished).expect("finishing sets the cookie again"),
+        DEFAULT_WINDOW,
     );
     assert_eq!(
         text(finished).await,
@@ -50,11 +51,10 @@ async fn a_flow_runs_its_steps_in_order_and_finishes_once() {
             r#"finished kind=login user=alice data={"called_back":true,"three":"blue"}"#.to_owned()
         )
     );
-    assert_eq!(
-        redis.keys(),
-        Vec::<String>::new(),
-        "finishing clears the flow"
-    );
+    // Finishing empties the flow: what stays, for the replay window, says
+    // only that it finished.
+    assert_eq!(redis.keys(), std::slice::from_ref(&key));
+    ended_record(&redis, &key, &ended::finished(), DEFAULT_WINDOW);
 
     let again = as_user(browser.post(app.url("/flow")), Some("alice"))
         .send()
@@ -62,8 +62,8 @@ async fn a_flow_runs_its_steps_in_order_and_finishes_once() {
         .unwrap();
     assert_eq!(
         text(again).await,
-        (StatusCode::BAD_REQUEST, "outcome=no_flow".to_owned()),
-        "a finished flow cannot be finished again"
+        (StatusCode::BAD_REQUEST, "outcome=ended".to_owned()),
+        "a finished flow cannot be finished again: it says it has ended"
     );
 }
 
@@ -151,9 +151,9 @@ async fn changing_the_steps_ends_flows_in_progress_with_the_signature_outcome() 
     // The deployment changed the steps; the browser's next request lands on
     // the new release.
     let changed = browser.get(new.url("/flow")).send().await.unwrap();
-    assert!(
-        flow_cookie(&changed).is_some_and(|c| removes(&c)),
-        "the ended flow's cookie is expired"
+    kept_for(
+        &flow_cookie(&changed).expect("the ended flow's cookie is set again"),
+        DEFAULT_WINDOW,
     );
     assert_eq!(
         text(changed).await,
@@ -162,7 +162,20 @@ async fn changing_the_steps_ends_flows_in_progress_with_the_signature_outcome() 
             "outcome=signature_changed".to_owned()
         )
     );
-    assert_eq!(redis.keys(), Vec::<String>::new(), "the flow is ended");
+    ended_record(
+        &redis,
+        &key,
+        &ended::failed("signature_changed"),
+        DEFAULT_WINDOW,
+    );
+    let before = redis.get(&key);
+    let back = browser.get(new.url("/flow")).send().await.unwrap();
+    assert_eq!(
+        text(back).await,
+        (StatusCode::BAD_REQUEST, "outcome=ended".to_owned()),
+        "Back to the ended flow is told how it ended"
+    );
+    assert_eq!(redis.get(&key), before, "and nothing is written");
 
     // A new flow on the new release runs fine.
     let started = browser.get(new.url("/flow/start")).send().await.unwrap();
@@ -217,7 +230,7 @@ async fn a_double_submitted_last_step_finishes_the_flow_once() {
     )
     .await;
     let browser = browser();
-    to_step_three(&app, &browser, None).await;
+    let key = to_step_three(&app, &browser, None).await;
     let left = browser
         .post(app.url("/flow"))
         .body("x")
@@ -243,7 +256,8 @@ async fn a_double_submitted_last_step_finishes_the_flow_once() {
         (StatusCode::BAD_REQUEST, "outcome=concurrent"),
         "the flow finishes once"
     );
-    assert_eq!(redis.keys(), Vec::<String>::new());
+    assert_eq!(redis.keys(), std::slice::from_ref(&key));
+    ended_record(&redis, &key, &ended::finished(), DEFAULT_WINDOW);
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ use tower_pipeline_state::{
     pipeline::{Flow, FlowError, Pipeline},
 };
 
+use crate::common::ended::{self, DEFAULT_WINDOW, ended_record, kept_for};
 use crate::common::engine::{self, Options, text, to_step_three};
 use crate::common::*;
 
@@ -41,7 +42,7 @@ async fn a_double_submitted_last_step_runs_the_finish_hook_exactly_once() {
     for n in 0..20 {
         let _: () = redis::cmd("FLUSHALL").query(&mut redis.admin()).unwrap();
         let browser = browser();
-        to_step_three(&app, &browser, None).await;
+        let key = to_step_three(&app, &browser, None).await;
         let left = browser
             .post(app.url("/flow"))
             .body("x")
@@ -74,7 +75,8 @@ async fn a_double_submitted_last_step_runs_the_finish_hook_exactly_once() {
             n + 1,
             "repetition {n}: the finish hook ran once per flow"
         );
-        assert_eq!(redis.keys(), Vec::<String>::new(), "repetition {n}");
+        assert_eq!(redis.keys(), std::slice::from_ref(&key), "repetition {n}");
+        ended_record(&redis, &key, &ended::finished(), DEFAULT_WINDOW);
     }
 }
 
@@ -205,28 +207,39 @@ async fn a_callback_replayed_after_its_step_failed_with_a_500_reaches_the_step_o
         (StatusCode::INTERNAL_SERVER_ERROR, "outcome=failed")
     );
     assert_eq!(callback.reached(), 1);
-    assert!(
-        set.as_ref().is_some_and(removes),
-        "the failure ends the flow: {set:?}"
+    kept_for(
+        set.as_ref()
+            .expect("the failure ends the flow, its cookie set again"),
+        DEFAULT_WINDOW,
     );
-    assert_eq!(
-        callback.redis.get(&key),
-        None,
-        "the flow's end is written though the answer is a 500"
+    // The flow's end is written though the answer is a 500: its record is
+    // the ended one, without the `reached` the step bound.
+    let ended = ended_record(
+        &callback.redis,
+        &key,
+        &ended::failed("failed"),
+        DEFAULT_WINDOW,
     );
 
-    // The same callback twice more, with the same cookie: the flow is gone,
-    // so neither reaches the step.
+    // The same callback twice more, with the same cookie: the flow has
+    // ended, so neither reaches the step, and each is told so.
     for replay in 0..2 {
-        let (status, _, body) = callback.callback(&cookie, &nonce, "error").await;
+        let (status, set, body) = callback.callback(&cookie, &nonce, "error").await;
         assert_eq!(
             (status, body.as_str()),
-            (StatusCode::INTERNAL_SERVER_ERROR, "outcome=expired"),
+            (StatusCode::INTERNAL_SERVER_ERROR, "outcome=ended"),
             "replay {replay}"
         );
+        assert_eq!(set, None, "replay {replay}: nothing written");
     }
     assert_eq!(callback.reached(), 1, "only the first call ran the step");
-    assert_eq!(callback.redis.keys(), Vec::<String>::new());
+    assert_eq!(callback.redis.keys(), std::slice::from_ref(&key));
+    let raw = callback.redis.get(&key).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&raw).unwrap()["data"],
+        ended,
+        "the replays changed nothing"
+    );
 }
 
 #[tokio::test]

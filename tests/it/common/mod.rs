@@ -1,5 +1,6 @@
 //! Shared by the integration tests: the test app and the engine's test
-//! pipeline, a round-trip counting connection, racing clients, and the lock
+//! pipeline, the checks of an ended flow's record and cookie, a round-trip
+//! counting connection, racing clients, and the lock
 //! of the heavy tests. What needs nothing of this crate (a private
 //! redis-server and cluster, loopback servers, the HTTP client, cookie
 //! parsing, log capture) comes from the workspace's `test-kit`, re-exported
@@ -9,7 +10,9 @@
 
 pub(crate) mod app;
 pub(crate) mod counting;
+pub(crate) mod ended;
 pub(crate) mod engine;
+pub(crate) mod forgiving;
 pub(crate) mod nested;
 pub(crate) mod race;
 pub(crate) mod serial;
