@@ -20,8 +20,13 @@ impl CookieConfig {
             CookieSlot::Flow(flow) => {
                 let text = ticket::encode(id, flow.ticket.as_ref());
                 let mut cookie = self.build_in(slot, text);
-                // A flow that ends at a known time takes its cookie along.
-                if let Some(deadline) = flow.ticket.as_ref().and_then(|ticket| ticket.deadline) {
+                // An ended flow's cookie goes with its record, at the end
+                // of the replay window. A live flow's stays a session
+                // cookie even past its deadline: a request that brings it
+                // then is told the flow expired (or starts it again), not
+                // that another browser holds it.
+                let ended_at = flow.ticket.as_ref().and_then(|ticket| ticket.deadline);
+                if let (true, Some(deadline)) = (flow.renew, ended_at) {
                     let left = deadline.saturating_sub(unix_now());
                     cookie.set_max_age(cookie::time::Duration::seconds(
                         i64::try_from(left).unwrap_or(i64::MAX),

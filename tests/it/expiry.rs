@@ -412,15 +412,11 @@ async fn a_flow_loaded_past_its_deadline_reads_as_expired() {
 }
 
 /// A sign-in left longer than its maximum lifetime, then continued from
-/// the browser that started it, should start again (or, without the
-/// option, say `expired`). It does not: the flow's cookie is set with a
-/// `Max-Age` that ends at the flow's deadline (`src/cookies/set_cookie.rs`
-/// derives it from the ticket's deadline, for live flows as for ended
-/// ones), so the browser has dropped the cookie by then, and the request is
-/// told the flow belongs to another browser. Outside `src/pipeline/`, so
-/// left for the engine's owner; this test is the fix's check.
+/// the browser that started it, starts again: a live flow's cookie is a
+/// session cookie, not one that ends with the flow, so the browser still
+/// brings it and is told the flow expired rather than that another browser
+/// holds it.
 #[tokio::test]
-#[ignore = "engine bug: a live flow's cookie expires at its max_lifetime deadline, so no restart"]
 async fn a_flow_left_past_its_max_lifetime_starts_again_from_its_browser() {
     let _serial = SERIAL.lock().await;
     let lifetime = Duration::from_secs(2);
