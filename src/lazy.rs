@@ -226,7 +226,8 @@ impl LazyPipelineState {
     /// No other flow of the browser is touched, but when the browser holds
     /// the layer's limit of flow cookies, the oldest are expired with it.
     /// `cross_site`: the cookie is `SameSite=None; Secure`. The cookie
-    /// carries `ticket` besides the id.
+    /// carries `ticket` besides the id. A flow it is `replacing` (whose
+    /// cookie the request expires) leaves room for it.
     ///
     /// A handle made from a detached state has no cookies: its one state
     /// stands for the flow (for unit tests of pipelines).
@@ -235,6 +236,7 @@ impl LazyPipelineState {
         headers: &HeaderMap,
         cross_site: bool,
         ticket: Ticket,
+        replacing: Option<&Reference>,
     ) -> PipelineState {
         if self.0.layer.is_none()
             && let Some(state) = self.0.main.get()
@@ -250,7 +252,7 @@ impl LazyPipelineState {
                 .iter()
                 .filter_map(PipelineState::flow_reference)
                 .collect();
-            let mut evict = layer.config().cookie.to_evict(headers);
+            let mut evict = layer.config().cookie.to_evict(headers, replacing);
             evict.retain(|reference| !continued.contains(reference));
             evict
         });

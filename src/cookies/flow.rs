@@ -192,10 +192,18 @@ impl CookieConfig {
             .find_map(|(_, value)| ticket::decode(&self.open(&name, true, value)?))
     }
 
-    /// The flows whose cookies to expire when the request starts one more:
-    /// the oldest, past the layer's limit (so at most that many).
-    pub(crate) fn to_evict(&self, headers: &HeaderMap) -> Vec<Reference> {
-        let present = self.flow_cookies(headers).map(|(reference, _)| reference);
+    /// The flows whose cookies to expire when the request starts one more
+    /// (in the place of `replacing`, whose cookie goes anyway): the oldest,
+    /// past the layer's limit (so at most that many).
+    pub(crate) fn to_evict(
+        &self,
+        headers: &HeaderMap,
+        replacing: Option<&Reference>,
+    ) -> Vec<Reference> {
+        let present = self
+            .flow_cookies(headers)
+            .map(|(reference, _)| reference)
+            .filter(|reference| Some(reference) != replacing);
         to_evict(present.collect(), self.max_flows)
     }
 
@@ -389,7 +397,7 @@ mod tests {
             references[..3],
             "a name that is not a reference does not count"
         );
-        assert!(config.to_evict(&request_with(&header)).len() <= 3);
+        assert!(config.to_evict(&request_with(&header), None).len() <= 3);
     }
 
     #[test]
@@ -411,7 +419,7 @@ mod tests {
             ..CookieConfig::default()
         };
         assert_eq!(
-            full.to_evict(&request_with(&header)),
+            full.to_evict(&request_with(&header), None),
             [future],
             "and it is the first dropped"
         );

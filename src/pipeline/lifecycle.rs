@@ -451,7 +451,7 @@ where
             && kind
                 .as_ref()
                 .is_some_and(|kind| self.inner.kinds.contains(kind));
-        let restart = restartable && self.may_start(&parts.headers).is_ok();
+        let restart = restartable && self.may_restart(&parts.headers).is_ok();
         if let (true, Some(kind)) = (restart, kind.as_deref()) {
             if let Err(error) = state.clear_secured() {
                 tracing::error!(pipeline = %self.inner.name, %error, "could not end the expired flow");
@@ -464,7 +464,10 @@ where
             );
             funnel::ended(&self.inner.name, kind, "expired");
             funnel::restarted(&self.inner.name, kind);
-            return self.open(lazy, entering(parts), kind, return_to).await;
+            let replacing = state.flow_reference();
+            return self
+                .open(lazy, entering(parts), kind, return_to, replacing.as_ref())
+                .await;
         }
         // A flow that would start again, but not on this request (from
         // another site, or in the background), keeps its cookie: the

@@ -16,7 +16,7 @@ use super::{
 use crate::{
     LazyPipelineState,
     backend::{Lifetime, unix_now},
-    cookies::{MAX_RETURN_TO, Ticket},
+    cookies::{MAX_RETURN_TO, Reference, Ticket},
 };
 
 impl<B, R> Pipeline<B, R>
@@ -110,7 +110,7 @@ where
         // route took (a button's POST), the step gets a GET and renders.
         let (parts, _) = request.into_parts();
         let parts = entering(parts);
-        self.open(&lazy, parts, kind, return_to).await
+        self.open(&lazy, parts, kind, return_to, None).await
     }
 
     /// Whether a request may start a flow: another site must not start
@@ -120,6 +120,16 @@ where
         if !self.inner.cross_site_start && presented::is_cross_site(headers) {
             return Err(FlowError::CrossSite);
         }
+        self.may_restart(headers)
+    }
+
+    /// Whether a request may start an expired flow again: the person's own
+    /// navigation, from this site or another (the provider's redirect back
+    /// is one), but no background request. A restart takes the expired
+    /// flow's place, so it drops no other flow, and it uses nothing of the
+    /// request: another site can at most make a browser start again a flow
+    /// it already ran, as the person clicking "Sign in" again would.
+    pub(super) fn may_restart(&self, headers: &HeaderMap) -> Result<(), FlowError> {
         if !self.inner.background_start && !is_navigation(headers) {
             return Err(FlowError::NotNavigation);
         }
@@ -127,13 +137,15 @@ where
     }
 
     /// A new flow of `kind` in its own cookie, its first step entered with
-    /// `parts` (already made a `GET`).
+    /// `parts` (already made a `GET`); `replacing` the flow whose cookie it
+    /// takes the place of (a restart), which then counts for no eviction.
     pub(super) async fn open(
         &self,
         lazy: &LazyPipelineState,
         parts: Parts,
         kind: &str,
         return_to: Option<String>,
+        replacing: Option<&Reference>,
     ) -> R {
         let lifetimes = self.inner.lifetimes;
         let deadline = lifetimes
@@ -145,7 +157,7 @@ where
             deadline,
             return_to: return_to.clone(),
         };
-        let state = lazy.start_flow(&parts.headers, self.inner.cross_site, ticket);
+        let state = lazy.start_flow(&parts.headers, self.inner.cross_site, ticket, replacing);
         state.set_lifetime(Lifetime {
             idle: lifetimes.idle,
             deadline,

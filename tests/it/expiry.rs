@@ -138,16 +138,16 @@ async fn a_flow_left_past_its_idle_timeout_starts_again() {
     assert_eq!(app.counts.callbacks(), 0);
 }
 
-/// A restart is a start: a request the browser marks as coming from
-/// another site (the provider's own redirect back is one), or as not a
-/// navigation (a `fetch`, a frame, a prefetch), does not start the expired
-/// flow again, unless the pipeline lets such requests start flows
-/// (`cross_site_start`, `background_start`). It gets `expired` with the
-/// `return_to`, and no step runs.
+/// A request the browser marks as not a navigation (a `fetch`, a frame, a
+/// prefetch) does not start the expired flow again, unless the pipeline
+/// lets such requests start flows (`background_start`): it gets `expired`
+/// with the `return_to`, no step runs, and the cookie stays for the
+/// person's own navigation. The provider's redirect back, a cross-site
+/// navigation, does restart it, without `cross_site_start`: a restart takes
+/// the expired flow's place and uses nothing of the request.
 #[tokio::test]
-async fn requests_that_may_not_start_a_flow_do_not_restart_one() {
-    let cases: [(&str, &[(&str, &str)]); 4] = [
-        ("cross-site", &[("sec-fetch-site", "cross-site")]),
+async fn background_requests_do_not_restart_a_flow_and_the_providers_redirect_back_does() {
+    let cases: [(&str, &[(&str, &str)]); 3] = [
         (
             "fetch",
             &[("sec-fetch-mode", "cors"), ("sec-fetch-dest", "empty")],
@@ -198,23 +198,40 @@ async fn requests_that_may_not_start_a_flow_do_not_restart_one() {
     }
     assert_eq!(app.counts.callbacks(), 0);
 
-    // A pipeline that lets other sites start flows restarts on the
-    // provider's redirect back.
-    let open = App::new(|b| b.restart_on_expiry(true).cross_site_start(true)).await;
+    // The provider's redirect back, a cross-site navigation, restarts it,
+    // and drops no other flow of the browser: the browser holds as many
+    // flows as the layer keeps (5), the expired one among them.
     let browser = browser();
-    let (key, state) = authorize(&open, &browser, "to=/billing").await;
-    open.redis.del(&key);
+    let (key, state) = authorize(&app, &browser, "to=/billing").await;
+    for _ in 0..4 {
+        authorize(&app, &browser, "to=/other").await;
+    }
+    app.redis.del(&key);
     let back = browser
-        .get(open.url(&format!("/sso?code=c0de&state={state}")))
+        .get(app.url(&format!("/sso?code=c0de&state={state}")))
         .header("sec-fetch-site", "cross-site")
         .header("sec-fetch-mode", "navigate")
         .header("sec-fetch-dest", "document")
         .send()
         .await
         .unwrap();
+    let removed: Vec<_> = set_cookies(back.headers())
+        .into_iter()
+        .filter(|cookie| removes(cookie))
+        .collect();
+    assert_eq!(
+        removed.len(),
+        1,
+        "only the expired flow's cookie goes: {removed:?}"
+    );
     let (status, body) = answer(back).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(restarted_page(&body).1, "/billing");
+    assert_eq!(
+        app.counts.callbacks(),
+        0,
+        "the provider's code is not spent"
+    );
 }
 
 /// Only the browser that holds the expired flow's cookie can restart it:
