@@ -323,7 +323,9 @@ where
             Ok(_) => ("answered", running.elapsed()),
             Err(error) => (error.kind(), running.elapsed()),
         };
-        funnel::request(&self.inner.name, flow, step.as_deref(), outcome, Some(took));
+        // No step running once the steps ran: the finish hook was.
+        let at = step.as_deref().or(Some("finish"));
+        funnel::request(&self.inner.name, flow, at, outcome, Some(took));
         tracing::Span::current().record("step", step.as_deref());
         let error = match result {
             Ok(response) => {

@@ -23,6 +23,8 @@ mod expiry;
 mod failures;
 mod faults;
 mod flows;
+#[cfg(feature = "metrics")]
+mod funnel;
 mod healing;
 mod hostile;
 mod imports;
