@@ -187,15 +187,18 @@ pub async fn update_of_a_missing_key_creates_nothing<S: Store>(subject: &Subject
 }
 
 /// The version is read from the record's fixed header only
-/// (`{"format":1,"version":N,`): a record without it matches no version,
-/// so nothing overwrites or deletes it by version.
+/// (`{"format":1,"version":N,`): a record without it, a later release's
+/// among them, matches no version, so nothing overwrites or deletes it by
+/// version.
 pub async fn a_record_without_the_fixed_header_matches_no_version<S: Store>(subject: &Subject<S>) {
     let store = &subject.store;
-    let records: [&[u8]; 4] = [
+    let records: [&[u8]; 6] = [
         br#"{"version":1,"format":1,"data":{}}"#,
         br#"{"format":1, "version":1, "data":{}}"#,
         br#"{"format":1,"data":{},"version":1}"#,
         b"not a record",
+        br#"{"format":2,"version":1,"data":{}}"#,
+        br#"{"format":10,"version":1,"data":{}}"#,
     ];
     for (n, record) in records.into_iter().enumerate() {
         let key = format!("k{n}");
@@ -215,7 +218,7 @@ pub async fn a_record_without_the_fixed_header_matches_no_version<S: Store>(subj
             Some(record)
         );
     }
-    assert_eq!(subject.records(), 4);
+    assert_eq!(subject.records(), 6);
 }
 
 /// `delete` removes that record and no other; deleting nothing is no
