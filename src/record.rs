@@ -162,7 +162,9 @@ impl<'de> Visitor<'de> for FormatsVisitor {
             // Only a number can name a format; any other value is skipped.
             if let Value::Number(format) = members.next_value::<Value>()?
                 && later(&format)
-                && newer.as_ref().is_none_or(|seen| value(&format) > value(seen))
+                && newer
+                    .as_ref()
+                    .is_none_or(|seen| value(&format) > value(seen))
             {
                 newer = Some(format);
             }
@@ -265,7 +267,10 @@ mod tests {
             (r#"{"format":2,"version":1,"data":{}}"#, newer("2")),
             (r#"{"format": 2, "version": 1, "data": {}}"#, newer("2")),
             (r#"{ "version":1,"format":2,"data":{}}"#, newer("2")),
-            (r#"{"fields":{},"extra":[1,{"format":1}],"format":3}"#, newer("3")),
+            (
+                r#"{"fields":{},"extra":[1,{"format":1}],"format":3}"#,
+                newer("3"),
+            ),
             ("{\"form\\u0061t\":2}", newer("2")),
             (r#"{"format":4294967296,"version":1}"#, newer("4294967296")),
             (
@@ -306,7 +311,10 @@ mod tests {
         ] {
             assert_eq!(format_of(record.as_bytes()), Format::Other, "{record}");
             assert!(
-                !matches!(decode(record.as_bytes()), Err(DecodeError::NewerFormat(_)) | Ok(_)),
+                !matches!(
+                    decode(record.as_bytes()),
+                    Err(DecodeError::NewerFormat(_)) | Ok(_)
+                ),
                 "{record}"
             );
         }

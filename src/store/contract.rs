@@ -18,6 +18,8 @@ use super::{CasOutcome, Store};
 const V1: &[u8] = br#"{"format":1,"version":1,"data":{}}"#;
 const V2: &[u8] = br#"{"format":1,"version":2,"data":{"a":1}}"#;
 const V3: &[u8] = br#"{"format":1,"version":3,"data":{"a":2}}"#;
+/// A record as a later release might write it.
+const LATER: &[u8] = br#"{"format":2,"version":1,"fields":{}}"#;
 const SECOND: Duration = Duration::from_secs(1);
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -275,7 +277,9 @@ pub async fn a_record_is_deleted_only_at_the_version_given<S: Store>(subject: &S
 
 /// TTLs, seen the only way the trait shows them: by waiting until a record
 /// with 1 s to live is gone. Every record here starts with 1 s or is
-/// shortened to it; some operations then give it a minute.
+/// shortened to it; some operations then give it a minute. A refreshing
+/// load gives it only to a record of this release's format: a later
+/// release's keeps its own.
 pub async fn records_live_as_long_as_their_last_ttl<S: Store>(subject: &Subject<S>) {
     let store = &subject.store;
     let created = |key| store.create(key, V1, SECOND);
@@ -305,10 +309,13 @@ pub async fn records_live_as_long_as_their_last_ttl<S: Store>(subject: &Subject<
         store.update("shortened", 1, V2, SECOND).await.unwrap(),
         CasOutcome::Done
     );
-    assert_eq!(subject.records(), 6);
+    // A later release's record keeps its expiry through a refreshing load.
+    assert!(store.create("later", LATER, SECOND).await.unwrap());
+    assert!(store.load("later", Some(MINUTE)).await.unwrap().is_some());
+    assert_eq!(subject.records(), 7);
 
     tokio::time::sleep(2 * SECOND).await;
-    for gone in ["plain", "read", "refused", "shortened"] {
+    for gone in ["plain", "read", "refused", "shortened", "later"] {
         assert_eq!(store.load(gone, None).await.unwrap(), None, "{gone}");
     }
     assert_eq!(

@@ -4,10 +4,11 @@
 //! slot. The cluster connection is built with no retries of its own: it
 //! would send again a command whose connection dropped in flight, and a
 //! compare-and-set that had landed, sent twice, answers a false conflict.
-//! The store decides instead (see `redis.rs`): redirects (`MOVED`, `ASK`)
-//! and refusals during a failover are sent again, since the server did not
-//! run them; a load is sent again once after a dropped connection; a write
-//! whose outcome is unknown answers 503.
+//! The store decides instead (see `retry.rs`): a command refused during a
+//! failover or answered `MOVED` is sent again, since the server did not run
+//! it; one answered `ASK` is followed to the node the redirect names, with
+//! `ASKING` (see `asking.rs`); a load is sent again once after a dropped
+//! connection; a write whose outcome is unknown answers 503.
 
 use std::collections::BTreeSet;
 
@@ -22,6 +23,7 @@ use redis::{
 use super::{
     RedisStore,
     connection::CONNECTION_TIMEOUT,
+    scripts::script_loads,
     server::{MINIMUM_VERSION, has_getex, probe, version_in},
 };
 use crate::store::StoreError;
@@ -89,7 +91,7 @@ impl RedisStore<ClusterConnection> {
 
 /// Refuses a cluster any of whose masters lacks `GETEX` (during a rolling
 /// upgrade, say): each master, found in `CLUSTER SLOTS`, is asked on its
-/// own.
+/// own, and given the store's scripts.
 async fn check_masters(connection: &mut ClusterConnection) -> Result<(), StoreError> {
     let slots: Value = cmd("CLUSTER").arg("SLOTS").query_async(connection).await?;
     let mut too_old = Vec::new();
@@ -101,6 +103,12 @@ async fn check_masters(connection: &mut ClusterConnection) -> Result<(), StoreEr
             })
         };
         if has_getex(connection.route_command(probe(), node()).await)? {
+            for load in script_loads() {
+                connection
+                    .route_command(load, node())
+                    .await?
+                    .extract_error()?;
+            }
             continue;
         }
         let info = connection

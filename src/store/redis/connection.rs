@@ -9,7 +9,7 @@ use redis::{
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
 };
 
-use super::{server::check_server, wait::Durability};
+use super::{scripts::load_scripts, server::check_server, wait::Durability};
 use crate::store::StoreError;
 
 /// How long one connection attempt may take (`connect`, `connect_cluster`
@@ -71,6 +71,10 @@ where
 pub struct RedisStore<C = ConnectionManager> {
     pub(super) connection: C,
     pub(super) durability: Option<Durability>,
+    /// The same connection when it is a cluster's, to follow `ASK`
+    /// redirects on (see `asking.rs`).
+    #[cfg(feature = "cluster")]
+    pub(super) cluster: Option<redis::cluster_async::ClusterConnection>,
 }
 
 /// Whatever the connection (redis-rs's cluster connection has no `Debug`).
@@ -143,6 +147,7 @@ impl RedisStore<ConnectionManager> {
             .set_response_timeout(None);
         let mut manager = ConnectionManager::new_with_config(client, config).await?;
         check_server(&mut manager).await?;
+        load_scripts(&mut manager).await?;
         Ok(Self::new(manager))
     }
 }
@@ -173,6 +178,13 @@ impl<C: RedisConnection> RedisStore<C> {
     /// ```
     pub fn new(connection: C) -> Self {
         Self {
+            // `RedisConnection` is implemented for every cloneable redis-rs
+            // connection at once, so the cluster's cannot carry a method of
+            // its own: the store looks once, here.
+            #[cfg(feature = "cluster")]
+            cluster: (&connection as &dyn std::any::Any)
+                .downcast_ref::<redis::cluster_async::ClusterConnection>()
+                .cloned(),
             connection,
             durability: None,
         }
