@@ -5,12 +5,13 @@
 //! it no longer holds: the key is on, or will be created on, the node that
 //! imports the slot. That node serves the slot only to a client that sends
 //! `ASKING` just before the command, so both go to it in one pipeline,
-//! which nothing else on the multiplexed connection can come between. The
+//! which nothing else on a multiplexed connection can come between. The
 //! redirect holds for that one command: the next is sent to the old node
 //! again, since the slot is not the new node's until the migration ends
 //! (then the old node answers `MOVED`, and the cluster connection relearns
 //! the slots). Sent back to the old node instead, the command would be
-//! refused again for as long as the migration lasts.
+//! refused again for as long as the migration lasts. Where the redirected
+//! command goes over is `redirects.rs`'s choice.
 //!
 //! Only a store whose connection is a cluster's follows redirects (feature
 //! `cluster`); no other connection meets one.
@@ -18,34 +19,20 @@
 #[cfg(not(feature = "cluster"))]
 use super::{
     RedisConnection, RedisStore,
-    request::{Reply, Request},
+    request::{Node, Reply, Request},
 };
-
-/// The node an `ASK` redirect names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-// Without the cluster feature nothing makes one (no redirect is followed).
-#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
-pub(super) struct Node {
-    host: String,
-    port: u16,
-}
 
 #[cfg(feature = "cluster")]
 pub(super) use self::cluster::target;
 
 #[cfg(feature = "cluster")]
 mod cluster {
-    use redis::{
-        ErrorKind, RedisError, RedisResult, ServerErrorKind,
-        cluster_async::ClusterConnection,
-        cluster_routing::{RoutingInfo, SingleNodeRoutingInfo},
-        pipe,
-    };
+    use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind, pipe};
 
-    use super::Node;
     use crate::store::redis::{
         RedisConnection, RedisStore,
-        request::{Reply, Request, no_script, replies_of},
+        redirects::Via,
+        request::{Node, Reply, Request, no_script, replies_of},
     };
 
     /// The node `error` redirects to, when it is an `ASK` and `store` can
@@ -54,7 +41,7 @@ mod cluster {
         store: &RedisStore<C>,
         error: &RedisError,
     ) -> Option<Node> {
-        store.cluster.as_ref()?;
+        store.redirects.as_ref()?;
         if error.kind() != ErrorKind::Server(ServerErrorKind::Ask) {
             return None;
         }
@@ -76,34 +63,36 @@ mod cluster {
             node: &Node,
             request: &Request<'_>,
         ) -> RedisResult<Reply> {
-            let Some(cluster) = &self.cluster else {
+            let Some(redirects) = &self.redirects else {
                 return Err(RedisError::from((
                     ErrorKind::Client,
                     "an ASK redirect on a connection that is not a cluster's",
                 )));
             };
-            let mut cluster = cluster.clone();
-            match self.asking_once(&mut cluster, node, request).await {
-                Err(error) if no_script(&error) => {
-                    let Some(lua) = request.script else {
-                        return Err(error);
-                    };
-                    cluster
-                        .route_command(lua.load(), RoutingInfo::SingleNode(route(node)))
-                        .await?
-                        .extract_error()?;
-                    self.asking_once(&mut cluster, node, request).await
-                }
+            let mut via = redirects.via(node).await?;
+            let result = match self.asking_once(&mut via, request).await {
+                Err(error) if no_script(&error) => match request.script {
+                    Some(lua) => match via
+                        .command(lua.load())
+                        .await
+                        .and_then(|v| v.extract_error())
+                    {
+                        Ok(_) => self.asking_once(&mut via, request).await,
+                        Err(error) => Err(error),
+                    },
+                    None => Err(error),
+                },
                 result => result,
+            };
+            if let Err(error) = &result
+                && (error.is_io_error() || error.is_unrecoverable_error())
+            {
+                redirects.forget(node);
             }
+            result
         }
 
-        async fn asking_once(
-            &self,
-            cluster: &mut ClusterConnection,
-            node: &Node,
-            request: &Request<'_>,
-        ) -> RedisResult<Reply> {
+        async fn asking_once(&self, via: &mut Via, request: &Request<'_>) -> RedisResult<Reply> {
             let waited = request.write && self.durability.is_some();
             let mut pipeline = pipe();
             pipeline.cmd("ASKING").add_command(request.command.clone());
@@ -116,17 +105,8 @@ mod cluster {
             let count = 1 + usize::from(waited);
             // `ASKING`'s own reply is skipped; were it refused, the command
             // would be redirected again and say so.
-            let replies = cluster
-                .route_pipeline(pipeline, 1, count, route(node))
-                .await?;
+            let replies = via.pipeline(pipeline, 1, count).await?;
             replies_of(replies, waited)
-        }
-    }
-
-    fn route(node: &Node) -> SingleNodeRoutingInfo {
-        SingleNodeRoutingInfo::ByAddress {
-            host: node.host.clone(),
-            port: node.port,
         }
     }
 }

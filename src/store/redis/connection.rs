@@ -71,10 +71,10 @@ where
 pub struct RedisStore<C = ConnectionManager> {
     pub(super) connection: C,
     pub(super) durability: Option<Durability>,
-    /// The same connection when it is a cluster's, to follow `ASK`
-    /// redirects on (see `asking.rs`).
+    /// When the connection is a cluster's: how to follow `ASK` redirects
+    /// (see `asking.rs`).
     #[cfg(feature = "cluster")]
-    pub(super) cluster: Option<redis::cluster_async::ClusterConnection>,
+    pub(super) redirects: Option<std::sync::Arc<super::redirects::Redirects>>,
 }
 
 /// Whatever the connection (redis-rs's cluster connection has no `Debug`).
@@ -182,9 +182,11 @@ impl<C: RedisConnection> RedisStore<C> {
             // connection at once, so the cluster's cannot carry a method of
             // its own: the store looks once, here.
             #[cfg(feature = "cluster")]
-            cluster: (&connection as &dyn std::any::Any)
+            redirects: (&connection as &dyn std::any::Any)
                 .downcast_ref::<redis::cluster_async::ClusterConnection>()
-                .cloned(),
+                .map(|cluster| {
+                    std::sync::Arc::new(super::redirects::Redirects::new(cluster.clone()))
+                }),
             connection,
             durability: None,
         }

@@ -19,6 +19,8 @@ mod cluster;
 mod commands;
 mod connection;
 mod durability;
+#[cfg(feature = "cluster")]
+mod redirects;
 mod request;
 mod retry;
 mod scripts;

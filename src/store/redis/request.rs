@@ -1,5 +1,6 @@
 //! What one store operation sends (its command, whether running it twice
-//! does no harm, the script it runs) and what it gets back.
+//! does no harm, the script it runs), where a redirect sends it next, and
+//! what it gets back.
 
 use redis::{Cmd, ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
 
@@ -19,6 +20,15 @@ pub(super) struct Request<'a> {
     /// ran: Redis restarted or flushed its scripts, a replica took over, a
     /// node joined) before the command is sent again.
     pub(super) script: Option<&'a Lua>,
+}
+
+/// A node an `ASK` redirect names: where the next send of a command goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+// Without the cluster feature nothing makes one (no redirect is followed).
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+pub(super) struct Node {
+    pub(super) host: String,
+    pub(super) port: u16,
 }
 
 /// A reply, and with durability how many replicas acknowledged the write.

@@ -11,7 +11,7 @@ use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind, Value, pipe};
 
 use super::{
     RedisConnection, RedisStore, asking,
-    request::{Reply, Request, no_script, replies_of},
+    request::{Node, Reply, Request, no_script, replies_of},
 };
 use crate::store::StoreError;
 
@@ -150,7 +150,7 @@ impl<C: RedisConnection> RedisStore<C> {
 
     /// The node an `ASK` redirect names, when this store can follow it (its
     /// connection is a cluster's).
-    fn ask_target(&self, error: &RedisError) -> Option<asking::Node> {
+    fn ask_target(&self, error: &RedisError) -> Option<Node> {
         asking::target(self, error)
     }
 }
