@@ -34,6 +34,8 @@ mod pipeline;
 mod pipeline_events;
 mod planted;
 mod properties;
+#[cfg(feature = "cluster")]
+mod resharding;
 mod round_trips;
 mod secured;
 mod store_contract;
