@@ -18,4 +18,4 @@ pub(crate) use app::*;
 pub(crate) use serial::SERIAL;
 #[cfg(feature = "cluster")]
 pub(crate) use test_kit::RedisCluster;
-pub(crate) use test_kit::{Logs, RedisServer, Server, browser, cookies::*, listener};
+pub(crate) use test_kit::{Authority, Logs, RedisServer, Server, browser, cookies::*, listener};
