@@ -36,6 +36,7 @@ mod planted;
 mod properties;
 #[cfg(feature = "cluster")]
 mod resharding;
+mod rolling_upgrade;
 mod round_trips;
 mod secured;
 mod store_contract;
