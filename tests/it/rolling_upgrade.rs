@@ -19,10 +19,13 @@ use std::{
     time::Duration,
 };
 
+use axum::{Router, extract::State, routing::post};
 use redis::{Script, Value, aio::ConnectionManager};
 use reqwest::StatusCode;
-use tokio::task::JoinSet;
-use tower_pipeline_state::{PipelineStateLayer, Store, StoreError, store::CasOutcome};
+use tokio::{sync::Notify, task::JoinSet};
+use tower_pipeline_state::{
+    PipelineState, PipelineStateLayer, Store, StoreError, store::CasOutcome,
+};
 
 use crate::common::{race::Tally, *};
 
@@ -243,6 +246,69 @@ async fn the_older_release_leaves_a_flow_the_later_one_rewrote_alone() {
     assert_eq!(send(&new, post.clone(), "/incr", &id).await.1, "4");
     assert_eq!(send(&new, post, "/clear", &id).await.0, StatusCode::OK);
     assert_eq!(redis.keys(), Vec::<String>::new());
+}
+
+/// Where a request of the older release waits between its load and its
+/// write.
+#[derive(Clone, Default)]
+struct Gate {
+    loaded: Arc<Notify>,
+    go: Arc<Notify>,
+}
+
+/// Reads `count`, waits at the gate, then sets it one higher.
+async fn gated_incr(State(gate): State<Gate>, state: PipelineState) -> String {
+    let count: u64 = state.get("count").unwrap().unwrap_or(0);
+    gate.loaded.notify_one();
+    gate.go.notified().await;
+    state.set("count", &(count + 1)).unwrap();
+    (count + 1).to_string()
+}
+
+/// The later release rewrites a flow between the older release's load
+/// and its write: the older release's compare-and-set finds a record it
+/// cannot match, writes nothing, and answers the conflict status.
+#[tokio::test]
+async fn a_write_of_the_older_release_that_meets_a_newer_record_writes_nothing_and_answers_409() {
+    let redis = RedisServer::start();
+    let store = redis_store(&redis.url()).await;
+    let old = serve_with(PipelineStateLayer::new(store.clone())).await;
+    let gate = Gate::default();
+    let gated = serve(
+        Router::new()
+            .route("/gated", post(gated_incr))
+            .with_state(gate.clone())
+            .layer(PipelineStateLayer::new(store).cookie_secure(false)),
+    )
+    .await;
+    let new = serve_with(PipelineStateLayer::new(Format2::connect(&redis).await)).await;
+
+    let created = browser().post(old.url("/incr")).send().await.unwrap();
+    let id = set_cookie(&created).unwrap().value().to_owned();
+    let key = format!("pipeline:{id}");
+    let waiting = tokio::spawn({
+        let url = gated.url("/gated");
+        let cookie = format!("pipeline_id={id}");
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            (response.status(), response.text().await.unwrap())
+        }
+    });
+    gate.loaded.notified().await;
+    assert_eq!(send(&new, reqwest::Method::POST, "/incr", &id).await.1, "2");
+    let rewritten = redis.get(&key).unwrap();
+    assert_eq!(format_of(&rewritten), 2);
+    gate.go.notify_one();
+
+    let (status, _) = waiting.await.unwrap();
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(redis.get(&key), Some(rewritten), "written over nothing");
+    assert_eq!(redis.keys(), [key]);
 }
 
 /// Both releases race increments of flows the older one started, 16
