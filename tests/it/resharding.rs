@@ -338,3 +338,63 @@ async fn a_master_without_slots_is_reached_while_its_first_slot_migrates() {
     );
     assert_eq!(cluster.master_of(&created), added);
 }
+
+/// With `durability`, a write redirected by `ASK` carries its `WAIT` in
+/// the same pipeline to the new master, which waits for its own replica:
+/// the `200` comes from that `WAIT`'s count, and the replica has the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirected_write_with_durability_waits_for_the_new_masters_replica() {
+    let _serial = SERIAL.lock().await;
+    let cluster = RedisCluster::start_with(1, &[]);
+    let layer = PipelineStateLayer::new(cluster_store(&cluster).await)
+        .durability(1, Duration::from_millis(500));
+    let app = serve_with(layer).await;
+    let slot = cluster.slot("pipeline:durable");
+    let ids = ids_in_slot(slot, 1);
+    plant_flows(&cluster, &ids);
+    let key = format!("pipeline:{}", ids[0]);
+
+    let source = cluster.master_of_slot(slot);
+    let target = *cluster.masters().keys().find(|p| **p != source).unwrap();
+    let replica = cluster.masters()[&target][0];
+    let migration = cluster.begin_migration(slot, target);
+    migration.move_key(&key);
+    cluster.reset_stats();
+    let answer = reqwest::Client::new()
+        .post(app.url("/incr"))
+        .header("cookie", format!("pipeline_id={}", ids[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.text().await.unwrap(), "2");
+    let on_target = cluster.command_calls(target);
+    assert_eq!(
+        on_target.get("asking"),
+        Some(&2),
+        "the load and the write: {on_target:?}"
+    );
+    assert_eq!(on_target.get("wait"), Some(&1), "{on_target:?}");
+    // The replica serves the slot once the migration has ended.
+    migration.finish();
+    let on_replica: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(&key)
+        .query(
+            &mut redis::Client::open(format!("redis://127.0.0.1:{replica}"))
+                .unwrap()
+                .get_connection()
+                .map(|mut connection| {
+                    let _: () = redis::cmd("READONLY").query(&mut connection).unwrap();
+                    connection
+                })
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(
+        on_replica.map(|raw| {
+            serde_json::from_slice::<serde_json::Value>(&raw).unwrap()["data"]["count"].clone()
+        }),
+        Some(2.into()),
+        "the new master's replica has the write"
+    );
+}
