@@ -39,8 +39,8 @@ impl<C: RedisConnection + Clone> PipelineStateLayer<RedisStore<C>> {
     ///
     /// # Panics
     /// If `replicas` is zero, or `timeout` is zero (`WAIT` with 0 blocks
-    /// for ever). [`Layer::layer`](tower_layer::Layer::layer) panics if `timeout` is not shorter than
-    /// [`store_timeout`](Self::store_timeout).
+    /// for ever). [`Layer::layer`](tower_layer::Layer::layer) panics if
+    /// `timeout` is not shorter than [`store_timeout`](Self::store_timeout).
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), tower_pipeline_state::StoreError> {
