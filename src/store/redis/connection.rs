@@ -41,11 +41,11 @@ where
     }
 }
 
-/// Records in Redis (6.2 or later, for `GETEX`).
+/// Records in Redis (6.2 or later).
 ///
 /// | operation | command |
 /// | --- | --- |
-/// | load | `GETEX key EX ttl` (`GET key` when refresh on load is off) |
+/// | load | `EVALSHA` of the load script: `GET key`, then `EXPIRE key ttl` when the record is this release's (`GET key` when refresh on load is off) |
 /// | create | `SET key record NX EX ttl` |
 /// | update | `EVALSHA` of a compare-and-set script (`GET`, then `SET ... EX ttl` if the version matches) |
 /// | delete | `DEL key` |
