@@ -50,8 +50,9 @@ pub enum LoadError {
         "pipeline state record has format {found}, newer than this release reads ({supported}); left alone"
     )]
     NewerFormat {
-        /// The record's format.
-        found: u32,
+        /// The record's format, as the record spells the number (a later
+        /// release's number may be past any fixed-width integer).
+        found: String,
         /// The format this release reads and writes.
         supported: u32,
     },

@@ -89,7 +89,7 @@ impl<S: Send + Sync> FromRequestParts<S> for LazyPipelineState {
     }
 }
 
-/// Loads the state (one `GETEX` in lazy mode when the request carries an
+/// Loads the state (one round trip in lazy mode when the request carries an
 /// id): a handler that takes a `PipelineState` runs only once it is there.
 impl<S: Send + Sync> FromRequestParts<S> for PipelineState {
     type Rejection = PipelineStateRejection;

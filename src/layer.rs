@@ -115,8 +115,10 @@ impl<St> PipelineStateLayer<St> {
         self
     }
 
-    /// Whether every load refreshes the TTL (`GETEX key EX ttl`, default on)
-    /// or only writes do (`GET key`).
+    /// Whether every load refreshes the TTL (default on: the Redis store's
+    /// load script runs `GET key`, then `EXPIRE key ttl` when the record is
+    /// this release's, so a later release's record keeps its own) or only
+    /// writes do (`GET key`).
     ///
     /// ```
     /// # use tower_pipeline_state::{MemoryStore, PipelineStateLayer};

@@ -121,7 +121,7 @@ impl LazyPipelineState {
     }
 
     /// The flow's state, read from the store the first time it is asked for
-    /// in this request (one `GETEX`); later calls return the same handle at
+    /// in this request (one round trip); later calls return the same handle at
     /// once.
     ///
     /// # Errors
@@ -268,12 +268,12 @@ impl LazyPipelineState {
 
     /// The flow this request continues: the one whose cookie `reference`
     /// names, or without a reference the newest flow cookie the request
-    /// carries. Loaded (one `GETEX`, its TTL refreshed as the `lifetime`
-    /// its pipeline makes of the cookie's ticket says) the first time a
-    /// request asks; `Ok(None)` when
-    /// the request carries no such cookie, or only values that are not
-    /// ours. The state's flow cookie holds the ticket the cookie carried. A
-    /// detached handle's one state stands for every flow.
+    /// carries. Loaded (one round trip, its TTL refreshed as the
+    /// `lifetime` its pipeline makes of the cookie's ticket says) the first
+    /// time a request asks; `Ok(None)` when the request carries no such
+    /// cookie, or only values that are not ours. The state's flow cookie
+    /// holds the ticket the cookie carried. A detached handle's one state
+    /// stands for every flow.
     pub(crate) async fn flow(
         &self,
         headers: &HeaderMap,

@@ -6,7 +6,7 @@
 //! [`PipelineState`] in memory, synchronously; they never talk to Redis.
 //!
 //! * **One load, at most one write.** A request that only reads costs one
-//!   Redis round trip (`GETEX`); a request that changes the state costs two; a
+//!   Redis round trip (the load); a request that changes the state costs two; a
 //!   request that never touches it costs none.
 //! * **No update is lost.** Every record carries a version; writes are an
 //!   atomic compare-and-set. When another request wrote first, this request's

@@ -7,7 +7,7 @@ use crate::{
     error::LoadError,
     id::PipelineId,
     metrics,
-    record::{FORMAT, decode, format_of},
+    record::{DecodeError, FORMAT, Format, decode, format_of},
     store::Store,
 };
 
@@ -46,19 +46,12 @@ fn found(id: PipelineId, raw: Option<Vec<u8>>, max_record_size: usize) -> Result
         metrics::load(metrics::Found::Expired);
         return Ok(Found::Missing);
     };
-    if let Some(found) = format_of(&raw).filter(|found| *found > FORMAT) {
-        tracing::error!(
-            pipeline.id = %id,
-            format = found,
-            supported = FORMAT,
-            "pipeline state record has a newer format than this release reads; leaving it alone and answering 503"
-        );
-        return Err(LoadError::NewerFormat {
-            found,
-            supported: FORMAT,
-        });
-    }
     if raw.len() > max_record_size {
+        // Still told apart from a later release's record, which may be
+        // larger than this release allows: that one is left alone.
+        if let Format::Newer(found) = format_of(&raw) {
+            return Err(newer_format(id, found));
+        }
         tracing::warn!(pipeline.id = %id, size = raw.len(), limit = max_record_size, "pipeline state record is over the size limit; treating the flow as expired");
         metrics::load(metrics::Found::Corrupt);
         return Ok(Found::Unreadable);
@@ -71,10 +64,26 @@ fn found(id: PipelineId, raw: Option<Vec<u8>>, max_record_size: usize) -> Result
                 data: record.data,
             })
         }
+        Err(DecodeError::NewerFormat(found)) => Err(newer_format(id, found)),
         Err(error) => {
             tracing::warn!(pipeline.id = %id, %error, "pipeline state record does not decode; treating the flow as expired");
             metrics::load(metrics::Found::Corrupt);
             Ok(Found::Unreadable)
         }
+    }
+}
+
+/// A record a later release wrote (a rolling deploy): logged, and refused
+/// so that nothing this release does deletes or overwrites it.
+fn newer_format(id: PipelineId, found: String) -> LoadError {
+    tracing::error!(
+        pipeline.id = %id,
+        format = %found,
+        supported = FORMAT,
+        "pipeline state record has a newer format than this release reads; leaving it alone and answering 503"
+    );
+    LoadError::NewerFormat {
+        found,
+        supported: FORMAT,
     }
 }

@@ -5,12 +5,27 @@
 //! what this one wrote; `version` counts writes and is what the atomic
 //! compare-and-set compares. The fixed member order lets the Redis script read
 //! the version with a pattern match instead of decoding the whole record.
+//!
+//! A record of a later format is recognised from its decoded `format`
+//! member, wherever it stands and however it is spaced ([`format_of`]), and
+//! nothing here ever matches its version ([`version_of`] reads only this
+//! format's header), so no store overwrites or deletes it by version.
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use std::fmt;
+
+use serde::{
+    Deserialize, Deserializer, Serialize,
+    de::{IgnoredAny, MapAccess, Visitor},
+};
+use serde_json::{Map, Number, Value};
 
 /// The format this release writes and reads.
 pub(crate) const FORMAT: u32 = 1;
+
+/// How every record this release writes starts: the format, then the
+/// version's member name. The compare-and-set script and the load script
+/// match the same text (`compare_and_set.lua`, `load.lua`).
+pub(crate) const HEADER: &[u8] = b"{\"format\":1,\"version\":";
 
 /// A flow's state: its top-level fields.
 pub(crate) type Data = Map<String, Value>;
@@ -41,6 +56,8 @@ pub(crate) struct Record {
 pub(crate) enum DecodeError {
     #[error("not a pipeline state record: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("record format {0} is newer than this release reads (format {FORMAT})")]
+    NewerFormat(String),
     #[error("record format {0} is not known to this release (it reads format {FORMAT})")]
     UnknownFormat(u32),
     #[error("the record does not start with the exact header the compare-and-set reads")]
@@ -65,11 +82,15 @@ pub(crate) fn next_version(version: u64) -> u64 {
 }
 
 /// Decodes a record. Nesting is bounded by serde_json's recursion limit
-/// (128), so a hostile record cannot exhaust the stack. A record must start
-/// with the exact header [`version_of`] reads: one that decodes but that the
-/// compare-and-set cannot match could never be updated (every write would
-/// look like a concurrent one), so it counts as corrupt.
+/// (128), so a hostile record cannot exhaust the stack. A record of a later
+/// format, however spelled, is [`DecodeError::NewerFormat`]. A record must
+/// start with the exact header [`version_of`] reads: one that decodes but
+/// that the compare-and-set cannot match could never be updated (every
+/// write would look like a concurrent one), so it counts as corrupt.
 pub(crate) fn decode(raw: &[u8]) -> Result<Record, DecodeError> {
+    if let Format::Newer(found) = format_of(raw) {
+        return Err(DecodeError::NewerFormat(found));
+    }
     let Decode {
         format,
         version,
@@ -84,25 +105,112 @@ pub(crate) fn decode(raw: &[u8]) -> Result<Record, DecodeError> {
     Ok(Record { version, data })
 }
 
-/// Reads a record's format from its fixed header without decoding it: a
-/// record of a newer format is left alone (a rolling deploy may still be
-/// writing it) rather than read as corrupt.
-pub(crate) fn format_of(raw: &[u8]) -> Option<u32> {
-    let rest = raw.strip_prefix(b"{\"format\":")?;
-    let (digits, rest) = skip_digits(rest);
-    if digits.is_empty() || !rest.starts_with(b",") {
-        return None;
+/// A stored record's format, as far as this release can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// This release's format, spelled as it writes it ([`HEADER`]).
+    This,
+    /// A later release's: a JSON object whose `format` member is a number
+    /// above [`FORMAT`], given as the record spells it.
+    Newer(String),
+    /// Anything else: garbage, an older or unknown format, no `format`, or
+    /// this format spelled otherwise than this release writes it. Corrupt.
+    Other,
+}
+
+/// Tells a record of this release's format from a later release's. The
+/// common case costs one prefix comparison; anything else is parsed
+/// (members skipped, not built) for its top-level `format` member,
+/// wherever it stands and however it is spelled, so a later format's
+/// record is never taken for a corrupt one and deleted.
+pub(crate) fn format_of(raw: &[u8]) -> Format {
+    if raw.starts_with(HEADER) {
+        return Format::This;
     }
-    u32::try_from(number(digits)?).ok()
+    match serde_json::from_slice::<Formats>(raw) {
+        Ok(Formats(Some(newer))) => Format::Newer(newer.to_string()),
+        _ => Format::Other,
+    }
+}
+
+/// The highest `format` above [`FORMAT`] among a JSON object's top-level
+/// members (several, if the object repeats the name), if any.
+struct Formats(Option<Number>);
+
+impl<'de> Deserialize<'de> for Formats {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(FormatsVisitor)
+    }
+}
+
+struct FormatsVisitor;
+
+impl<'de> Visitor<'de> for FormatsVisitor {
+    type Value = Formats;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut members: A) -> Result<Formats, A::Error> {
+        let mut newer: Option<Number> = None;
+        while let Some(name) = members.next_key::<Name>()? {
+            if !name.0 {
+                members.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            // Only a number can name a format; any other value is skipped.
+            if let Value::Number(format) = members.next_value::<Value>()?
+                && later(&format)
+                && newer
+                    .as_ref()
+                    .is_none_or(|seen| value(&format) > value(seen))
+            {
+                newer = Some(format);
+            }
+        }
+        Ok(Formats(newer))
+    }
+}
+
+/// Whether a member's name is `format` (after unescaping).
+struct Name(bool);
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl Visitor<'_> for NameVisitor {
+            type Value = Name;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E>(self, name: &str) -> Result<Name, E> {
+                Ok(Name(name == "format"))
+            }
+        }
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
+
+/// Whether a `format` number is past this release's. Integers of any size
+/// count (past `u64` they arrive as floats), and so does a fraction above.
+fn later(format: &Number) -> bool {
+    value(format) > f64::from(FORMAT)
+}
+
+/// A format number's magnitude, for comparisons only.
+fn value(format: &Number) -> f64 {
+    format.as_f64().unwrap_or(f64::NAN)
 }
 
 /// Reads a record's version without decoding it, exactly as the Redis
 /// compare-and-set script does: the text must start with
-/// `{"format":<digits>,"version":<digits>,`.
+/// `{"format":1,"version":<digits>,`. A record of any other format, or
+/// spelled otherwise, has no version a writer can match, so a
+/// compare-and-set never overwrites or deletes it (a later release's record
+/// stays as that release wrote it).
 pub fn version_of(raw: &[u8]) -> Option<u64> {
-    let rest = raw.strip_prefix(b"{\"format\":")?;
-    let rest = skip_digits(rest).1;
-    let rest = rest.strip_prefix(b",\"version\":")?;
+    let rest = raw.strip_prefix(HEADER)?;
     let (digits, rest) = skip_digits(rest);
     if digits.is_empty() || !rest.starts_with(b",") {
         return None;
@@ -143,11 +251,73 @@ mod tests {
     use self::object as data;
 
     #[test]
-    fn the_format_is_read_from_the_header() {
-        assert_eq!(format_of(&encode(3, &Data::new())), Some(FORMAT));
-        assert_eq!(format_of(br#"{"format":2,"version":1,"data":{}}"#), Some(2));
-        assert_eq!(format_of(br#"{"format":,"version":1}"#), None);
-        assert_eq!(format_of(b"garbage"), None);
+    fn every_record_this_release_writes_starts_with_the_header() {
+        assert!(encode(3, &Data::new()).starts_with(HEADER));
+        assert_eq!(format_of(&encode(3, &Data::new())), Format::This);
+        assert_eq!(
+            std::str::from_utf8(HEADER).unwrap(),
+            format!(r#"{{"format":{FORMAT},"version":"#)
+        );
+    }
+
+    #[test]
+    fn a_later_format_is_recognised_whatever_its_spelling() {
+        let newer = |found: &str| Format::Newer(found.to_owned());
+        for (record, format) in [
+            (r#"{"format":2,"version":1,"data":{}}"#, newer("2")),
+            (r#"{"format": 2, "version": 1, "data": {}}"#, newer("2")),
+            (r#"{ "version":1,"format":2,"data":{}}"#, newer("2")),
+            (
+                r#"{"fields":{},"extra":[1,{"format":1}],"format":3}"#,
+                newer("3"),
+            ),
+            ("{\"form\\u0061t\":2}", newer("2")),
+            (r#"{"format":4294967296,"version":1}"#, newer("4294967296")),
+            (
+                r#"{"format":18446744073709551615,"version":1}"#,
+                newer("18446744073709551615"),
+            ),
+            (r#"{"format":99999999999999999999999}"#, newer("1e+23")),
+            (r#"{"format":1.5}"#, newer("1.5")),
+            (r#"{"format":1,"format":7}"#, newer("7")),
+            (r#"{"format":9,"format":1}"#, newer("9")),
+            (" \n{\"format\":2}\n", newer("2")),
+        ] {
+            assert_eq!(format_of(record.as_bytes()), format, "{record}");
+            assert!(
+                matches!(decode(record.as_bytes()), Err(DecodeError::NewerFormat(found)) if Format::Newer(found.clone()) == format),
+                "{record}"
+            );
+        }
+    }
+
+    #[test]
+    fn anything_else_is_no_later_format() {
+        for record in [
+            r#"{"format":1, "version":1, "data":{}}"#,
+            r#"{"version":1,"format":1,"data":{}}"#,
+            r#"{"format":0,"version":1,"data":{}}"#,
+            r#"{"format":-2,"version":1,"data":{}}"#,
+            r#"{"format":1.0}"#,
+            r#"{"format":"2","version":1,"data":{}}"#,
+            r#"{"format":[2]}"#,
+            r#"{"data":{"format":2}}"#,
+            r#"[{"format":2}]"#,
+            r#"{"format":2,"version":1,"data":{}"#,
+            r#"{"format":2} and more"#,
+            r#"{"format":,"version":1}"#,
+            "garbage",
+            "",
+        ] {
+            assert_eq!(format_of(record.as_bytes()), Format::Other, "{record}");
+            assert!(
+                !matches!(
+                    decode(record.as_bytes()),
+                    Err(DecodeError::NewerFormat(_)) | Ok(_)
+                ),
+                "{record}"
+            );
+        }
     }
 
     #[test]
@@ -168,8 +338,8 @@ mod tests {
     #[test]
     fn refuses_other_formats_and_garbage() {
         assert!(matches!(
-            decode(br#"{"format":2,"version":1,"data":{}}"#),
-            Err(DecodeError::UnknownFormat(2))
+            decode(br#"{"format":0,"version":1,"data":{}}"#),
+            Err(DecodeError::UnknownFormat(0))
         ));
         assert!(matches!(decode(b"not json"), Err(DecodeError::Json(_))));
         assert!(matches!(
@@ -215,6 +385,9 @@ mod tests {
             r#"{"format":1,"version":,"data":{}}"#,
             r#"{"format":1,"version":7"#,
             r#"{"format":1,"version":99999999999999999999999,"data":{}}"#,
+            // Another format's version is never matched, so never overwritten.
+            r#"{"format":2,"version":7,"data":{}}"#,
+            r#"{"format":11,"version":7,"data":{}}"#,
         ] {
             assert_eq!(version_of(bad.as_bytes()), None, "{bad:?}");
         }

@@ -65,7 +65,7 @@ fn trusting_client(redis: &TlsRedis) -> Client {
         redis.url(),
         TlsCertificates {
             client_tls: None,
-            root_cert: Some(redis.authority.clone().into_bytes()),
+            root_cert: Some(redis.root()),
         },
     )
     .unwrap()
@@ -132,7 +132,7 @@ fn the_cluster_constructor_installs_it_too() {
         let redis = TlsRedis::start();
         let builder = ClusterClient::builder([redis.url()]).certs(TlsCertificates {
             client_tls: None,
-            root_cert: Some(redis.authority.clone().into_bytes()),
+            root_cert: Some(redis.root()),
         });
         let error = RedisStore::connect_cluster_with(builder)
             .await

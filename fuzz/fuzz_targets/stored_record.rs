@@ -1,6 +1,6 @@
 //! Arbitrary bytes stored as the live flow's record, then a request that
-//! reads the state and changes it. Invariants: no panic; a record whose
-//! header names a newer format is answered 503 and left exactly as it was;
+//! reads the state and changes it. Invariants: no panic; a record of a newer
+//! format, however spelled, is answered 503 and left exactly as it was;
 //! otherwise the handler's answer goes out (never a conflict or a server
 //! error), a record that loads is updated in place to the next version, and
 //! one that does not is replaced by a new flow and deleted.
@@ -58,18 +58,13 @@ fuzz_target!(|record: &[u8]| {
     });
 });
 
-/// Whether the record's header names a format after this release's (1).
+/// Whether the record is a later release's: a JSON object whose top-level
+/// `format` is a number above this release's (1), however it is spelled.
 fn newer_format(record: &[u8]) -> bool {
-    let Some(rest) = record.strip_prefix(br#"{"format":"#) else {
-        return false;
-    };
-    let end = rest
-        .iter()
-        .position(|b| !b.is_ascii_digit())
-        .unwrap_or(rest.len());
-    let (digits, after) = rest.split_at(end);
-    let format = std::str::from_utf8(digits)
-        .ok()
-        .and_then(|d| d.parse::<u32>().ok());
-    after.first() == Some(&b',') && format.is_some_and(|format| format > 1)
+    serde_json::from_slice::<serde_json::Value>(record).is_ok_and(|record| {
+        record
+            .get("format")
+            .and_then(serde_json::Value::as_f64)
+            .is_some_and(|format| format > 1.0)
+    })
 }

@@ -18,6 +18,8 @@ use super::{CasOutcome, Store};
 const V1: &[u8] = br#"{"format":1,"version":1,"data":{}}"#;
 const V2: &[u8] = br#"{"format":1,"version":2,"data":{"a":1}}"#;
 const V3: &[u8] = br#"{"format":1,"version":3,"data":{"a":2}}"#;
+/// A record as a later release might write it.
+const LATER: &[u8] = br#"{"format":2,"version":1,"fields":{}}"#;
 const SECOND: Duration = Duration::from_secs(1);
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -187,15 +189,18 @@ pub async fn update_of_a_missing_key_creates_nothing<S: Store>(subject: &Subject
 }
 
 /// The version is read from the record's fixed header only
-/// (`{"format":1,"version":N,`): a record without it matches no version,
-/// so nothing overwrites or deletes it by version.
+/// (`{"format":1,"version":N,`): a record without it, a later release's
+/// among them, matches no version, so nothing overwrites or deletes it by
+/// version.
 pub async fn a_record_without_the_fixed_header_matches_no_version<S: Store>(subject: &Subject<S>) {
     let store = &subject.store;
-    let records: [&[u8]; 4] = [
+    let records: [&[u8]; 6] = [
         br#"{"version":1,"format":1,"data":{}}"#,
         br#"{"format":1, "version":1, "data":{}}"#,
         br#"{"format":1,"data":{},"version":1}"#,
         b"not a record",
+        br#"{"format":2,"version":1,"data":{}}"#,
+        br#"{"format":10,"version":1,"data":{}}"#,
     ];
     for (n, record) in records.into_iter().enumerate() {
         let key = format!("k{n}");
@@ -215,7 +220,7 @@ pub async fn a_record_without_the_fixed_header_matches_no_version<S: Store>(subj
             Some(record)
         );
     }
-    assert_eq!(subject.records(), 4);
+    assert_eq!(subject.records(), 6);
 }
 
 /// `delete` removes that record and no other; deleting nothing is no
@@ -272,7 +277,9 @@ pub async fn a_record_is_deleted_only_at_the_version_given<S: Store>(subject: &S
 
 /// TTLs, seen the only way the trait shows them: by waiting until a record
 /// with 1 s to live is gone. Every record here starts with 1 s or is
-/// shortened to it; some operations then give it a minute.
+/// shortened to it; some operations then give it a minute. A refreshing
+/// load gives it only to a record of this release's format: a later
+/// release's keeps its own.
 pub async fn records_live_as_long_as_their_last_ttl<S: Store>(subject: &Subject<S>) {
     let store = &subject.store;
     let created = |key| store.create(key, V1, SECOND);
@@ -302,10 +309,13 @@ pub async fn records_live_as_long_as_their_last_ttl<S: Store>(subject: &Subject<
         store.update("shortened", 1, V2, SECOND).await.unwrap(),
         CasOutcome::Done
     );
-    assert_eq!(subject.records(), 6);
+    // A later release's record keeps its expiry through a refreshing load.
+    assert!(store.create("later", LATER, SECOND).await.unwrap());
+    assert!(store.load("later", Some(MINUTE)).await.unwrap().is_some());
+    assert_eq!(subject.records(), 7);
 
     tokio::time::sleep(2 * SECOND).await;
-    for gone in ["plain", "read", "refused", "shortened"] {
+    for gone in ["plain", "read", "refused", "shortened", "later"] {
         assert_eq!(store.load(gone, None).await.unwrap(), None, "{gone}");
     }
     assert_eq!(

@@ -114,7 +114,10 @@ impl Store for MemoryStore {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let mut entries = self.lock();
         Ok(entries.live(key).map(|entry| {
-            if let Some(ttl) = refresh {
+            // As Redis's load script: only this release's format slides.
+            if let Some(ttl) = refresh
+                && entry.version.is_some()
+            {
                 entry.expires = Instant::now() + ttl;
             }
             entry.record.clone()

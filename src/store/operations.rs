@@ -82,7 +82,11 @@ pub enum CasOutcome {
 ///     async fn load(&self, key: &str, refresh: Option<Duration>) -> Result<Option<Vec<u8>>, StoreError> {
 ///         let mut map = self.0.lock().unwrap();
 ///         let found = Self::live(&mut map, key);
-///         if let (Some(ttl), Some((_, expires))) = (refresh, map.get_mut(key)) {
+///         // Only a record of this release's format slides: a later
+///         // release's keeps the expiry that release gave it.
+///         if let (Some(ttl), Some((record, expires))) = (refresh, map.get_mut(key))
+///             && record_version(record).is_some()
+///         {
 ///             *expires = Instant::now() + ttl;
 ///         }
 ///         Ok(found)
@@ -142,11 +146,13 @@ pub enum CasOutcome {
 /// ```
 pub trait Store: Send + Sync + 'static {
     /// Reads the record under `key`, `None` when there is none. When
-    /// `refresh` is given, the key's TTL is set to it by the same command
-    /// (Redis: `GETEX key EX ttl`). A key that holds something the store
-    /// cannot read as bytes (Redis: a hash, a list...) loads as an empty
-    /// record, which the layer treats as corrupt and replaces at the next
-    /// write.
+    /// `refresh` is given and the record is of this release's format (its
+    /// [`record_version`] reads), the key's TTL is set to it in the same
+    /// atomic step (Redis: a script, `GET` then `EXPIRE`); any other record,
+    /// a later release's among them, keeps its expiry. A key that holds
+    /// something the store cannot read as bytes (Redis: a hash, a list...)
+    /// loads as an empty record, which the layer treats as corrupt and
+    /// replaces at the next write.
     fn load(
         &self,
         key: &str,

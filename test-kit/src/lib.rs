@@ -1,7 +1,8 @@
 //! What the workspace's tests and benches share, none of it tied to
 //! `tower-pipeline-state` (so the crate's own tests can use it without a
-//! dependency cycle): a private `redis-server` per test (with TLS too)
-//! and a private Redis Cluster on free loopback ports, servers on loopback, a
+//! dependency cycle): a private `redis-server` per test and a private
+//! Redis Cluster on free loopback ports (over TLS too, with a certificate
+//! authority made for the test), servers on loopback, a
 //! cookie-keeping HTTP client and `Set-Cookie` parsing, `tracing` capture,
 //! the node `oidc-provider` fixture, and (feature `browser`) headless
 //! Chromium under chromedriver.
@@ -21,14 +22,16 @@ mod logs;
 mod oidc_provider;
 mod redis_server;
 mod server;
+mod tls;
 mod tls_redis;
 mod tools;
 
 pub use client::browser;
-pub use cluster::{Node, RedisCluster};
+pub use cluster::{Migration, Node, RedisCluster};
 pub use logs::{Capturing, Logs};
 pub use oidc_provider::{OidcProvider, Settings as OidcProviderSettings};
 pub use redis_server::RedisServer;
 pub use server::{Server, free_port, listener};
+pub use tls::Authority;
 pub use tls_redis::TlsRedis;
 pub use tools::{INSTALL, target_dir, tool};

@@ -18,6 +18,9 @@ use crate::{free_port, tools::INSTALL};
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
+    /// The port it serves TLS on, when its configuration asked for one
+    /// (`{tls_port}`).
+    tls_port: Option<u16>,
     dir: PathBuf,
     child: Option<Child>,
     /// Configuration lines of its own (a cluster node, a replica, TLS, a
@@ -28,26 +31,39 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server on a free port.
     pub fn start() -> Self {
-        Self::start_configured(&[])
+        Self::start_configured(&[] as &[&str])
     }
 
     /// Starts a server on a free port with configuration lines of its own
     /// (`{dir}` in a line stands for the server's scratch directory,
-    /// `{port}` for its port).
-    pub fn start_configured(config: &[&str]) -> Self {
+    /// `{port}` for its port, `{tls_port}` for a second free port, at most
+    /// 55535 so that a cluster node's bus port, 10000 above, exists).
+    pub fn start_configured(config: &[impl AsRef<str>]) -> Self {
         for _ in 0..5 {
             let port = free_port();
+            let tls_port = config
+                .iter()
+                .any(|line| line.as_ref().contains("{tls_port}"))
+                .then(|| std::iter::repeat_with(free_port).find(|port| *port <= 55535))
+                .flatten();
             let dir = std::env::temp_dir().join(format!("tps-redis-{}-{port}", std::process::id()));
             std::fs::create_dir_all(&dir).expect("create a scratch dir for redis-server");
             let config = config
                 .iter()
                 .map(|line| {
-                    line.replace("{dir}", &dir.display().to_string())
-                        .replace("{port}", &port.to_string())
+                    let line = line
+                        .as_ref()
+                        .replace("{dir}", &dir.display().to_string())
+                        .replace("{port}", &port.to_string());
+                    match tls_port {
+                        Some(tls_port) => line.replace("{tls_port}", &tls_port.to_string()),
+                        None => line,
+                    }
                 })
                 .collect();
             let mut server = Self {
                 port,
+                tls_port,
                 dir,
                 child: None,
                 config,
@@ -107,6 +123,18 @@ impl RedisServer {
     /// Its `redis://` URL.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The port it serves TLS on, if its configuration has `{tls_port}`.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_port
+    }
+
+    /// Its `rediss://` URL (by IP address: cluster nodes announce theirs),
+    /// if it serves TLS.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port
+            .map(|port| format!("rediss://127.0.0.1:{port}"))
     }
 
     /// Whether the process runs (not stopped by the test).

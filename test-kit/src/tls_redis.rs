@@ -1,12 +1,8 @@
 //! A private `redis-server` that also listens with TLS, on a certificate
-//! signed by a certificate authority made for it (rcgen): what the `tls`
-//! tests connect to over `rediss://`.
+//! signed by a certificate authority made for it: what the `tls` tests and
+//! the crypto-provider tests connect to over `rediss://`.
 
-use std::path::PathBuf;
-
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-
-use crate::{RedisServer, free_port};
+use crate::{RedisServer, tls::Authority};
 
 /// A [`RedisServer`] with TLS on [`tls_port`](Self::tls_port) besides its
 /// plain port (which the admin connection keeps using), and the authority
@@ -18,60 +14,33 @@ pub struct TlsRedis {
     pub server: RedisServer,
     /// Where it listens with TLS.
     pub tls_port: u16,
-    /// The authority's certificate (PEM), the root a client must trust.
-    pub authority: String,
-    /// The certificate, key and authority files.
-    dir: PathBuf,
+    /// The authority that signed its certificate, the root a client must
+    /// trust.
+    pub authority: Authority,
 }
 
 impl TlsRedis {
     /// Makes an authority and a server certificate signed by it, and starts
     /// the server with them.
     pub fn start() -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "tower-pipeline-state test authority");
-        let authority_key = KeyPair::generate().unwrap();
-        let authority = params.self_signed(&authority_key).unwrap();
-        let issuer = Issuer::new(params, authority_key);
-
-        let server_key = KeyPair::generate().unwrap();
-        let server_params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-        let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
-
-        let tls_port = free_port();
-        let dir = std::env::temp_dir().join(format!("tps-tls-{}-{tls_port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create a scratch dir for the certificates");
-        let (cert, key, ca) = (
-            dir.join("server.crt"),
-            dir.join("server.key"),
-            dir.join("ca.crt"),
-        );
-        std::fs::write(&cert, server_cert.pem()).unwrap();
-        std::fs::write(&key, server_key.serialize_pem()).unwrap();
-        std::fs::write(&ca, authority.pem()).unwrap();
-
-        let server = RedisServer::start_configured(&[
-            &format!("tls-port {tls_port}"),
-            &format!("tls-cert-file {}", cert.display()),
-            &format!("tls-key-file {}", key.display()),
-            &format!("tls-ca-cert-file {}", ca.display()),
-            "tls-auth-clients no",
-        ]);
+        let authority = Authority::new();
+        let server = RedisServer::start_configured(&authority.server_config());
+        let tls_port = server.tls_port().expect("the server listens with TLS");
         Self {
             server,
             tls_port,
-            authority: authority.pem(),
-            dir,
+            authority,
         }
     }
 
     /// Its `rediss://` URL, by the name its certificate carries.
     pub fn url(&self) -> String {
         format!("rediss://localhost:{}", self.tls_port)
+    }
+
+    /// The authority's certificate (PEM) as the bytes a client trusts.
+    pub fn root(&self) -> Vec<u8> {
+        self.authority.pem().as_bytes().to_vec()
     }
 
     /// The clients connected over TLS (`CLIENT LIST` lines whose local
@@ -87,11 +56,5 @@ impl TlsRedis {
             .filter(|line| line.contains(&local))
             .map(str::to_owned)
             .collect()
-    }
-}
-
-impl Drop for TlsRedis {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -281,7 +281,7 @@ async fn a_callback_step_costs_one_round_trip_more_than_any_step() {
         answer(called).await,
         (StatusCode::OK, "called back".to_owned())
     );
-    let commands = [("evalsha", 2), ("get", 2), ("getex", 1), ("set", 2)]
+    let commands = [("evalsha", 3), ("expire", 1), ("get", 3), ("set", 2)]
         .map(|(name, n)| (name.to_owned(), n))
         .into();
     assert_eq!(

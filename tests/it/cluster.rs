@@ -34,19 +34,21 @@ fn id_of(response: &reqwest::Response) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flow_lives_its_whole_life_on_a_cluster() {
     let _serial = SERIAL.lock().await;
-    lifecycle(&RedisCluster::start()).await;
+    let cluster = RedisCluster::start();
+    lifecycle(&cluster, cluster_store(&cluster).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flow_lives_its_whole_life_on_a_cluster_with_replicas() {
     let _serial = SERIAL.lock().await;
-    lifecycle(&RedisCluster::start_with(1, &[])).await;
+    let cluster = RedisCluster::start_with(1, &[]);
+    lifecycle(&cluster, cluster_store(&cluster).await).await;
 }
 
 /// Create, read, change, regenerate 20 times in a row, write after expiry,
-/// clear.
-async fn lifecycle(cluster: &RedisCluster) {
-    let app = serve_with(PipelineStateLayer::new(cluster_store(cluster).await)).await;
+/// clear, through `store` on `cluster`.
+pub(crate) async fn lifecycle(cluster: &RedisCluster, store: RedisStore<ClusterConnection>) {
+    let app = serve_with(PipelineStateLayer::new(store)).await;
     let browser = browser();
 
     // Create, read, change.
@@ -131,8 +133,17 @@ async fn two_app_servers_share_a_flow_on_a_cluster() {
 async fn sixteen_clients_racing_over_two_app_servers_on_a_cluster_lose_nothing() {
     let _serial = SERIAL.lock().await;
     let cluster = RedisCluster::start();
-    let one = serve_with(PipelineStateLayer::new(cluster_store(&cluster).await)).await;
-    let two = serve_with(PipelineStateLayer::new(cluster_store(&cluster).await)).await;
+    let stores = [cluster_store(&cluster).await, cluster_store(&cluster).await];
+    race(&cluster, stores).await;
+}
+
+/// 16 clients × 20 concurrent increments of one flow, over two app servers
+/// with a store each: only 200 and 409, and the stored count is 1 + the
+/// 200s.
+pub(crate) async fn race(cluster: &RedisCluster, stores: [RedisStore<ClusterConnection>; 2]) {
+    let [one, two] = stores;
+    let one = serve_with(PipelineStateLayer::new(one)).await;
+    let two = serve_with(PipelineStateLayer::new(two)).await;
     let id = start_flow(&one).await; // count = 1
 
     let tally = race_increments(&[&one, &two], &id, 16, 20).await;
@@ -148,7 +159,7 @@ async fn sixteen_clients_racing_over_two_app_servers_on_a_cluster_lose_nothing()
     );
     assert!(ok > 0);
     assert_eq!(
-        stored_count(&cluster, &id),
+        stored_count(cluster, &id),
         Some(1 + ok),
         "every acknowledged increment is stored, none more ({conflicts} conflicts)"
     );

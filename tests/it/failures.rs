@@ -198,7 +198,7 @@ async fn a_malformed_cookie_starts_fresh_without_any_redis_command() {
         .await,
         "expired none"
     );
-    assert_eq!(redis.command_calls().get("getex"), Some(&1));
+    assert_eq!(redis.command_calls().get("evalsha"), Some(&1));
 }
 
 #[tokio::test]

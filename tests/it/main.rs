@@ -39,6 +39,9 @@ mod pipeline_events;
 mod planted;
 mod properties;
 mod replays;
+#[cfg(feature = "cluster")]
+mod resharding;
+mod rolling_upgrade;
 mod round_trips;
 mod secured;
 mod stale_pages;

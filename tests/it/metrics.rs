@@ -170,7 +170,7 @@ fn a_scripted_sequence_leaves_exact_counts() {
         });
     });
 
-    let loads_with_id = 2 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1; // every request that sent a GETEX
+    let loads_with_id = 2 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1; // every request that loaded
     let expected: BTreeMap<String, u64> = [
         ("pipeline_state_loads_total{outcome=no_id}", 2),
         (

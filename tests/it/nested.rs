@@ -400,7 +400,7 @@ async fn a_nested_request_costs_what_any_step_costs_and_the_callback_ending_the_
             (trips.load(Ordering::SeqCst), redis.command_calls(), body)
         }
     };
-    let changed = [("evalsha", 1), ("get", 1), ("getex", 1), ("set", 1)]
+    let changed = [("evalsha", 2), ("expire", 1), ("get", 2), ("set", 1)]
         .map(|(name, n)| (name.to_owned(), n))
         .into();
 
@@ -418,7 +418,7 @@ async fn a_nested_request_costs_what_any_step_costs_and_the_callback_ending_the_
     // step, the run's end, then the outer step's own changes.
     let (round_trips, commands, _) =
         measure(browser.get(app.url(&format!("/setup?state={inner}")))).await;
-    let ended = [("evalsha", 3), ("get", 3), ("getex", 1), ("set", 3)]
+    let ended = [("evalsha", 4), ("expire", 1), ("get", 4), ("set", 3)]
         .map(|(name, n)| (name.to_owned(), n))
         .into();
     assert_eq!((round_trips, commands), (4, ended), "two more round trips");

@@ -245,16 +245,26 @@ async fn a_slot_moved_to_another_master_under_load_loses_no_acknowledged_increme
         .keys()
         .find(|port| **port != source)
         .unwrap();
-    let nodes = setup.cluster.topology(source);
-    let id_of = |port| nodes.iter().find(|n| n.port == port).unwrap().id.clone();
-    let (source_id, target_id) = (id_of(source), id_of(target));
-    let urls: Vec<String> = setup.cluster.urls();
-    let key = setup.key.clone();
-    let tally = race_through(&setup, move || {
-        migrate(&urls, &key, (source, &source_id), (target, &target_id));
-    })
-    .await;
-    setup.cluster.wait_until_settled();
+    let until = Instant::now() + LOAD;
+    let servers = [&setup.apps[0], &setup.apps[1]];
+    // Moved as `redis-cli --cluster reshard` does, with pauses so requests
+    // meet each state (`ASK` while the key is on the target, `MOVED` after).
+    // `resharding.rs` holds a migration open far longer.
+    let (tally, ()) = tokio::join!(hammer(&servers, &setup.id, 16, until), async {
+        tokio::time::sleep(LOAD / 3).await;
+        tokio::task::block_in_place(|| {
+            let pause = || std::thread::sleep(Duration::from_millis(150));
+            let migration = setup
+                .cluster
+                .begin_migration(setup.cluster.slot(&setup.key), target);
+            pause();
+            for key in migration.keys_left() {
+                migration.move_key(&key);
+            }
+            pause();
+            migration.finish();
+        });
+    });
     assert_eq!(
         setup.cluster.master_of(&setup.key),
         target,
@@ -262,57 +272,4 @@ async fn a_slot_moved_to_another_master_under_load_loses_no_acknowledged_increme
     );
     check(&setup.cluster, &setup.id, &tally, "slot migrated");
     serves_again(&setup.cluster, [&setup.apps[0], &setup.apps[1]], &setup.id).await;
-}
-
-/// Moves `key`'s slot from `source` to `target` as `redis-cli --cluster
-/// reshard` does, pausing between the steps so requests meet each state
-/// (`ASK` while the key is on the target, `MOVED` after).
-fn migrate(urls: &[String], key: &str, source: (u16, &str), target: (u16, &str)) {
-    let admin = |port: u16| {
-        redis::Client::open(format!("redis://127.0.0.1:{port}"))
-            .unwrap()
-            .get_connection()
-            .unwrap()
-    };
-    let (mut from, mut to) = (admin(source.0), admin(target.0));
-    let slot: u16 = redis::cmd("CLUSTER")
-        .arg("KEYSLOT")
-        .arg(key)
-        .query(&mut from)
-        .unwrap();
-    let pause = || std::thread::sleep(Duration::from_millis(150));
-    let _: () = redis::cmd("CLUSTER")
-        .arg(&["SETSLOT", &slot.to_string(), "IMPORTING", source.1])
-        .query(&mut to)
-        .unwrap();
-    let _: () = redis::cmd("CLUSTER")
-        .arg(&["SETSLOT", &slot.to_string(), "MIGRATING", target.1])
-        .query(&mut from)
-        .unwrap();
-    pause();
-    loop {
-        let keys: Vec<String> = redis::cmd("CLUSTER")
-            .arg(&["GETKEYSINSLOT", &slot.to_string(), "100"])
-            .query(&mut from)
-            .unwrap();
-        if keys.is_empty() {
-            break;
-        }
-        let _: redis::Value = redis::cmd("MIGRATE")
-            .arg(&["127.0.0.1", &target.0.to_string(), "", "0", "5000", "KEYS"])
-            .arg(&keys)
-            .query(&mut from)
-            .unwrap();
-    }
-    pause();
-    for url in urls {
-        let mut node = redis::Client::open(url.as_str())
-            .unwrap()
-            .get_connection()
-            .unwrap();
-        let _: () = redis::cmd("CLUSTER")
-            .arg(&["SETSLOT", &slot.to_string(), "NODE", target.1])
-            .query(&mut node)
-            .unwrap();
-    }
 }

@@ -69,16 +69,20 @@ async fn wizard_flow(server: &Server, redis: &RedisServer) {
     let key = format!("pipeline:{}", cookie.value());
     assert_eq!(redis.keys(), std::slice::from_ref(&key));
 
-    // Read: the client sent the cookie back; one GETEX, no write, no cookie.
+    // Read: the client sent the cookie back; one load (EVALSHA of the load
+    // script: GET, then EXPIRE), no write, no cookie.
     redis.reset_stats();
     let (status, cookie, body) = send(&browser, Method::GET, url("/wizard")).await;
     assert_eq!(
         (status, cookie, body.as_str()),
         (StatusCode::OK, None, "step 1")
     );
-    assert_eq!(redis.command_calls(), calls(&[("getex", 1)]));
+    assert_eq!(
+        redis.command_calls(),
+        calls(&[("evalsha", 1), ("expire", 1), ("get", 1)])
+    );
 
-    // Change: GETEX, then the compare-and-set; the id stays.
+    // Change: the load, then the compare-and-set; the id stays.
     let (status, cookie, body) = send(&browser, Method::POST, url("/wizard/next")).await;
     assert_eq!(
         (status, cookie, body.as_str()),
@@ -147,7 +151,10 @@ async fn the_printed_url_serves_an_index_and_only_eager_mode_loads_for_it() {
     let redis = RedisServer::start();
     let cases = [
         (hyper_server(&redis).await, calls(&[])),
-        (warp_server(&redis).await, calls(&[("getex", 1)])),
+        (
+            warp_server(&redis).await,
+            calls(&[("evalsha", 1), ("expire", 1), ("get", 1)]),
+        ),
     ];
     for (server, commands) in cases {
         let browser = browser();

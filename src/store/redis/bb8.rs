@@ -14,7 +14,7 @@ use std::{fmt, time::Duration};
 use bb8_redis::RedisConnectionManager;
 use redis::{Cmd, RedisFuture, RedisResult, Value, aio::ConnectionLike};
 
-use super::{RedisConnection, RedisStore, server::check_server};
+use super::{RedisConnection, RedisStore, scripts::load_scripts, server::check_server};
 use crate::store::StoreError;
 
 /// A response timeout long enough never to fire: bb8-redis builds its
@@ -155,7 +155,10 @@ impl RedisStore<Bb8Pool> {
     /// ```
     pub async fn from_pool(pool: bb8::Pool<RedisConnectionManager>) -> Result<Self, StoreError> {
         let pool = Bb8Pool(pool);
-        check_server(&mut pool.connection().await?).await?;
+        let mut connection = pool.connection().await?;
+        check_server(&mut connection).await?;
+        load_scripts(&mut connection).await?;
+        drop(connection);
         Ok(Self::new(pool))
     }
 }

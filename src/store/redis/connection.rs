@@ -9,7 +9,10 @@ use redis::{
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
 };
 
-use super::{crypto::install_default_provider, server::check_server, wait::Durability};
+use super::{
+    crypto::install_default_provider, scripts::load_scripts, server::check_server,
+    wait::Durability,
+};
 use crate::store::StoreError;
 
 /// How long one connection attempt may take (`connect`, `connect_cluster`
@@ -41,11 +44,11 @@ where
     }
 }
 
-/// Records in Redis (6.2 or later, for `GETEX`).
+/// Records in Redis (6.2 or later).
 ///
 /// | operation | command |
 /// | --- | --- |
-/// | load | `GETEX key EX ttl` (`GET key` when refresh on load is off) |
+/// | load | `EVALSHA` of the load script: `GET key`, then `EXPIRE key ttl` when the record is this release's (`GET key` when refresh on load is off) |
 /// | create | `SET key record NX EX ttl` |
 /// | update | `EVALSHA` of a compare-and-set script (`GET`, then `SET ... EX ttl` if the version matches) |
 /// | delete | `DEL key` |
@@ -71,6 +74,10 @@ where
 pub struct RedisStore<C = ConnectionManager> {
     pub(super) connection: C,
     pub(super) durability: Option<Durability>,
+    /// When the connection is a cluster's: how to follow `ASK` redirects
+    /// (see `asking.rs`).
+    #[cfg(feature = "cluster")]
+    pub(super) redirects: Option<std::sync::Arc<super::redirects::Redirects>>,
 }
 
 /// Whatever the connection (redis-rs's cluster connection has no `Debug`).
@@ -151,6 +158,7 @@ impl RedisStore<ConnectionManager> {
             .set_response_timeout(None);
         let mut manager = ConnectionManager::new_with_config(client, config).await?;
         check_server(&mut manager).await?;
+        load_scripts(&mut manager).await?;
         Ok(Self::new(manager))
     }
 }
@@ -181,6 +189,15 @@ impl<C: RedisConnection> RedisStore<C> {
     /// ```
     pub fn new(connection: C) -> Self {
         Self {
+            // `RedisConnection` is implemented for every cloneable redis-rs
+            // connection at once, so the cluster's cannot carry a method of
+            // its own: the store looks once, here.
+            #[cfg(feature = "cluster")]
+            redirects: (&connection as &dyn std::any::Any)
+                .downcast_ref::<redis::cluster_async::ClusterConnection>()
+                .map(|cluster| {
+                    std::sync::Arc::new(super::redirects::Redirects::new(cluster.clone()))
+                }),
             connection,
             durability: None,
         }

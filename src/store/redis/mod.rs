@@ -11,6 +11,7 @@
 //! twice: a second run after a first that landed would answer a false
 //! conflict. The layer answers 503, "not confirmed", instead.
 
+mod asking;
 #[cfg(feature = "bb8")]
 mod bb8;
 #[cfg(feature = "cluster")]
@@ -19,7 +20,11 @@ mod commands;
 mod connection;
 mod crypto;
 mod durability;
+#[cfg(feature = "cluster")]
+mod redirects;
+mod request;
 mod retry;
+mod scripts;
 mod server;
 mod wait;
 

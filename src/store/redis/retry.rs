@@ -1,17 +1,25 @@
 //! Which failed commands are sent again, and when: a command the server
 //! refused without running it always (a few times, for a cluster that is
 //! moving slots or failing over), one that may have run only when running it
-//! twice does no harm, a write whose outcome is unknown never.
+//! twice does no harm, a write whose outcome is unknown never. An `ASK`
+//! redirect is followed, not sent again where it came from: `ASKING`, then
+//! the command, on the node it names (see `asking.rs`).
 
 use std::time::Duration;
 
-use redis::{ErrorKind, RedisError, ServerErrorKind};
+use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind, Value, pipe};
+
+use super::{
+    RedisConnection, RedisStore, asking,
+    request::{Node, Reply, Request, no_script, replies_of},
+};
+use crate::store::StoreError;
 
 /// How often a command a cluster refused without running it is sent again
 /// (a redirect, a failover in progress), with a pause that grows from 0 to
 /// 200 ms: about 0.9 s in all, and the layer's `store_timeout` bounds it
-/// too.
-const REDIRECT_RETRIES: u32 = 8;
+/// too. An `ASK` followed counts as a send, without a pause.
+pub(super) const REDIRECT_RETRIES: u32 = 8;
 
 /// Whether a failed command is sent again, and after what pause:
 /// `attempt` counts the sends so far, less one.
@@ -46,32 +54,106 @@ pub(super) fn retry_after(error: &RedisError, idempotent: bool, attempt: u32) ->
     (maybe_run && idempotent && attempt == 0).then_some(Duration::ZERO)
 }
 
-/// Sends `$body` (an expression over `$connection`, a connection from
-/// `$store`) until it succeeds or [`retry_after`] says to stop.
-macro_rules! with_retries {
-    ($store:expr, idempotent = $idempotent:expr, |$connection:ident| $body:expr) => {{
-        let mut $connection = $store.connection.connection().await?;
+impl<C: RedisConnection> RedisStore<C> {
+    /// Sends `request` until it succeeds or [`retry_after`] says to stop. A
+    /// command a migrating slot's old node answered `ASK` is sent at once
+    /// to the node the redirect names, after `ASKING`, for that one send:
+    /// the old node did not run it, so this is its first run.
+    pub(super) async fn run(&self, request: &Request<'_>) -> Result<Reply, StoreError> {
+        Ok(self.run_for_reply(request).await??)
+    }
+
+    /// As [`run`](Self::run), the command's own failure apart from the
+    /// connection source's (a pool that gave no connection).
+    pub(super) async fn run_for_reply(
+        &self,
+        request: &Request<'_>,
+    ) -> Result<RedisResult<Reply>, StoreError> {
+        let mut connection = self.connection.connection().await?;
         let mut attempt = 0u32;
+        let mut asked = None;
         loop {
-            let result: RedisResult<_> = $body;
-            match result {
-                Ok(value) => break Ok::<_, StoreError>(value),
-                Err(error) => match retry_after(&error, $idempotent, attempt) {
-                    Some(pause) => {
-                        tracing::debug!(%error, attempt, "redis command not run or lost; sending it again");
-                        if !pause.is_zero() {
-                            tokio::time::sleep(pause).await;
-                        }
-                        attempt += 1;
+            let result = match asked.take() {
+                None => self.send(&mut connection, request).await,
+                Some(node) => self.send_asking(&node, request).await,
+            };
+            let error = match result {
+                Ok(reply) => return Ok(Ok(reply)),
+                Err(error) => error,
+            };
+            if attempt < REDIRECT_RETRIES
+                && let Some(node) = self.ask_target(&error)
+            {
+                tracing::debug!(%error, attempt, "redis command redirected by ASK; following it");
+                asked = Some(node);
+                attempt += 1;
+                continue;
+            }
+            match retry_after(&error, request.idempotent, attempt) {
+                Some(pause) => {
+                    tracing::debug!(%error, attempt, "redis command not run or lost; sending it again");
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
                     }
-                    None => break Err(StoreError::from(error)),
-                },
+                    attempt += 1;
+                }
+                None => return Ok(Err(error)),
             }
         }
-    }};
-}
+    }
 
-pub(super) use with_retries;
+    /// Sends `request` where its key's slot is served; after a `NOSCRIPT`,
+    /// loads the script there and sends it once more.
+    async fn send(
+        &self,
+        connection: &mut C::Connection,
+        request: &Request<'_>,
+    ) -> RedisResult<Reply> {
+        match self.send_once(connection, request).await {
+            Err(error) if no_script(&error) => {
+                let Some(lua) = request.script else {
+                    return Err(error);
+                };
+                // On a cluster, to every master.
+                lua.load().query_async::<Value>(connection).await?;
+                self.send_once(connection, request).await
+            }
+            result => result,
+        }
+    }
+
+    /// Sends a command, a write followed in the same pipeline by `WAIT`
+    /// when durability is on.
+    async fn send_once(
+        &self,
+        connection: &mut C::Connection,
+        request: &Request<'_>,
+    ) -> RedisResult<Reply> {
+        let durability = self.durability.filter(|_| request.write);
+        let Some(durability) = durability else {
+            return request
+                .command
+                .query_async::<Value>(connection)
+                .await
+                .map(|reply| (reply, None));
+        };
+        let mut pipeline = pipe();
+        pipeline
+            .add_command(request.command.clone())
+            .cmd("WAIT")
+            .arg(durability.replicas)
+            .arg(durability.millis())
+            .ignore_errors();
+        let replies: Vec<Value> = pipeline.query_async(connection).await?;
+        replies_of(replies, true)
+    }
+
+    /// The node an `ASK` redirect names, when this store can follow it (its
+    /// connection is a cluster's).
+    fn ask_target(&self, error: &RedisError) -> Option<Node> {
+        asking::target(self, error)
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -21,4 +21,6 @@ pub(crate) use app::*;
 pub(crate) use serial::SERIAL;
 #[cfg(feature = "cluster")]
 pub(crate) use test_kit::RedisCluster;
-pub(crate) use test_kit::{Logs, RedisServer, Server, TlsRedis, browser, cookies::*, listener};
+pub(crate) use test_kit::{
+    Authority, Logs, RedisServer, Server, TlsRedis, browser, cookies::*, listener,
+};

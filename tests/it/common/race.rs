@@ -99,3 +99,48 @@ pub(crate) async fn hammer(
     }
     tally
 }
+
+/// `clients` clients each send increments, one after another, of flow
+/// `ids[n % ids.len()]` through app server `n % apps.len()` (client `n`),
+/// until `stop` is set. Answers a tally per flow, in the order of `ids`.
+pub(crate) async fn hammer_flows(
+    apps: &[&Server],
+    ids: &[String],
+    clients: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<Tally> {
+    use std::sync::atomic::Ordering;
+    let mut loops = JoinSet::new();
+    for n in 0..clients {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let url = apps[n % apps.len()].url("/incr");
+        let flow = n % ids.len();
+        let cookie = format!("pipeline_id={}", ids[flow]);
+        let stop = stop.clone();
+        loops.spawn(async move {
+            let mut statuses = BTreeMap::<u16, u64>::new();
+            while !stop.load(Ordering::SeqCst) {
+                let status = client
+                    .post(&url)
+                    .header("cookie", &cookie)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                *statuses.entry(status.as_u16()).or_default() += 1;
+            }
+            (flow, statuses)
+        });
+    }
+    let mut tallies: Vec<Tally> = ids.iter().map(|_| Tally::default()).collect();
+    while let Some(result) = loops.join_next().await {
+        let (flow, statuses) = result.unwrap();
+        for (status, count) in statuses {
+            *tallies[flow].statuses.entry(status).or_default() += count;
+        }
+    }
+    tallies
+}
