@@ -328,13 +328,15 @@ async fn submit_the_last_step(app: &Server, browser: &reqwest::Client) -> (Statu
 
 /// "Finishes at most once" with `durability` and a replica that lags past
 /// its timeout (frozen by `SIGSTOP`: connected, acknowledging nothing).
-/// The claim before the finish hook, a compare-and-delete, lands on the
-/// primary, but `WAIT` times out: the claim is not confirmed, so the
-/// request fails with `FlowError::Unavailable` (the pipeline's `on_error`
-/// answers it; the engine's test pipeline answers every failure `400
-/// outcome=<kind>`), the finish hook does not run, and the flow is gone:
-/// the person starts over. Once the replica is back, the claim reaches it
-/// too, and submitting again does not finish either.
+/// The claim before the finish hook (the compare-and-set that writes the
+/// flow's ended record) lands on the primary, but `WAIT` times out: the
+/// claim is not confirmed, so the request fails with
+/// `FlowError::Unavailable` (the pipeline's `on_error` answers it; the
+/// engine's test pipeline answers every failure `400 outcome=<kind>`), the
+/// finish hook does not run, and the flow is over: its record is the ended
+/// one, so submitting again, once the replica is back and has the claim
+/// too, is told the flow ended and does not finish either. The person
+/// starts over.
 #[tokio::test]
 async fn with_durability_a_lagging_replica_fails_the_finish_and_the_flow_is_gone() {
     let _serial = SERIAL.lock().await;
@@ -360,19 +362,27 @@ async fn with_durability_a_lagging_replica_fails_the_finish_and_the_flow_is_gone
         "the claim is not confirmed: FlowError::Unavailable"
     );
     assert_eq!(finishes.load(Ordering::SeqCst), 0, "the hook did not run");
-    assert_eq!(primary.get(&key), None, "the claim landed on the primary");
+    let claimed = |redis: &RedisServer| {
+        let raw = redis.get(&key).expect("the ended record");
+        let record: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        record["data"]["ended"]["how"]["as"].clone()
+    };
+    assert_eq!(
+        claimed(&primary),
+        "finished",
+        "the claim landed on the primary"
+    );
 
     replica.resume();
     caught_up(&primary, &replica);
-    assert_eq!(replica.get(&key), None, "and reached the replica");
+    assert_eq!(claimed(&replica), "finished", "and reached the replica");
     let (status, body) = submit_the_last_step(&app, &browser).await;
     assert_eq!(
         (status, body.as_str()),
-        (StatusCode::BAD_REQUEST, "outcome=expired"),
-        "the flow is gone: the person starts over"
+        (StatusCode::BAD_REQUEST, "outcome=ended"),
+        "the flow is over: the person starts over"
     );
     assert_eq!(finishes.load(Ordering::SeqCst), 0, "never finished");
-    assert_eq!(primary.keys(), Vec::<String>::new());
 }
 
 /// "Finishes at most once" without `durability`, across a failover. The
@@ -404,7 +414,12 @@ async fn without_durability_a_failover_can_bring_back_a_claimed_flow_that_finish
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.starts_with("finished kind=login user=ada"), "{body}");
     assert_eq!(finishes.load(Ordering::SeqCst), 1);
-    assert_eq!(primary.get(&key), None, "claimed on the primary");
+    let on_primary: serde_json::Value =
+        serde_json::from_slice(&primary.get(&key).expect("the ended record")).unwrap();
+    assert_eq!(
+        on_primary["data"]["ended"]["how"]["as"], "finished",
+        "claimed on the primary"
+    );
 
     primary.stop();
     let _: () = redis::cmd("REPLICAOF")

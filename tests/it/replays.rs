@@ -3,7 +3,7 @@
 //! emptied down to how it ended, and its cookie lives as long. The
 //! callback delivered again, a refresh or a resubmit of the last step, from
 //! the browser that ran the flow, is sent where the flow landed (a finished
-//! one) or told how it ended, for one `GETEX` and no write; another browser
+//! one) or told how it ended, for one load and no write; another browser
 //! and a forged `state` are refused as before. Real HTTP, a private
 //! redis-server, round trips counted on the connection and on the server.
 //! The pipeline is `common/forgiving.rs`'s.
@@ -50,7 +50,7 @@ fn replays(
 }
 
 /// Each of a finished flow's replays, from the browser that ran it, is a
-/// `303` to where the flow landed: one `GETEX`, nothing written, no second
+/// `303` to where the flow landed: one load, nothing written, no second
 /// finish hook, no new flow.
 #[tokio::test]
 async fn a_finished_flows_replays_from_its_browser_are_sent_where_it_landed_for_one_getex() {
@@ -78,8 +78,8 @@ async fn a_finished_flows_replays_from_its_browser_are_sent_where_it_landed_for_
         );
         assert_eq!(
             (trips, commands),
-            (1, calls(&[("getex", 1)])),
-            "{what}: one GETEX, nothing written"
+            (1, calls(&[("evalsha", 1), ("get", 1), ("expire", 1)])),
+            "{what}: one load, nothing written"
         );
     }
     assert_eq!(app.counts.finishes(), 1, "the finish hook ran once");
@@ -200,7 +200,13 @@ async fn the_last_step_costs_two_round_trips_and_three_when_the_hook_names_anoth
         let case = format!("lands_at {lands_at:?}, window {window:?}");
         assert_eq!(finished.status(), StatusCode::SEE_OTHER, "{case}");
         let evalsha = (expected - 1) as u64;
-        let mut expected_commands = vec![("getex", 1), ("evalsha", evalsha), ("get", evalsha)];
+        // The load (the load script: a GET, an EXPIRE), then the claim's and
+        // the landing's compare-and-sets (a GET each, then their write).
+        let mut expected_commands = vec![
+            ("evalsha", evalsha + 1),
+            ("get", evalsha + 1),
+            ("expire", 1),
+        ];
         if window.is_zero() {
             expected_commands.push(("del", 1));
         } else {

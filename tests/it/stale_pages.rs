@@ -127,7 +127,7 @@ fn fields(redis: &RedisServer, key: &str) -> Value {
 /// Back to the team page and submit "Globex". The flow is on `plan`; the
 /// team page's answer must not become the plan. It is refused with
 /// `stale_step` naming `plan`, nothing bound and nothing written (one
-/// `GETEX`); a GET of the stale page shows the plan step, and the wizard
+/// load); a GET of the stale page shows the plan step, and the wizard
 /// goes on to "Created Acme on the Team plan".
 #[tokio::test]
 async fn back_to_the_team_page_then_submit_is_refused_as_stale_and_binds_nothing() {
@@ -163,8 +163,8 @@ async fn back_to_the_team_page_then_submit_is_refused_as_stale_and_binds_nothing
     );
     assert_eq!(
         redis.command_calls(),
-        calls(&[("getex", 1)]),
-        "nothing written"
+        calls(&[("evalsha", 1), ("get", 1), ("expire", 1)]),
+        "the load, nothing written"
     );
     assert_eq!(redis.get(&key), before, "nothing bound");
 

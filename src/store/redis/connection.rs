@@ -10,8 +10,7 @@ use redis::{
 };
 
 use super::{
-    crypto::install_default_provider, scripts::load_scripts, server::check_server,
-    wait::Durability,
+    crypto::install_default_provider, scripts::load_scripts, server::check_server, wait::Durability,
 };
 use crate::store::StoreError;
 
