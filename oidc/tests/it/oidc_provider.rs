@@ -191,7 +191,13 @@ async fn signs_in_at_oidc_provider_by_query_with_its_iss_parameter() {
     assert_eq!(identity.email.as_deref(), Some("carol@example.org"));
     assert_eq!(identity.name.as_deref(), Some("carol at oidc-provider"));
     assert_eq!(identity.username.as_deref(), Some("carol"));
-    assert!(redis.keys().is_empty(), "the finished flow is cleared");
+    // The finished flow keeps only its ended record, for its replays.
+    let keys = redis.keys();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let record: serde_json::Value = serde_json::from_slice(&redis.get(&keys[0]).unwrap()).unwrap();
+    let ended = &record["data"];
+    assert_eq!(ended["ended"]["how"]["as"], "finished", "{ended}");
+    assert_eq!(ended["data"], serde_json::json!({}), "{ended}");
 }
 
 #[tokio::test]
