@@ -169,7 +169,10 @@ impl Provider {
     {
         // Names this flow among the browser's flows and carries its nonce.
         let state = flow.callback_state()?;
-        let begun = self.begin(state).await.map_err(|error| self.fail(error))?;
+        let begun = self
+            .begin(state, flow.kind())
+            .await
+            .map_err(|error| self.fail(error))?;
         flow.bind(PENDING_KEY, &begun.pending)?;
         // The provider's answer enters the next step.
         flow.advance()?;
