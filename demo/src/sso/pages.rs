@@ -353,12 +353,14 @@ pub fn notice(name: &str, provider: Option<&str>) -> Option<String> {
              use, sign out there too."
         ),
         ("signed_out", None) => "You are signed out.".to_owned(),
-        ("signed_out_everywhere", Some(provider)) => {
-            format!("You are signed out, of this site and at {provider}.")
-        }
-        ("signed_out_everywhere", None) => {
-            "You are signed out, of this site and at the identity provider.".to_owned()
-        }
+        ("signed_out_everywhere", Some(provider)) => format!(
+            "You are signed out of this site, and went through {provider}'s own \
+             sign-out too."
+        ),
+        ("signed_out_everywhere", None) => "You are signed out of this site, and went \
+                                            through the identity provider's own sign-out \
+                                            too."
+            .to_owned(),
         ("already_signed_in", _) => "You are already signed in.".to_owned(),
         ("stale", _) => "That page was out of date, so its answer was not used: \
                          this is where your sign-in is now."

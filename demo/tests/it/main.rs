@@ -8,5 +8,7 @@
 
 mod common;
 mod sso;
+mod sso_forgives;
 mod sso_kit;
+mod sso_providers;
 mod stacks;
