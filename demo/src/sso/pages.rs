@@ -53,16 +53,14 @@ impl Message {
     }
 }
 
-/// A duration as a person says it: "10 minutes", "1 minute", "30 seconds".
+/// A duration as a person says it: "30 days", "2 hours", "10 minutes",
+/// "1 minute", "30 seconds" (the largest unit it is a whole number of).
 pub fn in_words(duration: Duration) -> String {
     let seconds = duration.as_secs();
-    let (n, unit) = if seconds >= 3600 && seconds.is_multiple_of(3600) {
-        (seconds / 3600, "hour")
-    } else if seconds >= 60 && seconds.is_multiple_of(60) {
-        (seconds / 60, "minute")
-    } else {
-        (seconds, "second")
-    };
+    let (n, unit) = [(86_400, "day"), (3600, "hour"), (60, "minute")]
+        .into_iter()
+        .find(|(size, _)| seconds >= *size && seconds.is_multiple_of(*size))
+        .map_or((seconds, "second"), |(size, unit)| (seconds / size, unit));
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 

@@ -496,3 +496,245 @@ async fn a_form_post_callback_without_cross_site_callbacks_says_it_came_from_ano
     )
     .await;
 }
+
+/// Goes Back until the page open is the provider's (its sign-in form).
+async fn back_to_the_provider(browser: &Browser, demo: &Demo) {
+    for _ in 0..6 {
+        browser.client.back().await.unwrap();
+        // Let the page Back brought (or the redirect it answered) settle.
+        browser.find("h1").await;
+        if browser.url().await.starts_with(&demo.settings.oidc.issuer) {
+            return;
+        }
+    }
+    panic!(
+        "Back never reached the provider: at {}",
+        browser.url().await
+    );
+}
+
+#[tokio::test]
+async fn refresh_back_and_the_providers_answer_again_after_signing_in_land_signed_in() {
+    run(
+        "refresh_back_and_the_providers_answer_again_after_signing_in_land_signed_in",
+        |browser| async move {
+            let demo = Demo::builtin(Options::default()).await;
+            browser.open(&demo.url("/account")).await;
+            browser.expect_heading("Sign in to see your account").await;
+            browser.click("Sign in with Demo ID").await;
+            browser.expect_heading("Sign in to continue").await;
+            sign_in_at_provider(&browser, "alice", "wonderland").await;
+            continue_and_stay(&browser, "Alice Liddell").await;
+            browser.expect_heading("Your account").await;
+            assert_eq!(browser.url().await, demo.url("/account"));
+
+            // Refresh after signing in.
+            browser.client.refresh().await.unwrap();
+            browser.expect_heading("Your account").await;
+            assert!(browser.text().await.contains("Signed in as Alice Liddell"));
+
+            // Back to the provider's page (the sign-in's own pages on the
+            // way answer from the finished flow), and sign in there again:
+            // the provider sends its answer for the finished sign-in again,
+            // which lands where the sign-in did, signed in, not on an error.
+            back_to_the_provider(&browser, &demo).await;
+            browser.expect_heading("Sign in to continue").await;
+            sign_in_at_provider(&browser, "alice", "wonderland").await;
+            browser.expect_heading("Your account").await;
+            assert_eq!(browser.url().await, demo.url("/account"));
+            assert!(browser.text().await.contains("Signed in as Alice Liddell"));
+            assert!(demo.live_flows().is_empty(), "no sign-in started again");
+            let replays = demo
+                .received_at(CALLBACK_PATH)
+                .into_iter()
+                .filter(|request| request.method == "GET")
+                .count();
+            assert_eq!(replays, 2, "the provider's answer came twice");
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn back_to_an_earlier_page_then_submit_does_not_answer_the_current_step() {
+    run(
+        "back_to_an_earlier_page_then_submit_does_not_answer_the_current_step",
+        |browser| async move {
+            let demo = Demo::builtin(Options::default()).await;
+            start(&browser, &demo).await;
+            sign_in_at_provider(&browser, "bob", "builder").await;
+            browser.expect_heading("Continue?").await;
+            browser.click("Continue as Bob the Builder").await;
+            browser.expect_heading("Stay signed in?").await;
+            let [key] = &demo.redis.keys()[..] else {
+                panic!("one flow");
+            };
+            let before = demo.redis.get(key);
+
+            // Back: the confirmation, as the browser kept it (its cache) or
+            // as the app shows it again (the step the sign-in is on now).
+            browser.client.back().await.unwrap();
+            browser
+                .client
+                .wait()
+                .at_most(Duration::from_secs(30))
+                .for_element(fantoccini::Locator::XPath(
+                    "//h1[.='Continue?' or .='Stay signed in?']",
+                ))
+                .await
+                .unwrap();
+            let heading = browser.find("h1").await.text().await.unwrap();
+            if heading == "Continue?" {
+                // Kept by the browser: answering it again is not used.
+                browser.click("Continue as Bob the Builder").await;
+                browser.expect_heading("Stay signed in?").await;
+                assert!(
+                    browser
+                        .text()
+                        .await
+                        .contains("That page was out of date, so its answer was not used")
+                );
+                browser.screenshot("stale-page").await;
+            }
+            assert_eq!(demo.redis.get(key), before, "nothing moved");
+            browser.click("Yes, stay signed in").await;
+            browser.expect_heading("Signed in as Bob the Builder").await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_background_fetch_of_the_start_route_does_not_push_out_the_sign_in_in_use() {
+    run(
+        "a_background_fetch_of_the_start_route_does_not_push_out_the_sign_in_in_use",
+        |browser| async move {
+            let demo = Demo::builtin(Options::default()).await;
+            // The tab in use: at the provider's form.
+            let tab = browser.client.window().await.unwrap();
+            start(&browser, &demo).await;
+            let reference = reference_at_provider(&browser).await;
+            // Another tab of the app's runs a script that fetches the
+            // start routes, more often than the browser keeps sign-ins.
+            let other = browser.client.new_window(true).await.unwrap().handle;
+            browser.client.switch_to_window(other).await.unwrap();
+            browser.open(&demo.url("/")).await;
+            browser.expect_heading("Welcome").await;
+            let statuses = browser
+                .client
+                .execute_async(
+                    "const done = arguments[arguments.length - 1];
+                     (async () => {
+                       const statuses = [];
+                       for (let i = 0; i < 6; i++) {
+                         for (const route of ['/sso/start', '/oauth/start']) {
+                           const response = await fetch(route, {method: 'POST', redirect: 'manual'});
+                           statuses.push(response.status);
+                         }
+                       }
+                       return statuses;
+                     })().then(done, (error) => done(String(error)));",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            let statuses: Vec<u64> = serde_json::from_value(statuses.clone())
+                .unwrap_or_else(|_| panic!("the script's statuses: {statuses}"));
+            assert_eq!(statuses, [400; 12], "refused: not a navigation");
+            let [flow] = &flow_cookies(&browser).await[..] else {
+                panic!("still one flow cookie");
+            };
+            assert_eq!(flow.name(), format!("{FLOW_COOKIE_PREFIX}{reference}"));
+            assert_eq!(demo.redis.keys().len(), 1, "nothing started");
+            // The sign-in in use goes on.
+            browser.client.switch_to_window(tab).await.unwrap();
+            sign_in_at_provider(&browser, "alice", "wonderland").await;
+            confirm(&browser, &demo, "Alice Liddell").await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn signs_in_with_the_plain_oauth_provider() {
+    run(
+        "signs_in_with_the_plain_oauth_provider",
+        |browser| async move {
+            let demo = Demo::builtin(Options::default()).await;
+            browser.open(&demo.url("/")).await;
+            browser.click("Sign in with Demo Hub").await;
+            browser.expect_heading("Sign in to continue").await;
+            let at = browser.url().await;
+            assert!(
+                at.starts_with(&format!("{}/hub/authorize?", demo.settings.oidc.issuer)),
+                "{at}"
+            );
+            assert_eq!(browser.client.title().await.unwrap(), "Sign in · Demo Hub");
+            sign_in_at_provider(&browser, "bob", "builder").await;
+            browser.expect_heading("Continue?").await;
+            assert!(
+                browser
+                    .text()
+                    .await
+                    .contains("According to Demo Hub, you are Bob the Builder")
+            );
+            confirm(&browser, &demo, "Bob the Builder").await;
+            browser.open(&demo.url("/account")).await;
+            browser.expect_heading("Your account").await;
+            let text = browser.text().await;
+            assert!(text.contains("with Demo Hub"), "{text}");
+            assert!(
+                text.contains("1002"),
+                "GitHub's way: the numeric id: {text}"
+            );
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_card_keeps_a_margin_on_a_small_screen() {
+    run(
+        "the_card_keeps_a_margin_on_a_small_screen",
+        |browser| async move {
+            let demo = Demo::builtin(Options::default()).await;
+            browser.client.set_window_size(375, 812).await.unwrap();
+            start(&browser, &demo).await;
+            let provider_form = browser.url().await;
+            sign_in_at_provider(&browser, "alice", "wonderland").await;
+            browser.expect_heading("Continue?").await;
+            let confirmation = browser.url().await;
+            for url in [
+                demo.url("/"),
+                demo.url("/account"),
+                provider_form,
+                confirmation,
+            ] {
+                browser.open(&url).await;
+                browser.find("main").await;
+                let measured = browser
+                    .client
+                    .execute(
+                        "const card = document.querySelector('main').getBoundingClientRect();
+                         return [window.innerWidth, card.left, card.right,
+                                 document.documentElement.scrollWidth];",
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+                let [width, left, right, scroll]: [f64; 4] =
+                    serde_json::from_value(measured).unwrap();
+                assert!(width <= 400.0, "a small screen: {width} px wide");
+                assert!(left >= 8.0, "{url}: the card's left edge at {left} px");
+                assert!(
+                    right <= width - 8.0,
+                    "{url}: the card's right edge at {right} of {width} px"
+                );
+                assert!(scroll <= width, "{url}: nothing to scroll sideways");
+            }
+            browser.open(&demo.url("/")).await;
+            browser.screenshot("small-screen").await;
+        },
+    )
+    .await;
+}

@@ -177,6 +177,7 @@ async fn a_form_of_an_earlier_step_is_not_used_and_the_current_step_is_shown() {
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("<h1>Stay signed in?</h1>"), "{body}");
         assert!(body.contains("That page was out of date"), "{body}");
+        assert!(body.contains("on this device for 30 days"), "{body}");
         speaks_plainly(&body);
         // Its form is the current step's.
         assert!(
