@@ -1,7 +1,7 @@
 //! The application: a start page, an account page, a sign-in pipeline per
 //! provider, its own pages for every outcome, and one log line per request.
 //!
-//! The sign-in is [`sign_in_pipeline`]: the provider crate's two steps, and
+//! The sign-in is `sign_in_pipeline`: the provider crate's two steps, and
 //! two of the application's own.
 //!
 //! 1. `authorize` (`POST /sso/start`, the provider crate's): makes a PKCE
@@ -98,7 +98,7 @@ fn with_outcome(mut response: Response, outcome: &'static str) -> Response {
 
 /// The application's providers, built from the settings: what an
 /// application writes to sign in with them (with the pipeline,
-/// [`sign_in_pipeline`]).
+/// `sign_in_pipeline`).
 #[derive(Clone, Debug)]
 pub struct Providers {
     /// The OpenID provider.
