@@ -10,15 +10,16 @@ use tower_pipeline_state::pipeline::FlowError;
 /// short, stable name (logged in the `kind` field); the `Display` text is a
 /// sentence that names nothing the provider sent, safe to show a person.
 ///
-/// A failed callback ends its flow with [`FlowError::Failed`] carrying that
-/// sentence; [`ErrorKind::of`] reads the kind back in the pipeline's error
+/// A failed step ends its flow with the [`Error`] itself
+/// ([`FlowError::failed_with`], whose text is the kind's sentence);
+/// [`ErrorKind::of`] reads the kind back, typed, in the pipeline's error
 /// handler.
 ///
 /// ```
-/// use tower_pipeline_oidc::ErrorKind;
+/// use tower_pipeline_oidc::{Error, ErrorKind};
 /// use tower_pipeline_state::pipeline::FlowError;
 ///
-/// let error = FlowError::failed(ErrorKind::AccessDenied);
+/// let error = FlowError::failed_with(Error::from(ErrorKind::AccessDenied));
 /// assert_eq!(ErrorKind::of(&error), Some(ErrorKind::AccessDenied));
 /// assert_eq!(ErrorKind::AccessDenied.as_str(), "access_denied");
 /// assert_eq!(ErrorKind::of(&FlowError::Expired), None);
@@ -86,6 +87,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    #[cfg(test)]
     const ALL: [Self; 20] = [
         Self::AccessDenied,
         Self::InteractionRequired,
@@ -173,10 +175,12 @@ impl ErrorKind {
     }
 
     /// The kind of a [`FlowError`] that a step of this crate ended its flow
-    /// with; `None` for any other error.
+    /// with (the [`Error`] it carries, read back with
+    /// [`FlowError::cause`]); `None` for any other error, a message that
+    /// merely reads like one of this crate's sentences included.
     ///
     /// ```
-    /// use tower_pipeline_oidc::ErrorKind;
+    /// use tower_pipeline_oidc::{Error, ErrorKind};
     /// use tower_pipeline_state::pipeline::FlowError;
     ///
     /// fn page(error: &FlowError) -> &'static str {
@@ -186,15 +190,12 @@ impl ErrorKind {
     ///         None => "Something else went wrong.",
     ///     }
     /// }
-    /// assert_eq!(page(&FlowError::failed(ErrorKind::AccessDenied)), "You cancelled the sign-in.");
+    /// let denied = FlowError::failed_with(Error::from(ErrorKind::AccessDenied));
+    /// assert_eq!(page(&denied), "You cancelled the sign-in.");
+    /// assert_eq!(page(&FlowError::failed(ErrorKind::AccessDenied)), "Something else went wrong.");
     /// ```
     pub fn of(error: &FlowError) -> Option<Self> {
-        let FlowError::Failed(message) = error else {
-            return None;
-        };
-        Self::ALL
-            .into_iter()
-            .find(|kind| kind.to_string() == *message)
+        error.cause::<Error>().map(Error::kind)
     }
 }
 
@@ -257,6 +258,22 @@ impl Error {
     }
 }
 
+/// An error of `kind` with no detail: for the tests of an application's
+/// own error handler.
+///
+/// ```
+/// use tower_pipeline_oidc::{Error, ErrorKind};
+///
+/// let error = Error::from(ErrorKind::CodeRefused);
+/// assert_eq!(error.kind(), ErrorKind::CodeRefused);
+/// assert_eq!(error.detail(), "");
+/// ```
+impl From<ErrorKind> for Error {
+    fn from(kind: ErrorKind) -> Self {
+        Self::new(kind, "")
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.kind.fmt(f)
@@ -276,8 +293,21 @@ mod tests {
         for kind in ErrorKind::ALL {
             assert!(names.insert(kind.as_str()), "{kind:?}");
             assert!(sentences.insert(kind.to_string()), "{kind:?}");
-            assert_eq!(ErrorKind::of(&FlowError::failed(kind)), Some(kind));
+            let error = FlowError::failed_with(Error::new(kind, "the provider's detail"));
+            assert_eq!(ErrorKind::of(&error), Some(kind));
+            assert_eq!(error.kind(), "failed");
+            assert_eq!(
+                error.to_string(),
+                kind.to_string(),
+                "the sentence, no detail"
+            );
+            // A message that reads like the sentence is not the error.
+            assert_eq!(ErrorKind::of(&FlowError::failed(kind)), None);
         }
         assert_eq!(ErrorKind::of(&FlowError::failed("something else")), None);
+        assert_eq!(
+            ErrorKind::of(&FlowError::failed_with(std::fmt::Error)),
+            None
+        );
     }
 }

@@ -96,6 +96,28 @@ impl Prompt {
     }
 }
 
+impl Options {
+    /// The options for a flow of `kind`: its own prompts added.
+    pub(crate) fn for_kind(&self, kind: &str) -> std::borrow::Cow<'_, Self> {
+        let mut own = self
+            .kind_prompts
+            .iter()
+            .filter(|(of, _)| of == kind)
+            .map(|(_, prompt)| *prompt)
+            .peekable();
+        if own.peek().is_none() {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut options = self.clone();
+        for prompt in own {
+            if !options.prompts.contains(&prompt) {
+                options.prompts.push(prompt);
+            }
+        }
+        std::borrow::Cow::Owned(options)
+    }
+}
+
 /// What the callback step does once the identity is bound.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Then {
@@ -112,6 +134,8 @@ pub(crate) enum Then {
 pub(crate) struct Options {
     pub(crate) scopes: Vec<String>,
     pub(crate) prompts: Vec<Prompt>,
+    /// Prompts sent only for flows of a kind, after `prompts`.
+    pub(crate) kind_prompts: Vec<(String, Prompt)>,
     pub(crate) login_hint: Option<String>,
     pub(crate) max_age: Option<Duration>,
     pub(crate) acr_values: Vec<String>,
@@ -319,17 +343,18 @@ impl Provider {
         }
     }
 
-    /// The authorization URL for a flow whose callback state is `state`,
-    /// and the secrets the callback needs.
-    pub(crate) async fn begin(&self, state: String) -> Result<Begun, Error> {
+    /// The authorization URL for a flow of `kind` whose callback state is
+    /// `state`, and the secrets the callback needs.
+    pub(crate) async fn begin(&self, state: String, kind: &str) -> Result<Begun, Error> {
         let inner = &self.inner;
+        let options = inner.options.for_kind(kind);
         match &inner.protocol {
             Protocol::Oidc(oidc) => {
-                oidc.begin(&inner.http, &inner.options, &inner.redirect_uri, state)
+                oidc.begin(&inner.http, &options, &inner.redirect_uri, state)
                     .await
             }
             Protocol::OAuth(description) => {
-                Ok(description.begin(&inner.client_id, &inner.options, &inner.redirect_uri, state))
+                Ok(description.begin(&inner.client_id, &options, &inner.redirect_uri, state))
             }
         }
     }
@@ -425,6 +450,7 @@ impl ProviderBuilder {
             options: Options {
                 scopes,
                 prompts: Vec::new(),
+                kind_prompts: Vec::new(),
                 login_hint: None,
                 max_age: None,
                 acr_values: Vec::new(),
@@ -495,6 +521,36 @@ impl ProviderBuilder {
     pub fn prompt(mut self, prompt: Prompt) -> Self {
         if !self.options.prompts.contains(&prompt) {
             self.options.prompts.push(prompt);
+        }
+        self
+    }
+
+    /// Adds a `prompt` value sent only for flows of `kind` (the kind given
+    /// to [`Pipeline::start`](tower_pipeline_state::pipeline::Pipeline::start);
+    /// a flow that starts again after expiring keeps its kind), after those
+    /// [`prompt`](Self::prompt) adds for every flow. Default: none. One
+    /// pipeline with two kinds then offers both a plain sign-in and "Use
+    /// another account" ([`Prompt::Login`], or [`Prompt::SelectAccount`]
+    /// where the provider supports it), which a person needs after signing
+    /// out of the application while still signed in at the provider.
+    ///
+    /// ```
+    /// use tower_pipeline_oidc::{Prompt, Provider};
+    ///
+    /// let builder = Provider::oidc("https://id.example.com", "app", "https://app.example/cb")
+    ///     .prompt_for("another_account", Prompt::Login);
+    /// // Pipeline::builder("sso").flow_kind("login").flow_kind("another_account"), and
+    /// // `sign_in.start(request, "another_account")` behind "Use another account".
+    /// ```
+    pub fn prompt_for(mut self, kind: impl Into<String>, prompt: Prompt) -> Self {
+        let kind = kind.into();
+        if !self
+            .options
+            .kind_prompts
+            .iter()
+            .any(|(of, known)| *of == kind && *known == prompt)
+        {
+            self.options.kind_prompts.push((kind, prompt));
         }
         self
     }

@@ -126,8 +126,11 @@ impl Provider {
     /// `aud`, `azp`, `exp`, `iat`, `nonce`, `at_hash`), asks for user info
     /// when set, binds the [`Identity`](crate::Identity) and goes on (see
     /// [`ProviderBuilder::continue_at`](crate::ProviderBuilder::continue_at)).
-    /// Every failure ends the flow with its [`ErrorKind`]'s sentence; the
-    /// provider's detail goes to the log only, and no token anywhere.
+    /// Every failure ends the flow with its [`Error`](crate::Error)
+    /// ([`FlowError::failed_with`]: the error handler reads its
+    /// [`ErrorKind`] back with [`ErrorKind::of`], and its text is the
+    /// kind's sentence); the provider's detail goes to the log only, and no
+    /// token anywhere.
     ///
     /// ```
     /// use tower_pipeline_oidc::Provider;
@@ -166,7 +169,10 @@ impl Provider {
     {
         // Names this flow among the browser's flows and carries its nonce.
         let state = flow.callback_state()?;
-        let begun = self.begin(state).await.map_err(|error| self.fail(error))?;
+        let begun = self
+            .begin(state, flow.kind())
+            .await
+            .map_err(|error| self.fail(error))?;
         flow.bind(PENDING_KEY, &begun.pending)?;
         // The provider's answer enters the next step.
         flow.advance()?;
@@ -217,8 +223,10 @@ impl Provider {
         Ok(response)
     }
 
-    /// Logs a failure with its detail and ends the flow with its kind's
-    /// sentence.
+    /// Logs a failure with its detail and ends the flow with the error
+    /// itself, which the error handler reads back typed
+    /// ([`ErrorKind::of`]); shown or logged, it reads as its kind's
+    /// sentence only.
     fn fail(&self, error: Error) -> FlowError {
         let level_warn = !matches!(
             error.kind(),
@@ -241,7 +249,7 @@ impl Provider {
                 error.detail()
             );
         }
-        FlowError::failed(error.kind())
+        FlowError::failed_with(error)
     }
 }
 

@@ -1,36 +1,48 @@
-//! Sign in with OpenID Connect, with the flow's state in Redis:
-//! `cargo run -p demo` (this is the demo's default binary), then open the
-//! URL it prints.
+//! Sign in with OpenID Connect or plain OAuth 2.0, with the flow's state in
+//! Redis: `cargo run -p demo` (this is the demo's default binary), then
+//! open the URL it prints.
 //!
-//! The application (a start page, and a three-step sign-in pipeline on
-//! `/sso`) is served on `127.0.0.1`. By default it signs in with a small
-//! built-in OpenID provider served on `localhost` (another site, as a real
-//! provider is). Any other OpenID Connect provider works too:
+//! The application (a start page, an account page, and a sign-in pipeline
+//! per provider on `/sso` and `/oauth`) is served on `127.0.0.1`. By
+//! default it signs in with a small built-in provider served on `localhost`
+//! (another site, as a real provider is), which is both an OpenID provider
+//! (Demo ID) and a plain OAuth 2.0 provider (Demo Hub). Any other OpenID
+//! Connect provider works too, and GitHub as the plain OAuth 2.0 one:
 //!
 //! | variable | meaning |
 //! | --- | --- |
-//! | `SSO_ISSUER` | the provider's issuer URL (discovery at `<issuer>/.well-known/openid-configuration`); unset: the built-in provider |
+//! | `SSO_ISSUER` | the OpenID provider's issuer URL (discovery at `<issuer>/.well-known/openid-configuration`); unset: the built-in provider |
 //! | `SSO_CLIENT_ID` | the application's client id there (required with `SSO_ISSUER`) |
 //! | `SSO_CLIENT_SECRET` | its client secret (unset: a public client) |
+//! | `SSO_DISPLAY_NAME` | the name on its button (default: the issuer's host) |
 //! | `SSO_RESPONSE_MODE` | `query` (default) or `form_post` (the sign-in pipeline then accepts the callback as a cross-site POST: `cross_site_callbacks`) |
-//! | `SSO_FLOW_TTL_SECS` | how long an unfinished sign-in waits (default 600) |
+//! | `GITHUB_CLIENT_ID`, `GITHUB_CLIENT_SECRET` | sign in with GitHub (an OAuth App) instead of Demo Hub |
+//! | `SSO_FLOW_TTL_SECS` | how long an unfinished sign-in waits without activity (default 600) |
+//! | `SSO_FLOW_MAX_SECS` | how long a sign-in may take at all (default 1800) |
 //! | `REDIS_URL` | default `redis://127.0.0.1:6379`; unreachable: `MemoryStore` |
 //! | `PORT` | the application's port (default 3000, another one when taken) |
 //!
 //! Register `http://127.0.0.1:<PORT>/sso/callback` as the redirect URI at
-//! the provider. Every request is logged to stdout, one line each.
+//! the OpenID provider (and `/signed-out` as its post-logout redirect
+//! URI), `http://127.0.0.1:<PORT>/oauth/callback` at GitHub. A bad setting
+//! stops the demo with one line that names it. Every request is logged to
+//! stdout, one line each.
 
 use std::{process::ExitCode, time::Duration};
 
-use demo::{listen, sso};
+use demo::{
+    listen,
+    sso::{self, OAuthSettings, OidcSettings, Settings, Storage, app::Providers},
+};
 use tokio::net::TcpListener;
-use tower_pipeline_state::{Key, MemoryStore, RedisStore};
+use tower_pipeline_oidc::{OAuthDescription, ResponseMode};
+use tower_pipeline_state::{MemoryStore, RedisStore};
 use tracing_subscriber::{filter::Targets, layer::SubscriberExt, util::SubscriberInitExt};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // The request log at `info`, everything else (the layer's and the
-    // engine's warnings) from `warn` up.
+    // The request log at `info`, everything else (the layer's, the engine's
+    // and the provider crate's warnings) from `warn` up.
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
@@ -52,66 +64,129 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The longest lifetime the engine takes (30 days).
+const MAX_SECS: u64 = 30 * 24 * 3600;
+
+/// `name` as whole seconds from 1 to 30 days, or `default` when unset.
+fn seconds(name: &str, default: u64) -> Result<Duration, String> {
+    let Ok(text) = std::env::var(name) else {
+        return Ok(Duration::from_secs(default));
+    };
+    match text.parse::<u64>() {
+        Ok(secs) if (1..=MAX_SECS).contains(&secs) => Ok(Duration::from_secs(secs)),
+        _ => Err(format!(
+            "{name}={text}: expected whole seconds from 1 to {MAX_SECS} (30 days)"
+        )),
+    }
+}
+
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let response_mode = match std::env::var("SSO_RESPONSE_MODE").as_deref() {
+        Err(_) | Ok("query") => ResponseMode::Query,
+        Ok("form_post") => ResponseMode::FormPost,
+        Ok(mode) => Err(format!(
+            "SSO_RESPONSE_MODE={mode}: expected query or form_post"
+        ))?,
+    };
+    let idle_timeout = seconds("SSO_FLOW_TTL_SECS", 10 * 60)?;
+    let max_lifetime = seconds("SSO_FLOW_MAX_SECS", 30 * 60)?;
     let app_listener = listen::listener().await?;
     let app_origin = format!("http://{}", app_listener.local_addr()?);
-    let response_mode = match std::env::var("SSO_RESPONSE_MODE") {
-        Ok(mode) => sso::ResponseMode::parse(&mode)
-            .ok_or_else(|| format!("SSO_RESPONSE_MODE={mode}: expected query or form_post"))?,
-        Err(_) => sso::ResponseMode::Query,
-    };
-    let ttl = match std::env::var("SSO_FLOW_TTL_SECS") {
-        Ok(secs) => Duration::from_secs(
-            secs.parse()
-                .map_err(|_| format!("SSO_FLOW_TTL_SECS={secs}: expected whole seconds"))?,
-        ),
-        Err(_) => Duration::from_secs(10 * 60),
-    };
+    // Bound on loopback, named `localhost`: another site than the
+    // application's `127.0.0.1`, as a real provider is.
+    let idp_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let idp_origin = format!("http://localhost:{}", idp_listener.local_addr()?.port());
 
-    let (provider, builtin) = match std::env::var("SSO_ISSUER") {
-        Ok(issuer) => {
-            let client_id = std::env::var("SSO_CLIENT_ID")
-                .map_err(|_| "SSO_ISSUER is set: set SSO_CLIENT_ID too")?;
-            let display_name = issuer
+    let mut settings = Settings::builtin(&app_origin, &idp_origin);
+    settings.oidc.response_mode = response_mode;
+    // A `form_post` callback is a cross-site POST: its flow must accept one.
+    settings.cross_site_callbacks = response_mode == ResponseMode::FormPost;
+    settings.idle_timeout = idle_timeout;
+    settings.max_lifetime = max_lifetime;
+    if let Ok(issuer) = std::env::var("SSO_ISSUER") {
+        let client_id = std::env::var("SSO_CLIENT_ID")
+            .map_err(|_| "SSO_ISSUER is set: set SSO_CLIENT_ID too")?;
+        let display_name = std::env::var("SSO_DISPLAY_NAME").unwrap_or_else(|_| {
+            issuer
                 .split("://")
                 .nth(1)
                 .and_then(|rest| rest.split('/').next())
                 .unwrap_or(&issuer)
-                .to_owned();
-            let provider = sso::Provider {
-                issuer,
-                client_id,
-                client_secret: std::env::var("SSO_CLIENT_SECRET").ok(),
-                display_name,
-            };
-            (provider, None)
-        }
-        Err(_) => {
-            // Bound on loopback, named `localhost`: another site than the
-            // application's `127.0.0.1`, as a real provider is.
-            let listener = TcpListener::bind("127.0.0.1:0").await?;
-            let issuer = format!("http://localhost:{}", listener.local_addr()?.port());
-            let provider = sso::Provider {
-                issuer,
-                client_id: sso::idp::CLIENT_ID.to_owned(),
-                client_secret: Some(sso::idp::CLIENT_SECRET.to_owned()),
-                display_name: "the demo identity provider".to_owned(),
-            };
-            (provider, Some(listener))
-        }
-    };
-    let settings = sso::Settings {
-        app_origin,
-        provider,
-        response_mode,
-        // A `form_post` callback is a cross-site POST: its flow must accept
-        // one.
-        cross_site_callbacks: response_mode == sso::ResponseMode::FormPost,
-        ttl,
-        // Signs the flow cookie and encrypts the login session: made anew
-        // at every start, so a restart signs everyone out.
-        key: Key::generate(),
-    };
+                .to_owned()
+        });
+        settings.oidc = OidcSettings {
+            issuer,
+            client_id,
+            client_secret: std::env::var("SSO_CLIENT_SECRET").ok(),
+            display_name,
+            response_mode,
+        };
+    }
+    if let Ok(client_id) = std::env::var("GITHUB_CLIENT_ID") {
+        settings.oauth = Some(OAuthSettings {
+            description: OAuthDescription::github(),
+            client_id,
+            client_secret: Some(
+                std::env::var("GITHUB_CLIENT_SECRET")
+                    .map_err(|_| "GITHUB_CLIENT_ID is set: set GITHUB_CLIENT_SECRET too")?,
+            ),
+            display_name: "GitHub".to_owned(),
+        });
+    }
+    let builtin_used = settings.oidc.issuer == idp_origin
+        || settings
+            .oauth
+            .as_ref()
+            .is_some_and(|oauth| oauth.display_name == sso::idp::HUB_NAME);
+    let providers = Providers::new(&settings)
+        .map_err(|error| format!("the provider settings: {error} {}", error.detail()))?;
+
+    if builtin_used {
+        let idp = settings
+            .builtin_provider()
+            .layer(axum::middleware::from_fn_with_state(
+                "provider",
+                sso::app::log_requests,
+            ));
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(idp_listener, idp).await {
+                eprintln!("identity provider stopped: {error}");
+            }
+        });
+        println!(
+            "built-in identity provider at {idp_origin} (users: alice / wonderland, bob / builder)"
+        );
+    }
+    // A wrong issuer or an unreachable provider says so now, not at a
+    // person's first sign-in.
+    providers.discover().await.map_err(|error| {
+        format!(
+            "the OpenID provider {}: {error} {}",
+            settings.oidc.issuer,
+            error.detail()
+        )
+    })?;
+    if settings.oidc.issuer != idp_origin {
+        println!(
+            "OpenID provider {} (client {}); register {} as its redirect URI and {} as its post-logout redirect URI",
+            settings.oidc.issuer,
+            settings.oidc.client_id,
+            settings.redirect_uri(),
+            settings.post_logout_redirect_uri()
+        );
+    }
+    if let Some(oauth) = settings
+        .oauth
+        .as_ref()
+        .filter(|oauth| oauth.display_name != sso::idp::HUB_NAME)
+    {
+        println!(
+            "{} (client {}); register {} as its callback URL",
+            oauth.display_name,
+            oauth.client_id,
+            settings.oauth_redirect_uri()
+        );
+    }
 
     let redis_url =
         std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
@@ -125,42 +200,22 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let app = match connected {
         Ok(store) => {
             println!("flow state in Redis at {redis_url} (keys auth:pipeline:<id>)");
-            sso::app::router(store, settings.clone())
+            settings.storage = Storage::Redis;
+            sso::app::router(store, settings.clone(), providers)
         }
         Err(error) => {
             println!(
                 "Redis at {redis_url} cannot be reached ({error}); running on MemoryStore (flows live in this process only)"
             );
-            sso::app::router(MemoryStore::new(), settings.clone())
+            settings.storage = Storage::Memory;
+            sso::app::router(MemoryStore::new(), settings.clone(), providers)
         }
     };
-
-    if let Some(listener) = builtin {
-        let idp =
-            sso::idp::router(settings.provider.issuer.clone(), settings.redirect_uri()).layer(
-                axum::middleware::from_fn_with_state("provider", sso::app::log_requests),
-            );
-        tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, idp).await {
-                eprintln!("identity provider stopped: {error}");
-            }
-        });
-        println!(
-            "built-in identity provider at {} (users: alice / wonderland, bob / builder)",
-            settings.provider.issuer
-        );
-    } else {
-        println!(
-            "identity provider {} (client {}); register {} as its redirect URI",
-            settings.provider.issuer,
-            settings.provider.client_id,
-            settings.redirect_uri()
-        );
-    }
     println!(
-        "responses by {}; unfinished sign-ins wait {}",
-        settings.response_mode.as_str(),
-        sso::pages::in_words(settings.ttl)
+        "OpenID Connect responses by {}; unfinished sign-ins wait {} and take {} at most",
+        settings.oidc.response_mode.as_str(),
+        sso::pages::in_words(settings.idle_timeout),
+        sso::pages::in_words(settings.max_lifetime)
     );
     println!("open {}/ in a browser", settings.app_origin);
     axum::serve(app_listener, app).await?;

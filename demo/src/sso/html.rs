@@ -1,6 +1,13 @@
-//! Plain HTML pages, no templates, no scripts, a little CSS.
+//! Plain HTML pages, no templates, no scripts, a little CSS, and the
+//! headers every page goes out with.
 
-use axum::response::Html;
+use axum::{
+    http::{
+        HeaderValue,
+        header::{CONTENT_SECURITY_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS},
+    },
+    response::{Html, Response},
+};
 
 /// Escapes text for HTML content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -26,6 +33,7 @@ body{font:16px/1.5 system-ui,sans-serif;color:#1d2430;background:#f4f6f9;margin:
 header{background:var(--accent);color:#fff;padding:.7em 1.2em;font-weight:600}\
 main{max-width:34em;margin:2.5em auto;background:#fff;border-radius:10px;\
 padding:1.6em 2em;box-shadow:0 1px 4px #0002}\
+@media (max-width:36em){main{margin:1em .75em;padding:1.2em 1.1em}}\
 h1{font-size:1.45em;margin:.2em 0 .6em}\
 p{margin:.6em 0}\
 .notice{border-left:4px solid var(--accent);background:#eef3fb;padding:.6em .9em}\
@@ -39,13 +47,13 @@ button.secondary{background:#fff;color:var(--accent)}\
 small,.muted{color:#5b6573}\
 code{background:#eef0f3;padding:0 .3em;border-radius:4px}";
 
-/// A page titled `title` around `body` (already HTML), under a header bar
-/// saying `site`, in `accent` colour.
+/// A page titled `title` (and the site's name) around `body` (already
+/// HTML), under a header bar saying `site`, in `accent` colour.
 pub fn page_of(site: &str, accent: &str, title: &str, body: &str) -> Html<String> {
     Html(format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{title}</title><style>{STYLE}:root{{--accent:{accent}}}</style></head>\
+         <title>{title} · {site}</title><style>{STYLE}:root{{--accent:{accent}}}</style></head>\
          <body><header>{site}</header><main>\n{body}\n</main></body></html>\n",
         title = escape(title),
         site = escape(site),
@@ -54,5 +62,21 @@ pub fn page_of(site: &str, accent: &str, title: &str, body: &str) -> Html<String
 
 /// A page of the demo application.
 pub fn page(title: &str, body: &str) -> Html<String> {
-    page_of("Demo app", "#2456a6", title, body)
+    page_of(super::SITE, "#2456a6", title, body)
+}
+
+/// What every response of the demo's servers carries: no page may be
+/// framed by another site (`frame-ancestors 'none'`, and
+/// `X-Frame-Options` for browsers without CSP), so a "Continue as ...?"
+/// button cannot be clicked through a transparent frame (clickjacking);
+/// and no content sniffing.
+pub async fn secure_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
 }

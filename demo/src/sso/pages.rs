@@ -27,28 +27,40 @@ pub struct Message {
     pub status: StatusCode,
     /// The heading and the page title.
     pub title: &'static str,
-    /// What happened, and what it means for the person. `{ttl}` stands for
-    /// how long a sign-in waits.
+    /// What happened, and what it means for the person. `{idle}` stands
+    /// for how long a sign-in waits without activity, `{max}` for how long
+    /// it may take at all.
     pub text: &'static str,
     /// The way on.
     pub next: Next,
 }
 
+/// How long sign-ins live, as the pages say it.
+#[derive(Clone, Copy, Debug)]
+pub struct Lifetimes {
+    /// How long a sign-in waits without activity.
+    pub idle: Duration,
+    /// How long it may take at all.
+    pub max: Duration,
+}
+
 impl Message {
-    /// The text with `{ttl}` spelt out.
-    pub fn text(&self, ttl: Duration) -> String {
-        self.text.replace("{ttl}", &in_words(ttl))
+    /// The text with `{idle}` and `{max}` spelt out.
+    pub fn text(&self, lifetimes: Lifetimes) -> String {
+        self.text
+            .replace("{idle}", &in_words(lifetimes.idle))
+            .replace("{max}", &in_words(lifetimes.max))
     }
 }
 
-/// A duration as a person says it: "10 minutes", "1 minute", "30 seconds".
+/// A duration as a person says it: "30 days", "2 hours", "10 minutes",
+/// "1 minute", "30 seconds" (the largest unit it is a whole number of).
 pub fn in_words(duration: Duration) -> String {
     let seconds = duration.as_secs();
-    let (n, unit) = if seconds >= 60 && seconds.is_multiple_of(60) {
-        (seconds / 60, "minute")
-    } else {
-        (seconds, "second")
-    };
+    let (n, unit) = [(86_400, "day"), (3600, "hour"), (60, "minute")]
+        .into_iter()
+        .find(|(size, _)| seconds >= *size && seconds.is_multiple_of(*size))
+        .map_or((seconds, "second"), |(size, unit)| (seconds / size, unit));
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
@@ -114,14 +126,86 @@ pub const NO_SIGN_IN: Message = Message {
     next: Next::StartAgain,
 };
 
-/// The sign-in waited too long (or its record was lost).
+/// The sign-in waited too long (or its record was lost), and this request
+/// could not start it again by itself (a background request: the
+/// person's own next page does).
 pub const EXPIRED: Message = Message {
     outcome: "expired",
     status: StatusCode::BAD_REQUEST,
     title: "This sign-in expired",
-    text: "A sign-in waits {ttl} without activity, and this one was left \
-           longer (or it was lost). Nothing was signed in. Start again.",
+    text: "A sign-in waits {idle} without activity and takes {max} at most, \
+           and this one went past that (or it was lost). Nothing was signed \
+           in. Start again.",
     next: Next::StartAgain,
+};
+
+/// Back to a page of a sign-in the person cancelled.
+pub const CANCELLED: Message = Message {
+    outcome: "sign_in_was_cancelled",
+    status: StatusCode::OK,
+    title: "This sign-in was cancelled",
+    text: "You cancelled it, so nothing was signed in and its pages no \
+           longer work. Start again to sign in.",
+    next: Next::StartAgain,
+};
+
+/// Back to a page of a sign-in that failed, or an answer for it again.
+pub const ENDED: Message = Message {
+    outcome: "sign_in_has_ended",
+    status: StatusCode::BAD_REQUEST,
+    title: "This sign-in has ended",
+    text: "It did not go through, so nothing was signed in and its pages \
+           and links no longer work. Start again.",
+    next: Next::StartAgain,
+};
+
+/// A form of the sign-in made for an earlier step (a page left open, or
+/// brought back by Back) was sent after the sign-in moved on: nothing was
+/// done, and the person is shown where the sign-in is now (the demo
+/// redirects there; this page is for a browser that does not follow).
+pub const STALE_PAGE: Message = Message {
+    outcome: "stale_page",
+    status: StatusCode::CONFLICT,
+    title: "This page was out of date",
+    text: "Your sign-in had moved on since this page was shown, so its \
+           answer was not used. Go on from where the sign-in is now.",
+    next: Next::TryAgain,
+};
+
+/// A start or sign-out button pressed on another website (a forged
+/// form): refused, nothing done.
+pub const FORM_FROM_ANOTHER_SITE: Message = Message {
+    outcome: "form_from_another_site",
+    status: StatusCode::FORBIDDEN,
+    title: "This button was on another website",
+    text: "Your browser sent this from a page of another website, and this \
+           site takes sign-in and sign-out only from its own pages, so \
+           nothing was done.",
+    next: Next::Home,
+};
+
+/// A sign-in started by a request that is not a page the person opened (a
+/// script's `fetch`, a prefetch, a preview): not started, so it cannot
+/// push out the sign-in the person is in.
+pub const NOT_A_PAGE: Message = Message {
+    outcome: "not_started_in_the_background",
+    status: StatusCode::BAD_REQUEST,
+    title: "Sign-in starts from this site's pages",
+    text: "A sign-in starts when you press a sign-in button on this site, \
+           not from a preview or a script, so none was started.",
+    next: Next::StartAgain,
+};
+
+/// A start that asked to send the person to another site afterwards (an
+/// open-redirect attempt): refused.
+pub const BAD_START: Message = Message {
+    outcome: "start_not_of_this_site",
+    status: StatusCode::BAD_REQUEST,
+    title: "This sign-in button is not one of ours",
+    text: "It asked to send you somewhere outside this site after signing \
+           in, so no sign-in was started. Use the buttons on this site's \
+           pages.",
+    next: Next::Home,
 };
 
 /// The callback page was opened without what the provider sends back.
@@ -155,17 +239,18 @@ pub const PROVIDER_DECLINED: Message = Message {
     next: Next::StartAgain,
 };
 
-/// The provider cannot be reached.
+/// The provider cannot be reached, or answered something unusable.
 pub const PROVIDER_UNREACHABLE: Message = Message {
     outcome: "provider_unreachable",
     status: StatusCode::BAD_GATEWAY,
     title: "We could not reach the identity provider",
-    text: "It did not answer us. Nothing was signed in. Try again in a moment.",
+    text: "It did not answer us, or not in a way we understand. Nothing was \
+           signed in. Try again in a moment.",
     next: Next::TryAgain,
 };
 
-/// The ID token failed a check (signature, issuer, audience, expiry,
-/// nonce).
+/// The provider's answer failed a check (the ID token's signature,
+/// issuer, audience, expiry, nonce; the answer's `iss`; user info).
 pub const NOT_VERIFIED: Message = Message {
     outcome: "identity_not_verified",
     status: StatusCode::BAD_GATEWAY,
@@ -254,12 +339,30 @@ pub const METHOD_NOT_ALLOWED: Message = Message {
     next: Next::Home,
 };
 
-/// Notices on the start page, by the `notice` query parameter.
-pub fn notice(name: &str) -> Option<&'static str> {
-    match name {
-        "cancelled" => Some("You cancelled the sign-in. You are not signed in."),
-        "signed_out" => Some("You are signed out."),
-        "already_signed_in" => Some("You are already signed in."),
-        _ => None,
-    }
+/// Notices on the start page, by the `notice` query parameter; `provider`
+/// is the name of the provider the person was signed in with, when the
+/// page knows it.
+pub fn notice(name: &str, provider: Option<&str>) -> Option<String> {
+    Some(match (name, provider) {
+        ("cancelled", _) => "You cancelled the sign-in. You are not signed in.".to_owned(),
+        ("signed_out", Some(provider)) => format!(
+            "You are signed out of this site, but not at {provider}: it offers \
+             no way for this site to sign you out there. On a computer others \
+             use, sign out there too."
+        ),
+        ("signed_out", None) => "You are signed out.".to_owned(),
+        ("signed_out_everywhere", Some(provider)) => format!(
+            "You are signed out of this site, and went through {provider}'s own \
+             sign-out too."
+        ),
+        ("signed_out_everywhere", None) => "You are signed out of this site, and went \
+                                            through the identity provider's own sign-out \
+                                            too."
+            .to_owned(),
+        ("already_signed_in", _) => "You are already signed in.".to_owned(),
+        ("stale", _) => "That page was out of date, so its answer was not used: \
+                         this is where your sign-in is now."
+            .to_owned(),
+        _ => return None,
+    })
 }

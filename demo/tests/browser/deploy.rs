@@ -14,15 +14,19 @@ use axum::{
     response::Response,
 };
 
-use demo::sso::{self, ResponseMode, Settings};
-use test_kit::{OidcProvider, RedisServer, Server};
+use demo::sso::{OidcSettings, Settings, app::Providers};
+use test_kit::{OidcProvider, OidcProviderSettings, RedisServer, Server};
 use tokio::net::TcpListener;
-use tower_pipeline_state::{Key, RedisStore};
+use tower_pipeline_oidc::ResponseMode;
+use tower_pipeline_state::RedisStore;
 
 /// How the demo is set up for a test.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Options {
-    pub(crate) ttl: Duration,
+    /// `Settings::idle_timeout`.
+    pub(crate) idle_timeout: Duration,
+    /// `Settings::max_lifetime`.
+    pub(crate) max_lifetime: Duration,
     pub(crate) response_mode: ResponseMode,
     /// `Settings::cross_site_callbacks`.
     pub(crate) cross_site_callbacks: bool,
@@ -31,7 +35,8 @@ pub(crate) struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            ttl: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(1800),
             response_mode: ResponseMode::Query,
             cross_site_callbacks: false,
         }
@@ -47,6 +52,13 @@ impl Options {
             cross_site_callbacks: true,
             ..Self::default()
         }
+    }
+
+    fn apply(self, settings: &mut Settings) {
+        settings.idle_timeout = self.idle_timeout;
+        settings.max_lifetime = self.max_lifetime;
+        settings.oidc.response_mode = self.response_mode;
+        settings.cross_site_callbacks = self.cross_site_callbacks;
     }
 }
 
@@ -74,63 +86,58 @@ pub(crate) struct Demo {
 }
 
 impl Demo {
-    /// With the built-in provider, on `localhost`.
+    /// With the built-in provider (Demo ID and Demo Hub), on `localhost`.
     pub(crate) async fn builtin(options: Options) -> Self {
         let idp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let issuer = format!(
-            "http://localhost:{}",
-            idp_listener.local_addr().unwrap().port()
-        );
-        let provider = sso::Provider {
-            issuer,
-            client_id: sso::idp::CLIENT_ID.to_owned(),
-            client_secret: Some(sso::idp::CLIENT_SECRET.to_owned()),
-            display_name: "the demo identity provider".to_owned(),
-        };
         let app_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut demo = Self::serve(app_listener, provider, options).await;
-        let idp = sso::idp::router(
-            demo.settings.provider.issuer.clone(),
-            demo.settings.redirect_uri(),
+        let mut settings = Settings::builtin(
+            &format!("http://{}", app_listener.local_addr().unwrap()),
+            &format!(
+                "http://localhost:{}",
+                idp_listener.local_addr().unwrap().port()
+            ),
         );
+        options.apply(&mut settings);
+        let idp = settings.builtin_provider();
+        let mut demo = Self::serve(app_listener, settings).await;
         demo._idp = Some(Server::axum(idp_listener, idp));
         demo
     }
 
     /// With `oidc-provider`, which must be started with this app's
-    /// redirect URI: the app's listener is made first.
+    /// redirect URI (and post-logout redirect URI): the app's listener is
+    /// made first. No plain OAuth 2.0 provider.
     pub(crate) async fn with_oidc_provider(options: Options) -> (Self, OidcProvider) {
         let app_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let redirect_uri = format!(
-            "http://{}{}",
-            app_listener.local_addr().unwrap(),
-            sso::app::CALLBACK_PATH
+        let app_origin = format!("http://{}", app_listener.local_addr().unwrap());
+        let mut settings = Settings::builtin(&app_origin, "http://localhost:9");
+        let op = OidcProvider::start_with(
+            &settings.redirect_uri(),
+            &OidcProviderSettings {
+                post_logout_redirect_uri: Some(settings.post_logout_redirect_uri()),
+                ..OidcProviderSettings::default()
+            },
         );
-        let op = OidcProvider::start(&redirect_uri);
-        let provider = sso::Provider {
+        settings.oidc = OidcSettings {
             issuer: op.issuer.clone(),
             client_id: OidcProvider::CLIENT_ID.to_owned(),
             client_secret: Some(OidcProvider::CLIENT_SECRET.to_owned()),
             display_name: "oidc-provider".to_owned(),
+            response_mode: ResponseMode::Query,
         };
-        (Self::serve(app_listener, provider, options).await, op)
+        settings.oauth = None;
+        options.apply(&mut settings);
+        (Self::serve(app_listener, settings).await, op)
     }
 
-    async fn serve(listener: TcpListener, provider: sso::Provider, options: Options) -> Self {
+    async fn serve(listener: TcpListener, settings: Settings) -> Self {
         let redis = RedisServer::start();
-        let settings = Settings {
-            app_origin: format!("http://{}", listener.local_addr().unwrap()),
-            provider,
-            response_mode: options.response_mode,
-            cross_site_callbacks: options.cross_site_callbacks,
-            ttl: options.ttl,
-            key: Key::generate(),
-        };
         let store = RedisStore::connect(&redis.url())
             .await
             .expect("connect to the private redis-server");
         let received = Arc::new(Mutex::new(Vec::new()));
-        let app = sso::app::router(store, settings.clone()).layer(
+        let providers = Providers::new(&settings).expect("valid provider settings");
+        let app = demo::sso::app::router(store, settings.clone(), providers).layer(
             axum::middleware::from_fn_with_state(received.clone(), record),
         );
         Self {
@@ -145,6 +152,21 @@ impl Demo {
     /// `path` on the app.
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.settings.app_origin)
+    }
+
+    /// The records of sign-ins still going on (not ended: an ended one's
+    /// record stays for its replays).
+    pub(crate) fn live_flows(&self) -> Vec<String> {
+        self.redis
+            .keys()
+            .into_iter()
+            .filter(|key| {
+                self.redis.get(key).is_some_and(|raw| {
+                    let record: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+                    record["data"].get("ended").is_none()
+                })
+            })
+            .collect()
     }
 
     /// The requests the app received for `path`.

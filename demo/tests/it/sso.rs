@@ -1,306 +1,21 @@
 //! The SSO example end to end: its own routers (`demo::sso`), its
-//! built-in OpenID provider (on `localhost`, another site than the app's
+//! built-in provider (on `localhost`, another site than the app's
 //! `127.0.0.1`), real servers on loopback, browsers with cookie jars, and a
 //! private redis-server. The pages are checked by their plain-word titles
-//! (`example::pages`); the request log by its lines. Headless Chromium
-//! drives the same demo in `tests/browser/`.
+//! (`example::pages`); the request log by its lines. How the sign-in
+//! forgives Back, refresh, waiting and retries is in `sso_forgives.rs`, the
+//! providers (plain OAuth 2.0, `oidc-provider`, sign-out) and the demo's
+//! own defences in `sso_providers.rs`; headless Chromium drives the same
+//! demo in `tests/browser/`.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
-use crate::common::*;
+use crate::{common::*, sso_kit::*};
 use cookie::SameSite;
-use demo::sso as example;
-use example::pages::{self, Message};
-use reqwest::{StatusCode, header::LOCATION};
-use tower_pipeline_state::Key;
-
-/// One identity provider and `instances` app servers sharing one Redis, as
-/// behind a load balancer: all have the public origin of the first.
-struct Deployment {
-    settings: example::Settings,
-    apps: Vec<Server>,
-    _idp: Server,
-}
-
-impl Deployment {
-    async fn new(redis: &RedisServer, instances: usize, ttl: Duration) -> Self {
-        Self::with_mode(redis, instances, ttl, example::ResponseMode::Query).await
-    }
-
-    /// With `response_mode`, and cross-site callbacks accepted when it is
-    /// `form_post`, as the example does.
-    async fn with_mode(
-        redis: &RedisServer,
-        instances: usize,
-        ttl: Duration,
-        response_mode: example::ResponseMode,
-    ) -> Self {
-        let cross_site = response_mode == example::ResponseMode::FormPost;
-        Self::configured(redis, instances, ttl, response_mode, cross_site).await
-    }
-
-    async fn configured(
-        redis: &RedisServer,
-        instances: usize,
-        ttl: Duration,
-        response_mode: example::ResponseMode,
-        cross_site_callbacks: bool,
-    ) -> Self {
-        // Listeners first: the app must know its own URL, and the provider
-        // the app's, before either serves.
-        let idp_listener = listener().await;
-        let mut listeners = Vec::new();
-        for _ in 0..instances {
-            listeners.push(listener().await);
-        }
-        let settings = example::Settings {
-            app_origin: format!("http://{}", listeners[0].local_addr().unwrap()),
-            provider: example::Provider {
-                issuer: format!(
-                    "http://localhost:{}",
-                    idp_listener.local_addr().unwrap().port()
-                ),
-                client_id: example::idp::CLIENT_ID.to_owned(),
-                client_secret: Some(example::idp::CLIENT_SECRET.to_owned()),
-                display_name: "the demo identity provider".to_owned(),
-            },
-            response_mode,
-            cross_site_callbacks,
-            ttl,
-            key: Key::generate(),
-        };
-        let mut apps = Vec::new();
-        for listener in listeners {
-            // Each instance has its own connection: only Redis is shared.
-            let store = redis_store(&redis.url()).await;
-            apps.push(Server::axum(
-                listener,
-                example::app::router(store, settings.clone()),
-            ));
-        }
-        let idp = Server::axum(
-            idp_listener,
-            example::idp::router(settings.provider.issuer.clone(), settings.redirect_uri()),
-        );
-        Self {
-            settings,
-            apps,
-            _idp: idp,
-        }
-    }
-
-    async fn single(redis: &RedisServer) -> Self {
-        Self::new(redis, 1, Duration::from_secs(600)).await
-    }
-
-    /// `path` on instance `i`.
-    fn at(&self, i: usize, path: &str) -> String {
-        self.apps[i].url(path)
-    }
-
-    /// A URL on the public origin, sent to instance `i` (what the load
-    /// balancer does).
-    fn via(&self, i: usize, url: &str) -> String {
-        let path = url
-            .strip_prefix(&self.settings.app_origin)
-            .unwrap_or_else(|| panic!("{url} is not on the app's origin"));
-        self.at(i, path)
-    }
-}
-
-fn location(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get(LOCATION)
-        .unwrap_or_else(|| panic!("no Location in a {} answer", response.status()))
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
-
-fn query(url: &str) -> HashMap<String, String> {
-    let query = url.split_once('?').map_or("", |(_, query)| query);
-    form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect()
-}
-
-fn form(pairs: &[(&str, &str)]) -> String {
-    let mut serializer = form_urlencoded::Serializer::new(String::new());
-    for (name, value) in pairs {
-        serializer.append_pair(name, value);
-    }
-    serializer.finish()
-}
-
-async fn post_form(browser: &reqwest::Client, url: &str, body: String) -> reqwest::Response {
-    browser
-        .post(url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-}
-
-/// Whether `body` is the page of `message`, and names no engine outcome
-/// nor a provider's error code.
-fn shows(body: &str, message: &Message) -> bool {
-    const CODES: &[&str] = &[
-        "no_flow",
-        "other_browser",
-        "cross_site",
-        "nonce_mismatch",
-        "nonce_replayed",
-        "nonce_missing",
-        "signature_changed",
-        "unknown_flow_kind",
-        "missing_layer",
-        "invalid_grant",
-        "access_denied",
-        "Outcome",
-    ];
-    let title = format!("<h1>{}</h1>", message.title.replace('\'', "&#39;"));
-    body.contains(&title) && !CODES.iter().any(|code| body.contains(code))
-}
-
-/// The id in a signed flow cookie's value (the signature comes first).
-fn flow_id(cookie: &cookie::Cookie) -> String {
-    let value = cookie.value();
-    value[value.len() - 32..].to_owned()
-}
-
-/// Starts a sign-in on instance `i`; returns the provider's authorize URL.
-async fn start(deployment: &Deployment, browser: &reqwest::Client, i: usize) -> String {
-    let started = browser
-        .post(deployment.at(i, "/sso/start"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(started.status(), StatusCode::SEE_OTHER);
-    let authorize = location(&started);
-    assert!(
-        authorize.starts_with(&format!(
-            "{}/authorize?",
-            deployment.settings.provider.issuer
-        )),
-        "{authorize}"
-    );
-    authorize
-}
-
-/// Signs in at the provider's form; returns the callback URL it redirects to.
-async fn sign_in_at_provider(
-    browser: &reqwest::Client,
-    authorize: &str,
-    user: &str,
-    password: &str,
-) -> String {
-    let form_page = browser.get(authorize).send().await.unwrap();
-    assert_eq!(form_page.status(), StatusCode::OK);
-    assert!(
-        form_page
-            .text()
-            .await
-            .unwrap()
-            .contains("name=\"password\"")
-    );
-    let params = query(authorize);
-    let mut fields: Vec<(&str, &str)> = params
-        .iter()
-        .map(|(name, value)| (name.as_str(), value.as_str()))
-        .collect();
-    fields.extend([
-        ("username", user),
-        ("password", password),
-        ("action", "sign_in"),
-    ]);
-    let origin = authorize.split_once("/authorize").unwrap().0;
-    let signed_in = post_form(browser, &format!("{origin}/authorize"), form(&fields)).await;
-    assert_eq!(
-        signed_in.status(),
-        StatusCode::SEE_OTHER,
-        "signing in as {user}"
-    );
-    location(&signed_in)
-}
-
-/// Follows the provider's redirect back to instance `i`; the app redirects
-/// to its flow's link (see [`flow_link`]).
-async fn follow_callback(
-    deployment: &Deployment,
-    browser: &reqwest::Client,
-    callback: &str,
-    i: usize,
-) -> reqwest::Response {
-    browser
-        .get(deployment.via(i, callback))
-        .send()
-        .await
-        .unwrap()
-}
-
-/// Where the callback sent the browser: the flow's own link,
-/// `/sso?flow=<reference>`, which its pages use from then on.
-fn flow_link(back: &reqwest::Response) -> String {
-    assert_eq!(
-        back.status(),
-        StatusCode::SEE_OTHER,
-        "the callback went through"
-    );
-    let link = location(back);
-    let reference = link
-        .strip_prefix("/sso?flow=")
-        .unwrap_or_else(|| panic!("not the flow's link: {link}"));
-    assert_eq!(reference.len(), 20, "{link}");
-    link
-}
-
-/// Shows the confirmation at the flow's `link` on instance `i` and
-/// continues on instance `j` with its form (which posts back to the same
-/// link), which redirects to the start page; returns that page (a GET).
-async fn confirm(
-    deployment: &Deployment,
-    browser: &reqwest::Client,
-    link: &str,
-    i: usize,
-    j: usize,
-) -> (StatusCode, String) {
-    let asked = browser.get(deployment.at(i, link)).send().await.unwrap();
-    assert_eq!(asked.status(), StatusCode::OK);
-    let asked = asked.text().await.unwrap();
-    assert!(asked.contains("Continue as"), "{asked}");
-    assert!(
-        asked.contains(&format!("<form method=\"post\" action=\"{link}\">")),
-        "the form posts back to this flow: {asked}"
-    );
-    let done = post_form(
-        browser,
-        &deployment.at(j, link),
-        form(&[("action", "continue")]),
-    )
-    .await;
-    if done.status() != StatusCode::SEE_OTHER {
-        return (done.status(), done.text().await.unwrap());
-    }
-    assert_eq!(location(&done), "/", "signed in: on to a GET page");
-    let reference = link.strip_prefix("/sso?flow=").unwrap();
-    let expired = flow_cookie(&done).expect("the finish expires the flow's cookie");
-    assert_eq!(expired.name(), format!("pipeline_id.{reference}"));
-    assert!(removes(&expired), "{expired}");
-    page(browser.get(deployment.at(j, "/")).send().await.unwrap()).await
-}
-
-async fn page(response: reqwest::Response) -> (StatusCode, String) {
-    (response.status(), response.text().await.unwrap())
-}
-
-fn stored(redis: &RedisServer, key: &str) -> serde_json::Value {
-    let raw = redis
-        .get(key)
-        .unwrap_or_else(|| panic!("no record under {key}"));
-    serde_json::from_slice::<serde_json::Value>(&raw).unwrap()["data"].clone()
-}
+use demo::sso::{self as example, idp};
+use example::pages;
+use reqwest::StatusCode;
+use tower_pipeline_oidc::ResponseMode;
 
 #[tokio::test]
 async fn the_whole_sign_in_runs_end_to_end_and_logs_one_line_per_request() {
@@ -310,13 +25,20 @@ async fn the_whole_sign_in_runs_end_to_end_and_logs_one_line_per_request() {
     let browser = browser();
 
     let home = browser.get(deployment.at(0, "/")).send().await.unwrap();
-    assert!(home.text().await.unwrap().contains("action=\"/sso/start\""));
+    let home = home.text().await.unwrap();
+    assert!(home.contains("action=\"/sso/start\""), "{home}");
+    assert!(home.contains("Sign in with Demo ID</button>"), "{home}");
+    assert!(home.contains("in Redis"), "the flows are in Redis: {home}");
+    speaks_plainly(&home);
 
-    let started = browser
-        .post(deployment.at(0, "/sso/start"))
-        .send()
-        .await
-        .unwrap();
+    let started = start_with(
+        &deployment,
+        &browser,
+        0,
+        "/sso/start",
+        &[("return_to", "/")],
+    )
+    .await;
     let cookie = flow_cookie(&started).expect("starting sets the flow's own cookie");
     let reference = cookie
         .name()
@@ -329,6 +51,11 @@ async fn the_whole_sign_in_runs_end_to_end_and_logs_one_line_per_request() {
     assert_eq!(cookie.same_site(), Some(SameSite::Lax), "{cookie}");
     assert_eq!(cookie.path(), Some("/"), "{cookie}");
     assert_eq!(cookie.secure(), None, "plain-HTTP demo: {cookie}");
+    assert_eq!(
+        cookie.max_age(),
+        None,
+        "a live flow's cookie is a session cookie"
+    );
     let key = format!("auth:pipeline:{}", flow_id(&cookie));
     assert_eq!(redis.keys(), std::slice::from_ref(&key));
 
@@ -339,10 +66,14 @@ async fn the_whole_sign_in_runs_end_to_end_and_logs_one_line_per_request() {
     );
     let params = query(&authorize);
     assert_eq!(params["response_type"], "code");
-    assert_eq!(params["client_id"], example::idp::CLIENT_ID);
+    assert_eq!(params["client_id"], idp::CLIENT_ID);
     assert_eq!(params["redirect_uri"], deployment.settings.redirect_uri());
     assert_eq!(params["scope"], "openid profile email");
     assert_eq!(params["code_challenge_method"], "S256");
+    assert!(
+        !params.contains_key("prompt"),
+        "a plain sign-in: {authorize}"
+    );
     assert!(
         !params.contains_key("response_mode"),
         "query is the default"
@@ -352,6 +83,7 @@ async fn the_whole_sign_in_runs_end_to_end_and_logs_one_line_per_request() {
         record["step_index"], 1,
         "off to the provider: at the callback step"
     );
+    assert_eq!(record["return_to"], "/", "where the person was going");
     let nonce = record["nonce"].as_str().unwrap();
     assert_eq!(nonce.len(), 43);
     assert_eq!(
@@ -359,14 +91,15 @@ async fn the_whole_sign_in_runs_end_to_end_and_logs_one_line_per_request() {
         format!("{reference}.{nonce}"),
         "the state sent out names the flow and carries its nonce"
     );
+    let pending = &record["data"]["oidc.pending"];
     assert_eq!(
-        record["data"]["oidc_nonce"], params["nonce"],
+        pending["nonce"], params["nonce"],
         "the OIDC nonce is bound, to be checked in the ID token"
     );
     assert_ne!(params["nonce"], params["state"]);
-    let verifier = record["data"]["pkce_verifier"].as_str().unwrap();
+    let verifier = pending["pkce_verifier"].as_str().unwrap();
     assert_eq!(
-        example::pkce::challenge(verifier),
+        idp::s256(verifier),
         params["code_challenge"],
         "the challenge is the bound verifier's"
     );
@@ -379,7 +112,7 @@ async fn the_whole_sign_in_runs_end_to_end_and_logs_one_line_per_request() {
     fields.extend([("username", "alice"), ("password", "looking-glass")]);
     let refused = post_form(
         &browser,
-        &format!("{}/authorize", deployment.settings.provider.issuer),
+        &format!("{}/authorize", deployment.issuer()),
         form(&fields),
     )
     .await;
@@ -392,64 +125,72 @@ async fn the_whole_sign_in_runs_end_to_end_and_logs_one_line_per_request() {
     );
     let answer = query(&callback);
     assert_eq!(answer["state"], params["state"]);
-    assert_eq!(
-        answer["iss"], deployment.settings.provider.issuer,
-        "RFC 9207"
-    );
+    assert_eq!(answer["iss"], deployment.issuer(), "RFC 9207");
 
     let back = follow_callback(&deployment, &browser, &callback, 0).await;
+    assert_eq!(
+        back.headers()["referrer-policy"],
+        "no-referrer",
+        "the callback's URL carries the code"
+    );
     let link = flow_link(&back);
     assert_eq!(
         link,
-        format!("/sso?flow={reference}"),
+        format!("/sso?flow={reference}.2"),
         "back to the flow's link, without the provider's answer"
     );
     let record = stored(&redis, &key);
     assert_eq!(record["step_index"], 2);
     assert!(record.get("nonce").is_none(), "the nonce was consumed");
-    assert_eq!(record["data"]["identity"]["subject"], "alice");
-    assert_eq!(record["data"]["identity"]["name"], "Alice Liddell");
-    assert_eq!(
-        record["data"]["identity"]["issuer"],
-        deployment.settings.provider.issuer
-    );
+    let identity = &record["data"]["oidc.identity"];
+    assert_eq!(identity["subject"], "alice");
+    assert_eq!(identity["name"], "Alice Liddell");
+    assert_eq!(identity["issuer"], deployment.issuer());
     assert!(
-        record["data"].get("pkce_verifier").is_none() && record["data"].get("oidc_nonce").is_none(),
+        record["data"].get("oidc.pending").is_none(),
         "the verifier and the nonce are dropped once used"
     );
 
     let (status, body) = confirm(&deployment, &browser, &link, 0, 0).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("Signed in as Alice Liddell"), "{body}");
+    assert!(
+        body.contains("According to Demo ID, you are <strong>Alice Liddell</strong>"),
+        "{body}"
+    );
+    speaks_plainly(&body);
     assert_eq!(
-        redis.keys(),
-        Vec::<String>::new(),
-        "a finished flow is cleared"
+        ended_as(&redis, &key),
+        "finished",
+        "a finished flow keeps only how it ended, for its replays"
     );
 
-    // Back to the confirmation after signing in (its flow's link, whose
-    // cookie the finish expired), or the flow route bare: the start page
-    // says so.
-    for path in [link.as_str(), "/sso"] {
+    // Back to the confirmation after signing in, or the flow route bare
+    // (the browser's newest flow is the finished one): the finished
+    // sign-in answers, sending the browser where it landed.
+    for path in [link.as_str(), &at_step(&link, 3), "/sso"] {
         let again = browser.get(deployment.at(0, path)).send().await.unwrap();
         assert_eq!(again.status(), StatusCode::SEE_OTHER, "{path}");
-        assert_eq!(location(&again), "/?notice=already_signed_in", "{path}");
+        assert_eq!(location(&again), "/", "{path}");
     }
 
-    // Signed out, the same URL says plainly that nothing is going on.
+    // Signed out: Back to the sign-in's pages lands on the start page
+    // (signed out), never "another browser".
     let out = browser
         .post(deployment.at(0, "/signout"))
         .send()
         .await
         .unwrap();
-    assert_eq!(location(&out), "/?notice=signed_out");
-    let (status, body) = page(browser.get(deployment.at(0, "/sso")).send().await.unwrap()).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(shows(&body, &pages::NO_SIGN_IN), "{body}");
-    // The ended flow's link: this browser no longer holds that sign-in.
-    let (status, body) = page(browser.get(deployment.at(0, &link)).send().await.unwrap()).await;
-    assert_eq!(status, pages::OTHER_BROWSER.status);
-    assert!(shows(&body, &pages::OTHER_BROWSER), "{body}");
+    assert_eq!(
+        location(&out),
+        "/?notice=signed_out&provider=sso",
+        "the built-in provider has no end_session_endpoint"
+    );
+    let again = browser.get(deployment.at(0, &link)).send().await.unwrap();
+    assert_eq!(location(&again), "/");
+    let (status, body) = page(browser.get(deployment.at(0, "/")).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("<h1>Welcome</h1>"), "{body}");
 
     // One line per request, with its outcome; never the query (codes).
     let log = logs.text();
@@ -457,20 +198,20 @@ async fn the_whole_sign_in_runs_end_to_end_and_logs_one_line_per_request() {
         "app: POST /sso/start -> 303 to_provider",
         "app: GET /sso/callback -> 303 verified",
         "app: GET /sso -> 200 asked_to_confirm",
+        "app: POST /sso -> 303 confirmed",
+        "app: GET /sso -> 200 asked_to_remember",
         "app: POST /sso -> 303 signed_in",
         "app: POST /signout -> 303 signed_out",
-        "app: GET /sso -> 400 no_sign_in",
-        "app: GET /sso -> 400 not_this_browsers_sign_in",
     ] {
         assert_eq!(logs.matching(&[line]).len(), 1, "{line:?} in\n{log}");
     }
     assert_eq!(
-        logs.matching(&["app: GET /sso -> 303 already_signed_in"])
+        logs.matching(&["app: GET /sso -> 303 replay_answered"])
             .len(),
-        2,
+        4,
         "{log}"
     );
-    assert_eq!(logs.matching(&["app: GET / -> 200 home"]).len(), 2, "{log}");
+    assert_eq!(logs.matching(&["app: GET / -> 200 home"]).len(), 3, "{log}");
     assert!(!log.contains(&answer["code"]), "{log}");
 }
 
@@ -519,7 +260,7 @@ async fn a_replayed_callback_and_a_wrong_state_get_plain_pages() {
     // A wrong state, naming this browser's flow or none: refused before
     // the code is even looked at.
     let (reference, _) = params["state"].split_once('.').unwrap();
-    let random = example::pkce::random_token();
+    let random = idp::random_token();
     for state in [format!("{reference}.{random}"), random.clone()] {
         let forged = format!(
             "{}?{}",
@@ -553,10 +294,28 @@ async fn a_replayed_callback_and_a_wrong_state_get_plain_pages() {
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("Signed in as Alice Liddell"), "{body}");
 
-    // After the finish the flow is gone; signed in, a replay lands on the
-    // start page.
+    // After the finish, the callback again (a refresh, Back, a proxy
+    // delivering it twice) lands where the sign-in did, signed in; the
+    // finish did not run again.
     let replay = follow_callback(&deployment, &browser, &callback, 0).await;
-    assert_eq!(location(&replay), "/?notice=already_signed_in");
+    assert_eq!(replay.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&replay), "/");
+    assert!(
+        set_cookie_named(replay.headers(), example::app::SESSION_COOKIE).is_none(),
+        "no second login session"
+    );
+    // Forged, it is still refused.
+    let forged = format!(
+        "{}?{}",
+        deployment.settings.redirect_uri(),
+        form(&[
+            ("code", &params["code"]),
+            ("state", &format!("{reference}.{random}"))
+        ])
+    );
+    let (status, body) = page(follow_callback(&deployment, &browser, &forged, 0).await).await;
+    assert_eq!(status, pages::NOT_THIS_SIGN_IN.status);
+    assert!(shows(&body, &pages::NOT_THIS_SIGN_IN), "{body}");
     // In a browser that is not signed in (and never held that flow), it
     // says the sign-in is not going on here.
     let (status, body) =
@@ -573,6 +332,7 @@ async fn cancel_is_not_a_failure() {
 
     // Cancelled at the app's confirmation.
     let authorize = start(&deployment, &browser, 0).await;
+    let key = redis.keys().pop().unwrap();
     let callback = sign_in_at_provider(&browser, &authorize, "alice", "wonderland").await;
     let link = flow_link(&follow_callback(&deployment, &browser, &callback, 0).await);
     let cancelled = post_form(
@@ -582,7 +342,7 @@ async fn cancel_is_not_a_failure() {
     )
     .await;
     assert_eq!(location(&cancelled), "/?notice=cancelled");
-    assert_eq!(redis.keys(), Vec::<String>::new(), "the flow ended");
+    assert_eq!(ended_as(&redis, &key), "cancelled", "the flow ended");
     let (status, body) = page(
         browser
             .get(deployment.at(0, "/?notice=cancelled"))
@@ -593,6 +353,20 @@ async fn cancel_is_not_a_failure() {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("You cancelled the sign-in"), "{body}");
+    // Back to the confirmation, or its answer sent again: the sign-in was
+    // cancelled, says the page (not "another browser"), nothing moved.
+    let before = redis.get(&key);
+    let (status, body) = page(browser.get(deployment.at(0, &link)).send().await.unwrap()).await;
+    assert_eq!(status, pages::CANCELLED.status);
+    assert!(shows(&body, &pages::CANCELLED), "{body}");
+    let again = post_form(
+        &browser,
+        &deployment.at(0, &link),
+        form(&[("action", "continue")]),
+    )
+    .await;
+    assert!(shows(&again.text().await.unwrap(), &pages::CANCELLED));
+    assert_eq!(redis.get(&key), before);
 
     // Cancelled at the provider: `access_denied` comes back.
     let authorize = start(&deployment, &browser, 0).await;
@@ -604,7 +378,7 @@ async fn cancel_is_not_a_failure() {
         .collect();
     let denied = post_form(
         &browser,
-        &format!("{}/authorize", deployment.settings.provider.issuer),
+        &format!("{}/authorize", deployment.issuer()),
         form(&pairs),
     )
     .await;
@@ -612,6 +386,10 @@ async fn cancel_is_not_a_failure() {
     assert_eq!(query(&callback)["error"], "access_denied");
     let back = follow_callback(&deployment, &browser, &callback, 0).await;
     assert_eq!(location(&back), "/?notice=cancelled");
+    // The provider's answer again: the sign-in has ended, says the page.
+    let (status, body) = page(follow_callback(&deployment, &browser, &callback, 0).await).await;
+    assert_eq!(status, pages::ENDED.status);
+    assert!(shows(&body, &pages::ENDED), "{body}");
 }
 
 #[tokio::test]
@@ -648,35 +426,154 @@ async fn a_callback_made_for_another_browser_is_refused() {
 }
 
 #[tokio::test]
-async fn an_abandoned_flow_expires_after_its_ttl() {
+async fn an_abandoned_sign_in_goes_back_to_the_provider_by_itself() {
+    let (logs, _capturing) = Logs::capture();
     let redis = RedisServer::start();
-    let deployment = Deployment::new(&redis, 1, Duration::from_secs(1)).await;
+    // Short, for the test to wait past it; long enough for the sign-in
+    // that starts again to go on without waiting (each request slides it).
+    let idle = Duration::from_secs(2);
+    let deployment =
+        Deployment::configured(&redis, 1, |settings| settings.idle_timeout = idle).await;
     let browser = browser();
 
-    let authorize = start(&deployment, &browser, 0).await;
+    let started = start_with(
+        &deployment,
+        &browser,
+        0,
+        "/sso/start",
+        &[("return_to", "/account")],
+    )
+    .await;
+    let authorize = location(&started);
     let callback = sign_in_at_provider(&browser, &authorize, "alice", "wonderland").await;
     let key = redis.keys().pop().expect("the flow is stored");
     assert!(
-        (0..=1).contains(&redis.ttl(&key)),
+        (0..=2).contains(&redis.ttl(&key)),
         "TTL {}",
         redis.ttl(&key)
     );
 
-    // The user walks away for longer than the TTL.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The person walks away for longer than a sign-in waits.
+    outlive(idle).await;
     assert_eq!(redis.keys(), Vec::<String>::new(), "Redis dropped the flow");
 
-    let late = follow_callback(&deployment, &browser, &callback, 0).await;
-    assert!(
-        flow_cookie(&late).is_some_and(|cookie| removes(&cookie)),
-        "the stale flow cookie is removed"
-    );
-    let (status, body) = page(late).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A request the browser makes in the background (a script's fetch)
+    // cannot start it again: it reads that the sign-in expired, and the
+    // cookie stays for the person's own next page.
+    let fetched = as_fetch(browser.get(deployment.via(0, &callback)))
+        .send()
+        .await
+        .unwrap();
+    assert!(flow_cookie(&fetched).is_none(), "the cookie is left");
+    let (status, body) = page(fetched).await;
+    assert_eq!(status, pages::EXPIRED.status);
     assert!(shows(&body, &pages::EXPIRED), "{body}");
-    assert!(body.contains("waits 1 second"), "{body}");
+    assert!(body.contains("waits 2 seconds"), "{body}");
+    assert!(redis.keys().is_empty(), "nothing started");
+
+    // The provider's answer, as the browser follows it: the sign-in starts
+    // again by itself, back to the provider with a new state (the old code
+    // is never exchanged), towards the same page.
+    let late = follow_callback(&deployment, &browser, &callback, 0).await;
+    assert_eq!(late.status(), StatusCode::SEE_OTHER);
+    let again = location(&late);
+    assert!(
+        again.starts_with(&format!("{}/authorize?", deployment.issuer())),
+        "{again}"
+    );
+    assert_ne!(query(&again)["state"], query(&callback)["state"]);
+    let cookies = set_cookies(late.headers());
+    assert!(
+        cookies
+            .iter()
+            .any(|cookie| cookie.name().starts_with("pipeline_id.") && removes(cookie)),
+        "the expired flow's cookie goes: {cookies:?}"
+    );
+    let [key] = &redis.keys()[..] else {
+        panic!("one new flow: {:?}", redis.keys());
+    };
+    assert_eq!(stored(&redis, key)["return_to"], "/account");
+    let callback = sign_in_at_provider(&browser, &again, "alice", "wonderland").await;
+    let link = flow_link(&follow_callback(&deployment, &browser, &callback, 0).await);
+    let done = continue_and_stay(&deployment, &browser, &link, 0, 0).await;
+    assert_eq!(location(&done), "/account", "where the person was going");
+    let (_, body) = page(
+        browser
+            .get(deployment.at(0, "/account"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        body.contains("Signed in as <strong>Alice Liddell</strong>"),
+        "{body}"
+    );
+    assert_eq!(
+        logs.matching(&["app: GET /sso/callback -> 303 to_provider"])
+            .len(),
+        1,
+        "{}",
+        logs.text()
+    );
 }
 
+#[tokio::test]
+async fn a_sign_in_past_its_max_lifetime_starts_again_however_busy() {
+    let redis = RedisServer::start();
+    let max = Duration::from_secs(2);
+    let deployment =
+        Deployment::configured(&redis, 1, |settings| settings.max_lifetime = max).await;
+    let browser = browser();
+
+    let started = start_with(
+        &deployment,
+        &browser,
+        0,
+        "/sso/start",
+        &[("return_to", "/account")],
+    )
+    .await;
+    let callback = sign_in_at_provider(&browser, &location(&started), "bob", "builder").await;
+    let link = flow_link(&follow_callback(&deployment, &browser, &callback, 0).await);
+    let key = redis.keys().pop().unwrap();
+    assert!(
+        redis.ttl(&key) <= 2,
+        "TTL {}: never past the deadline",
+        redis.ttl(&key)
+    );
+    // Clicking on keeps the flow busy, but not alive past its lifetime.
+    let shown = browser.get(deployment.at(0, &link)).send().await.unwrap();
+    assert_eq!(shown.status(), StatusCode::OK);
+    outlive(max).await;
+    let late = post_form(
+        &browser,
+        &deployment.at(0, &link),
+        form(&[("action", "continue")]),
+    )
+    .await;
+    assert_eq!(late.status(), StatusCode::SEE_OTHER);
+    let again = location(&late);
+    assert!(
+        again.starts_with(&format!("{}/authorize?", deployment.issuer())),
+        "back to the provider: {again}"
+    );
+    // A new flow in its place, towards the same page, with a deadline of
+    // its own.
+    let keys = redis.keys();
+    assert!(!keys.contains(&key), "the old record is gone: {keys:?}");
+    let [key] = &keys[..] else {
+        panic!("one new flow: {keys:?}");
+    };
+    let record = stored(&redis, key);
+    assert_eq!(record["step_index"], 1, "at the provider's callback");
+    assert_eq!(record["return_to"], "/account");
+    assert!(record["deadline"].is_u64(), "{record}");
+    assert_eq!(
+        query(&again)["state"].split_once('.').unwrap().1,
+        record["nonce"]
+    );
+}
 #[tokio::test]
 async fn two_browsers_sign_in_at_once_without_touching_each_other() {
     let redis = RedisServer::start();
@@ -692,11 +589,11 @@ async fn two_browsers_sign_in_at_once_without_touching_each_other() {
     let link_bob = flow_link(&follow_callback(&deployment, &second, &callback_bob, 0).await);
     let link_alice = flow_link(&follow_callback(&deployment, &first, &callback_alice, 0).await);
     let (_, alice) = confirm(&deployment, &first, &link_alice, 0, 0).await;
-    assert_eq!(redis.keys().len(), 1, "bob's flow is still there");
+    assert_eq!(live_flows(&redis).len(), 1, "bob's flow is still there");
     let (_, bob) = confirm(&deployment, &second, &link_bob, 0, 0).await;
     assert!(alice.contains("Signed in as Alice Liddell"), "{alice}");
     assert!(bob.contains("Signed in as Bob the Builder"), "{bob}");
-    assert_eq!(redis.keys(), Vec::<String>::new());
+    assert_eq!(live_flows(&redis), Vec::<String>::new());
 
     // And truly at once.
     let run = |browser: reqwest::Client, user: &'static str, password: &'static str| {
@@ -745,20 +642,24 @@ async fn two_sign_ins_in_one_browser_each_finish_as_started() {
     // still at its callback step: a page without A's link would be B's).
     let callback_a = sign_in_at_provider(&browser, &authorize_a, "alice", "wonderland").await;
     let link_a = flow_link(&follow_callback(&deployment, &browser, &callback_a, 0).await);
-    assert_eq!(link_a, format!("/sso?flow={reference_a}"));
+    assert_eq!(link_a, format!("/sso?flow={reference_a}.2"));
     let (status, body) = confirm(&deployment, &browser, &link_a, 0, 0).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("Signed in as Alice Liddell"), "{body}");
-    assert_eq!(redis.keys().len(), 1, "B's flow is still there");
+    assert_eq!(live_flows(&redis).len(), 1, "B's flow is still there");
 
     // Then B, in the same browser, now signed in as Alice.
     let callback_b = sign_in_at_provider(&browser, &authorize_b, "bob", "builder").await;
     let link_b = flow_link(&follow_callback(&deployment, &browser, &callback_b, 0).await);
-    assert_eq!(link_b, format!("/sso?flow={reference_b}"));
+    assert_eq!(link_b, format!("/sso?flow={reference_b}.2"));
     let (status, body) = confirm(&deployment, &browser, &link_b, 0, 0).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("Signed in as Bob the Builder"), "{body}");
-    assert_eq!(redis.keys(), Vec::<String>::new(), "both flows finished");
+    assert_eq!(
+        live_flows(&redis),
+        Vec::<String>::new(),
+        "both flows finished"
+    );
 
     let log = logs.text();
     for line in [
@@ -775,7 +676,7 @@ async fn two_sign_ins_in_one_browser_each_finish_as_started() {
 #[tokio::test]
 async fn a_flow_started_on_one_instance_finishes_on_another() {
     let redis = RedisServer::start();
-    let deployment = Deployment::new(&redis, 2, Duration::from_secs(600)).await;
+    let deployment = Deployment::configured(&redis, 2, |_| {}).await;
     let browser = browser();
 
     let authorize = start(&deployment, &browser, 0).await;
@@ -785,7 +686,7 @@ async fn a_flow_started_on_one_instance_finishes_on_another() {
     let (status, body) = confirm(&deployment, &browser, &link, 0, 1).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("Signed in as Alice Liddell"), "{body}");
-    assert_eq!(redis.keys(), Vec::<String>::new());
+    assert_eq!(live_flows(&redis), Vec::<String>::new());
 }
 
 /// Signs in at the provider with `response_mode=form_post`; checks that
@@ -807,7 +708,7 @@ async fn form_post_answer(
     fields.extend([("username", user), ("password", password)]);
     let answer = post_form(
         client,
-        &format!("{}/authorize", deployment.settings.provider.issuer),
+        &format!("{}/authorize", deployment.issuer()),
         form(&fields),
     )
     .await;
@@ -869,12 +770,11 @@ async fn post_as_browser(
 async fn a_form_post_callback_finds_its_flow_by_the_state_in_its_form() {
     let (logs, _capturing) = Logs::capture();
     let redis = RedisServer::start();
-    let deployment = Deployment::with_mode(
-        &redis,
-        1,
-        Duration::from_secs(600),
-        example::ResponseMode::FormPost,
-    )
+    let deployment = Deployment::configured(&redis, 1, |settings| {
+        // As the binary runs with SSO_RESPONSE_MODE=form_post.
+        settings.oidc.response_mode = ResponseMode::FormPost;
+        settings.cross_site_callbacks = true;
+    })
     .await;
     assert!(deployment.settings.cross_site_callbacks);
     let client = bare_client();
@@ -933,9 +833,9 @@ async fn a_form_post_callback_finds_its_flow_by_the_state_in_its_form() {
     )
     .await;
     let link = flow_link(&back);
-    assert_eq!(link, format!("/sso?flow={reference}"));
+    assert_eq!(link, format!("/sso?flow={reference}.2"));
     let record = stored(&redis, &key);
-    assert_eq!(record["data"]["identity"]["subject"], "bob");
+    assert_eq!(record["data"]["oidc.identity"]["subject"], "bob");
     assert!(record.get("nonce").is_none(), "the nonce was consumed");
 
     // The same POST again is a replay.
@@ -967,13 +867,22 @@ async fn a_form_post_callback_finds_its_flow_by_the_state_in_its_form() {
     assert!(shows(&page_text, &pages::CROSS_SITE), "{page_text}");
     assert_eq!(redis.get(&key), before, "nothing moved");
 
-    // From the app's own page, it signs in.
-    let done = post_as_browser(
+    // From the app's own pages, it signs in.
+    let confirmed = post_as_browser(
         &client,
         &deployment.at(0, &link),
         Some(&flow_cookie),
         "same-origin",
         form(&[("action", "continue")]),
+    )
+    .await;
+    assert_eq!(location(&confirmed), at_step(&link, 3));
+    let done = post_as_browser(
+        &client,
+        &deployment.at(0, &at_step(&link, 3)),
+        Some(&flow_cookie),
+        "same-origin",
+        form(&[("action", "stay")]),
     )
     .await;
     assert_eq!(done.status(), StatusCode::SEE_OTHER);
@@ -984,7 +893,7 @@ async fn a_form_post_callback_finds_its_flow_by_the_state_in_its_form() {
             .any(|cookie| cookie.name() == example::app::SESSION_COOKIE),
         "the login session starts"
     );
-    assert_eq!(redis.keys(), Vec::<String>::new());
+    assert_eq!(ended_as(&redis, &key), "finished");
 
     let log = logs.text();
     for line in [
@@ -992,6 +901,7 @@ async fn a_form_post_callback_finds_its_flow_by_the_state_in_its_form() {
         "app: POST /sso/callback -> 303 verified",
         "app: POST /sso/callback -> 400 link_already_used",
         "app: POST /sso -> 403 posted_from_another_site",
+        "app: POST /sso -> 303 confirmed",
         "app: POST /sso -> 303 signed_in",
     ] {
         assert_eq!(logs.matching(&[line]).len(), 1, "{line:?} in\n{log}");
@@ -1002,13 +912,10 @@ async fn a_form_post_callback_finds_its_flow_by_the_state_in_its_form() {
 async fn a_form_post_callback_to_a_pipeline_without_cross_site_callbacks_is_refused_plainly() {
     let (logs, _capturing) = Logs::capture();
     let redis = RedisServer::start();
-    let deployment = Deployment::configured(
-        &redis,
-        1,
-        Duration::from_secs(600),
-        example::ResponseMode::FormPost,
-        false,
-    )
+    let deployment = Deployment::configured(&redis, 1, |settings| {
+        settings.oidc.response_mode = ResponseMode::FormPost;
+        settings.cross_site_callbacks = false;
+    })
     .await;
     let client = bare_client();
 
@@ -1058,13 +965,13 @@ async fn the_provider_checks_the_client_and_the_pkce_verifier() {
     let redis = RedisServer::start();
     let deployment = Deployment::single(&redis).await;
     let browser = browser();
-    let token_url = format!("{}/token", deployment.settings.provider.issuer);
+    let token_url = format!("{}/token", deployment.issuer());
     let exchange = |code: String, verifier: String, secret: &str| {
         form(&[
             ("grant_type", "authorization_code"),
             ("code", &code),
             ("redirect_uri", &deployment.settings.redirect_uri()),
-            ("client_id", example::idp::CLIENT_ID),
+            ("client_id", idp::CLIENT_ID),
             ("client_secret", secret),
             ("code_verifier", &verifier),
         ])
@@ -1078,7 +985,7 @@ async fn the_provider_checks_the_client_and_the_pkce_verifier() {
     let stolen = post_form(
         &browser,
         &token_url,
-        exchange(code, example::pkce::verifier(), example::idp::CLIENT_SECRET),
+        exchange(code, idp::random_token(), idp::CLIENT_SECRET),
     )
     .await;
     assert_eq!(stolen.status(), StatusCode::BAD_REQUEST);
@@ -1090,17 +997,16 @@ async fn the_provider_checks_the_client_and_the_pkce_verifier() {
         !body.contains("invalid_grant"),
         "never the provider's words: {body}"
     );
-    assert_eq!(
-        redis.keys(),
-        Vec::<String>::new(),
-        "a failed flow is cleared"
-    );
+    let [key] = &redis.keys()[..] else {
+        panic!("one flow");
+    };
+    assert_eq!(ended_as(&redis, key), "failed", "a failed flow ended");
 
     // The right verifier (the one the flow bound) gets an ID token, with
     // the client's secret only.
     let authorize = start(&deployment, &browser, 0).await;
-    let key = redis.keys().pop().unwrap();
-    let verifier = stored(&redis, &key)["data"]["pkce_verifier"]
+    let key = live_flows(&redis).pop().unwrap();
+    let verifier = stored(&redis, &key)["data"]["oidc.pending"]["pkce_verifier"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -1116,7 +1022,7 @@ async fn the_provider_checks_the_client_and_the_pkce_verifier() {
     let token = post_form(
         &browser,
         &token_url,
-        exchange(code.clone(), verifier.clone(), example::idp::CLIENT_SECRET),
+        exchange(code.clone(), verifier.clone(), idp::CLIENT_SECRET),
     )
     .await;
     assert_eq!(token.status(), StatusCode::OK);
@@ -1126,7 +1032,7 @@ async fn the_provider_checks_the_client_and_the_pkce_verifier() {
     let again = post_form(
         &browser,
         &token_url,
-        exchange(code, verifier, example::idp::CLIENT_SECRET),
+        exchange(code, verifier, idp::CLIENT_SECRET),
     )
     .await;
     assert_eq!(
@@ -1143,60 +1049,44 @@ async fn an_id_token_signed_with_a_key_the_provider_does_not_publish_is_refused(
     // refuses it, and the person reads that they were not signed in.
     let (logs, _capturing) = Logs::capture();
     let redis = RedisServer::start();
-    let idp_listener = listener().await;
-    let app_listener = listener().await;
-    let settings = example::Settings {
-        app_origin: format!("http://{}", app_listener.local_addr().unwrap()),
-        provider: example::Provider {
-            issuer: format!(
-                "http://localhost:{}",
-                idp_listener.local_addr().unwrap().port()
-            ),
-            client_id: example::idp::CLIENT_ID.to_owned(),
-            client_secret: Some(example::idp::CLIENT_SECRET.to_owned()),
-            display_name: "the demo identity provider".to_owned(),
-        },
-        response_mode: example::ResponseMode::Query,
-        cross_site_callbacks: false,
-        ttl: Duration::from_secs(600),
-        key: Key::generate(),
-    };
-    // Another instance of the provider, with a key of its own: its JWKS is
-    // what the signing one publishes.
-    let impostor = example::idp::router(settings.provider.issuer.clone(), settings.redirect_uri());
-    let idp = example::idp::router(settings.provider.issuer.clone(), settings.redirect_uri())
-        .layer(axum::middleware::from_fn(
-            move |request: axum::extract::Request, next: axum::middleware::Next| {
-                let impostor = impostor.clone();
-                async move {
-                    if request.uri().path() == "/jwks" {
-                        tower::ServiceExt::oneshot(impostor, request).await.unwrap()
-                    } else {
-                        next.run(request).await
+    let store = redis_store(&redis.url()).await;
+    let deployment = Deployment::over_with(
+        vec![store],
+        |_| {},
+        |idp, settings| {
+            // Another instance of the provider, with a key of its own: its
+            // JWKS is what the signing one publishes.
+            let impostor = settings.builtin_provider();
+            idp.layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    let impostor = impostor.clone();
+                    async move {
+                        if request.uri().path() == "/jwks" {
+                            tower::ServiceExt::oneshot(impostor, request).await.unwrap()
+                        } else {
+                            next.run(request).await
+                        }
                     }
-                }
-            },
-        ));
-    let _idp = Server::axum(idp_listener, idp);
-    let app = Server::axum(
-        app_listener,
-        example::app::router(redis_store(&redis.url()).await, settings.clone()),
-    );
+                },
+            ))
+        },
+    )
+    .await;
     let browser = browser();
 
-    let started = browser.post(app.url("/sso/start")).send().await.unwrap();
-    let callback = sign_in_at_provider(&browser, &location(&started), "alice", "wonderland").await;
-    let path = callback
-        .strip_prefix(&settings.app_origin)
-        .unwrap()
-        .to_owned();
-    let (status, body) = page(browser.get(app.url(&path)).send().await.unwrap()).await;
+    let authorize = start(&deployment, &browser, 0).await;
+    let callback = sign_in_at_provider(&browser, &authorize, "alice", "wonderland").await;
+    let (status, body) = page(follow_callback(&deployment, &browser, &callback, 0).await).await;
     assert_eq!(status, pages::NOT_VERIFIED.status);
     assert!(shows(&body, &pages::NOT_VERIFIED), "{body}");
-    assert_eq!(redis.keys(), Vec::<String>::new(), "the flow ended");
+    let [key] = &redis.keys()[..] else {
+        panic!("one flow");
+    };
+    assert_eq!(ended_as(&redis, key), "failed", "the flow ended");
     let log = logs.text();
+    // The provider crate's line, with the failure's kind and detail.
     assert_eq!(
-        logs.matching(&["sign-in with the provider failed: ID token invalid"])
+        logs.matching(&["sign-in failed", "id_token_unknown_key"])
             .len(),
         1,
         "{log}"
@@ -1217,53 +1107,37 @@ async fn the_layers_own_answer_is_the_apps_page() {
     // app's, with the layer's status.
     let (logs, _capturing) = Logs::capture();
     let mut redis = RedisServer::start();
-    let idp_listener = listener().await;
-    let app_listener = listener().await;
-    let settings = example::Settings {
-        app_origin: format!("http://{}", app_listener.local_addr().unwrap()),
-        provider: example::Provider {
-            issuer: format!(
-                "http://localhost:{}",
-                idp_listener.local_addr().unwrap().port()
-            ),
-            client_id: example::idp::CLIENT_ID.to_owned(),
-            client_secret: Some(example::idp::CLIENT_SECRET.to_owned()),
-            display_name: "the demo identity provider".to_owned(),
-        },
-        response_mode: example::ResponseMode::Query,
-        cross_site_callbacks: false,
-        ttl: Duration::from_secs(600),
-        key: Key::generate(),
-    };
     // The token endpoint says when a request arrived, and answers when
     // the test lets it.
     let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel::<()>();
     let release = std::sync::Arc::new(tokio::sync::Notify::new());
     let gate = release.clone();
-    let idp = example::idp::router(settings.provider.issuer.clone(), settings.redirect_uri())
-        .layer(axum::middleware::from_fn(
-            move |request: axum::extract::Request, next: axum::middleware::Next| {
-                let (arrived_tx, gate) = (arrived_tx.clone(), gate.clone());
-                async move {
-                    if request.uri().path() == "/token" {
-                        let released = gate.notified();
-                        arrived_tx.send(()).unwrap();
-                        released.await;
+    let store = redis_store(&redis.url()).await;
+    let deployment = Deployment::over_with(
+        vec![store],
+        |_| {},
+        |idp, _| {
+            idp.layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    let (arrived_tx, gate) = (arrived_tx.clone(), gate.clone());
+                    async move {
+                        if request.uri().path() == "/token" {
+                            let released = gate.notified();
+                            arrived_tx.send(()).unwrap();
+                            released.await;
+                        }
+                        next.run(request).await
                     }
-                    next.run(request).await
-                }
-            },
-        ));
-    let _idp = Server::axum(idp_listener, idp);
-    let app = Server::axum(
-        app_listener,
-        example::app::router(redis_store(&redis.url()).await, settings.clone()),
-    );
+                },
+            ))
+        },
+    )
+    .await;
     let browser = browser();
 
-    let started = browser.post(app.url("/sso/start")).send().await.unwrap();
-    let callback = sign_in_at_provider(&browser, &location(&started), "alice", "wonderland").await;
-    let url = app.url(callback.strip_prefix(&settings.app_origin).unwrap());
+    let authorize = start(&deployment, &browser, 0).await;
+    let callback = sign_in_at_provider(&browser, &authorize, "alice", "wonderland").await;
+    let url = deployment.via(0, &callback);
     let pending = tokio::spawn({
         let browser = browser.clone();
         async move { browser.get(url).send().await.unwrap() }

@@ -36,7 +36,8 @@ use tower_pipeline_state::{
 pub(crate) const CLIENT_ID: &str = "test-app";
 pub(crate) const CLIENT_SECRET: &str = "test-secret";
 
-/// The application: `POST /start` starts a sign-in, `/sso` is the
+/// The application: `POST /start` starts a sign-in (kind `login`; `POST
+/// /start/another-account` one of kind `another_account`), `/sso` is the
 /// registered redirect URI and serves the pipeline. The finish hook answers
 /// `200` with the identity as JSON (so tests can read it); the error
 /// handler `400` with the failure's kind: the provider crate's
@@ -57,7 +58,11 @@ impl App {
         let redirect_uri = format!("http://{}/sso", listener.local_addr().unwrap());
         let provider = make(redirect_uri).build().expect("valid provider settings");
         let pipeline: Pipeline<Body, Response> = provider
-            .steps(Pipeline::builder("sso").flow_kind("login"))
+            .steps(
+                Pipeline::builder("sso")
+                    .flow_kind("login")
+                    .flow_kind("another_account"),
+            )
             .on_finish(|_request, finished| async move {
                 let identity =
                     Identity::from_finished(&finished)?.ok_or(FlowError::failed("no identity"))?;
@@ -70,11 +75,17 @@ impl App {
                 (StatusCode::BAD_REQUEST, kind).into_response()
             })
             .build();
-        let start = pipeline.clone();
+        let (start, another) = (pipeline.clone(), pipeline.clone());
         let router = Router::new()
             .route(
                 "/start",
                 post(move |request: Request| async move { start.start(request, "login").await }),
+            )
+            .route(
+                "/start/another-account",
+                post(move |request: Request| async move {
+                    another.start(request, "another_account").await
+                }),
             )
             .route_service("/sso", pipeline)
             .layer(PipelineStateLayer::new(store).cookie_secure(false));
@@ -90,7 +101,18 @@ impl App {
         &self,
         client: &reqwest::Client,
     ) -> (String, HashMap<String, String>) {
-        let response = client.post(self.server.url("/start")).send().await.unwrap();
+        self.begin_at(client, "/start").await
+    }
+
+    /// [`begin`](Self::begin) at the start route `path`: `/start` starts a
+    /// flow of kind `login`, `/start/another-account` one of kind
+    /// `another_account`.
+    pub(crate) async fn begin_at(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+    ) -> (String, HashMap<String, String>) {
+        let response = client.post(self.server.url(path)).send().await.unwrap();
         assert_eq!(
             response.status(),
             StatusCode::SEE_OTHER,

@@ -154,7 +154,18 @@ async fn sign_in(
     client: &reqwest::Client,
     login: &str,
 ) -> (Identity, Vec<&'static str>, HashMap<String, String>) {
-    let (authorize, _) = app.begin(client).await;
+    sign_in_at(app, op, client, "/start", login).await
+}
+
+/// [`sign_in`], started at the application's route `start`.
+async fn sign_in_at(
+    app: &App,
+    op: &OidcProvider,
+    client: &reqwest::Client,
+    start: &str,
+    login: &str,
+) -> (Identity, Vec<&'static str>, HashMap<String, String>) {
+    let (authorize, _) = app.begin_at(client, start).await;
     let (ending, seen) = follow(
         client,
         op,
@@ -191,7 +202,13 @@ async fn signs_in_at_oidc_provider_by_query_with_its_iss_parameter() {
     assert_eq!(identity.email.as_deref(), Some("carol@example.org"));
     assert_eq!(identity.name.as_deref(), Some("carol at oidc-provider"));
     assert_eq!(identity.username.as_deref(), Some("carol"));
-    assert!(redis.keys().is_empty(), "the finished flow is cleared");
+    // The finished flow keeps only its ended record, for its replays.
+    let keys = redis.keys();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let record: serde_json::Value = serde_json::from_slice(&redis.get(&keys[0]).unwrap()).unwrap();
+    let ended = &record["data"];
+    assert_eq!(ended["ended"]["how"]["as"], "finished", "{ended}");
+    assert_eq!(ended["data"], serde_json::json!({}), "{ended}");
 }
 
 #[tokio::test]
@@ -337,6 +354,31 @@ async fn prompt_login_at_oidc_provider_asks_for_the_login_again() {
     let (identity, seen, _) = sign_in(&app, &op, &client, "ivan").await;
     assert_eq!(seen.first(), Some(&"login"), "{seen:?}");
     assert_eq!(identity.subject, "ivan");
+}
+
+#[tokio::test]
+async fn a_prompt_for_one_flow_kind_lets_a_known_browser_use_another_account() {
+    let (app, op, _redis) = deploy(OidcProviderSettings::default(), |builder| {
+        builder.prompt_for("another_account", Prompt::Login)
+    })
+    .await;
+    let client = browser();
+    let (_, seen, _) = sign_in(&app, &op, &client, "kate").await;
+    assert_eq!(seen, ["login", "consent"]);
+    // A sign-in of kind `login` sends no prompt: the provider knows this
+    // browser and signs kate in again at once.
+    let (authorize, params) = app.begin(&client).await;
+    assert!(!params.contains_key("prompt"), "{authorize}");
+    let (identity, seen, _) = sign_in(&app, &op, &client, "nobody-asked").await;
+    assert!(seen.is_empty(), "{seen:?}");
+    assert_eq!(identity.subject, "kate");
+    // "Use another account": a flow of kind `another_account` asks for the
+    // login again, and someone else signs in.
+    let (_, params) = app.begin_at(&client, "/start/another-account").await;
+    assert_eq!(params["prompt"], "login");
+    let (identity, seen, _) = sign_in_at(&app, &op, &client, "/start/another-account", "leo").await;
+    assert_eq!(seen.first(), Some(&"login"), "{seen:?}");
+    assert_eq!(identity.subject, "leo");
 }
 
 #[tokio::test]

@@ -38,8 +38,19 @@ async fn tokens_never_reach_the_browser_the_flow_record_or_the_log() {
     assert_eq!(response.status(), StatusCode::OK);
     let headers = format!("{:?}", response.headers());
     let body = response.text().await.unwrap();
-    // The finish cleared the flow: nothing is left in Redis.
-    assert!(redis.keys().is_empty(), "{:?}", redis.keys());
+    // The finish ended the flow: what is left in Redis, for the flow's
+    // replays, is the ended record, which keeps no data, no verifier and
+    // no nonce.
+    let keys = redis.keys();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let ended = String::from_utf8(redis.get(&keys[0]).unwrap()).unwrap();
+    // The layer's record holds the flow's fields under `data`.
+    let fields = &serde_json::from_str::<serde_json::Value>(&ended).unwrap()["data"];
+    assert_eq!(fields["ended"]["how"]["as"], "finished", "{ended}");
+    assert_eq!(fields["data"], serde_json::json!({}), "{ended}");
+    for secret in ["pkce_verifier", "oidc.", params["nonce"].as_str(), &code] {
+        assert!(!ended.contains(secret), "{secret:?} in {ended}");
+    }
 
     let access_tokens = idp.access_tokens();
     assert_eq!(access_tokens.len(), 1);
@@ -50,6 +61,7 @@ async fn tokens_never_reach_the_browser_the_flow_record_or_the_log() {
         assert!(!headers.contains(token.as_str()), "{headers}");
         assert!(!log.contains(token.as_str()), "{log}");
         assert!(!record.contains(token.as_str()), "{record}");
+        assert!(!ended.contains(token.as_str()), "{ended}");
     }
     // No ID token either (a JWS starts `eyJ`; the claims are in the body,
     // the token is not).
