@@ -13,8 +13,9 @@
 //! | `untouched` | a live flow's cookie | does not touch the state (lazy: no load) |
 //! | `read` | a live flow's cookie | reads one field |
 //! | `changed` | a live flow's cookie | reads one field and sets it (compare-and-set) |
+//! | `step` | a live flow's cookie | a realistic step: reads a map of 8 entries and a counter, replaces one entry, increments the counter, writes both |
 
-use std::{convert::Infallible, hint::black_box, time::Duration};
+use std::{collections::BTreeMap, convert::Infallible, hint::black_box, time::Duration};
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
@@ -37,6 +38,22 @@ async fn handler(request: Request<Empty<Bytes>>) -> Result<Response<Full<Bytes>>
             let state = lazy.load().await.unwrap();
             let count: u64 = state.get("count").unwrap().unwrap_or(0);
             state.set("count", &(count + 1)).unwrap();
+        }
+        ("/step", Some(lazy)) => {
+            let state = lazy.load().await.unwrap();
+            let mut answers: BTreeMap<String, String> = state.get("answers").unwrap().unwrap();
+            let count: u64 = state.get("count").unwrap().unwrap_or(0) + 1;
+            answers.insert(format!("q{}", count % 8), format!("answer {count}"));
+            state.set("answers", &answers).unwrap();
+            state.set("count", &count).unwrap();
+        }
+        ("/start", Some(lazy)) => {
+            let state = lazy.load().await.unwrap();
+            let answers: BTreeMap<String, String> = (0..8)
+                .map(|i| (format!("q{i}"), format!("answer {i}")))
+                .collect();
+            state.set("answers", &answers).unwrap();
+            state.set("count", &0u64).unwrap();
         }
         _ => {}
     }
@@ -61,12 +78,13 @@ fn overhead(c: &mut Criterion) {
         .cookie_secure(false)
         .layer(service_fn(handler));
 
-    // A live flow to read and change: create it through the layer, keep the
-    // cookie it sets.
+    // A live flow to read and change, shaped as a real flow's (a map of 8
+    // answers and a counter): create it through the layer, keep the cookie
+    // it sets.
     let cookie = runtime.block_on(async {
         let response = layered
             .clone()
-            .oneshot(request("/change", None))
+            .oneshot(request("/start", None))
             .await
             .unwrap();
         let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
@@ -79,6 +97,7 @@ fn overhead(c: &mut Criterion) {
         ("untouched", "/noop", Some(cookie.as_str())),
         ("read", "/read", Some(cookie.as_str())),
         ("changed", "/change", Some(cookie.as_str())),
+        ("step", "/step", Some(cookie.as_str())),
     ];
     let mut group = c.benchmark_group("overhead");
     for (name, path, cookie) in cases {

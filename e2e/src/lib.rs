@@ -1,7 +1,8 @@
 //! End to end over loopback HTTP, against a private redis-server this bench
-//! starts (and kills when it ends): throughput and p50/p99 latency of three
-//! operations at 1 and 16 concurrent clients, for four ways of keeping a
-//! flow's state in Redis behind axum.
+//! starts (and kills when it ends): throughput, p50/p99 latency and CPU per
+//! request of four operations at 1 and 16 concurrent clients, for six ways
+//! of keeping a flow's state in Redis behind axum; then memory per flow in
+//! Redis.
 //!
 //! ```text
 //! cargo bench -p e2e
@@ -12,14 +13,19 @@
 //! | `pipeline-state (ConnectionManager)` | this crate, `RedisStore::connect` (one multiplexed connection) |
 //! | `pipeline-state (bb8 pool)` | this crate, `RedisStore::from_pool` (bb8, 16 connections, no `PING` on checkout) |
 //! | `pipeline-state (cluster)` | this crate, `RedisStore::connect_cluster` on a private 3-master Redis Cluster (one connection per master) |
-//! | `limit (hand-written)` | no middleware: handlers send the same commands themselves |
+//! | `limit (hand-written)` | no middleware: handlers send the same commands themselves, with the same record (version header) and compare-and-set script |
+//! | `plain GETEX + SET EX` | no middleware, no version: handlers `GETEX` the fields and `SET EX` them back (the least a Redis-backed flow costs; it loses updates when requests race) |
 //! | `tower-sessions` | tower-sessions 0.14 + tower-sessions-redis-store 0.16 (fred pool of 6, as its docs show) |
 //!
-//! | operation | this crate | limit | tower-sessions |
-//! | --- | --- | --- | --- |
-//! | `read`: read a field | `GETEX` | `GETEX` | `GET` (its reads do not slide the TTL) |
-//! | `change`: read a field, set it | `GETEX` + `EVALSHA` (compare-and-set) | the same two | `GET` + `SET XX` (no concurrency control) |
-//! | `untouched`: the handler ignores the state | nothing (it loads lazily, when a handler asks) | nothing | nothing (it loads lazily) |
+//! Every flow holds what a real one does (`flow.rs`): a map of 8 string
+//! answers and a counter.
+//!
+//! | operation | this crate | limit | plain | tower-sessions |
+//! | --- | --- | --- | --- | --- |
+//! | `read`: read the counter | the load script (`EVALSHA`: `GET`, `EXPIRE`) | `GETEX` | `GETEX` | `GET` (its reads do not slide the TTL) |
+//! | `change`: read the counter, set it | the load script + `EVALSHA` (compare-and-set) | `GETEX` + `EVALSHA` | `GETEX` + `SET EX` | `GET` + `SET XX` (no concurrency control) |
+//! | `step`: read the answers (typed) and the counter, replace one answer, count, write both | as `change` | as `change` | as `change` | as `change` |
+//! | `untouched`: the handler ignores the state | nothing (it loads lazily, when a handler asks) | nothing | nothing | nothing (it loads lazily) |
 //!
 //! Every client owns one flow (its cookie comes from a first request) and
 //! sends its requests one after another over a keep-alive connection; all
@@ -46,25 +52,38 @@
 //! Settings (environment): `E2E_ROUNDS` (default 5), `E2E_SECONDS`
 //! (measured seconds per round, default 1), `E2E_WARMUP` (seconds of
 //! warm-up per round, default 0.25), `E2E_OPS` (default
-//! `read,change,untouched`), `E2E_CLIENTS` (default `1,16`), `E2E_STACKS`
-//! (default `connection-manager,bb8,cluster,limit,tower-sessions`). The
-//! goals summary is printed when every operation and the four single-node
-//! stacks were measured; the cluster's ratio to the single-node
+//! `read,change,untouched,step`), `E2E_CLIENTS` (default `1,16`),
+//! `E2E_STACKS` (default
+//! `connection-manager,bb8,cluster,limit,plain,tower-sessions`). The goals
+//! summary is printed when every operation and the five single-node stacks
+//! were measured; the realistic step's goals when `step`, this crate, the
+//! limit and plain were; the cluster's ratio to the single-node
 //! `ConnectionManager` when both were.
+//!
+//! Memory per flow: after the rounds, each single-node stack in turn starts
+//! one flow on the emptied server and takes 9 steps; `MEMORY USAGE` of its
+//! one key is the figure.
 //!
 //! The cluster row runs the same workload against 3 redis-servers (the
 //! single-node rows against 1) on the same cores; its "CPU (redis)" is the
 //! three servers' together.
 //!
-//! One file per concern: the stacks under test (`stack.rs`, with the
-//! hand-written limit in `limit.rs` and tower-sessions in `sessions.rs`),
+//! One file per concern: the flow's shape (`flow.rs`), the stacks under
+//! test (`stack.rs`, with the hand-written limits in `limit.rs` and
+//! `plain.rs` and tower-sessions in `sessions.rs`), memory per flow
+//! (`memory.rs`),
 //! the load and one round's measurement (`load.rs`), CPU time (`cpu.rs`),
 //! the table (`report.rs`) and the settings (`settings.rs`). The private
 //! redis-server and cluster come from the workspace's test kit.
 
+pub mod instructions;
+
 mod cpu;
+mod flow;
 mod limit;
 mod load;
+mod memory;
+mod plain;
 mod report;
 mod sessions;
 mod settings;
@@ -77,6 +96,7 @@ use test_kit::{RedisCluster, RedisServer};
 use crate::{
     cpu::process_id,
     load::{Op, Round, client, measure},
+    memory::memory_per_flow,
     report::{Cell, micros, report},
     settings::Settings,
     stack::{Stack, app, serve},
@@ -160,7 +180,17 @@ pub async fn run() {
         .iter()
         .map(|&((stack, op, clients), ref rounds)| Cell::new(stack, op, clients, rounds))
         .collect();
-    report(&cells, &ops, &concurrency, &stacks);
+    let mut memory = Vec::new();
+    let mut admin = redis.admin();
+    for &(stack, addr) in &servers {
+        if stack != Stack::Cluster {
+            memory.push((
+                stack,
+                memory_per_flow(&client, &mut admin, addr, stack).await,
+            ));
+        }
+    }
+    report(&cells, &ops, &concurrency, &stacks, &memory);
     drop(redis);
     drop(cluster);
 }

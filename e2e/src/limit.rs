@@ -1,6 +1,8 @@
 //! The limit: the same Redis commands as the crate, sent by the handlers
 //! themselves.
 
+use std::collections::BTreeMap;
+
 use axum::{
     Router,
     extract::{Request, State},
@@ -12,7 +14,10 @@ use redis::{Script, Value, aio::ConnectionManager};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
-use crate::TTL_SECONDS;
+use crate::{
+    TTL_SECONDS,
+    flow::{first_answers, step},
+};
 
 /// The limit: what a handler costs that sends the crate's Redis commands
 /// itself, with the same record format, and nothing else (no middleware, no
@@ -74,6 +79,10 @@ pub(crate) async fn limit_start(
 ) -> Result<impl IntoResponse, StatusCode> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let mut data = Map::new();
+    data.insert(
+        "answers".to_owned(),
+        serde_json::to_value(first_answers()).unwrap(),
+    );
     data.insert("count".to_owned(), 0.into());
     let record = serde_json::to_vec(&Record {
         format: 1,
@@ -112,6 +121,40 @@ pub(crate) async fn limit_change(
     let (key, mut record) = limit_load(&limit, request.headers()).await?;
     let n = limit_count(&record)? + 1;
     record.data.insert("count".to_owned(), n.into());
+    limit_write(&limit, key, record).await?;
+    Ok(n.to_string())
+}
+
+pub(crate) async fn limit_step(
+    State(limit): State<Limit>,
+    request: Request,
+) -> Result<String, StatusCode> {
+    let (key, mut record) = limit_load(&limit, request.headers()).await?;
+    let n = step_data(&mut record.data)?;
+    limit_write(&limit, key, record).await?;
+    Ok(n.to_string())
+}
+
+/// The realistic step on a decoded record's fields, as a handler writes it
+/// by hand: the answers taken out typed, changed, put back with the count.
+pub(crate) fn step_data(data: &mut Map<String, Json>) -> Result<u64, StatusCode> {
+    let answers = data
+        .remove("answers")
+        .ok_or(StatusCode::INTERNAL_SERVER_ERROR)?;
+    let mut answers: BTreeMap<String, String> =
+        serde_json::from_value(answers).map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    let mut n = data
+        .get("count")
+        .and_then(Json::as_u64)
+        .ok_or(StatusCode::INTERNAL_SERVER_ERROR)?;
+    step(&mut answers, &mut n);
+    data.insert("answers".to_owned(), serde_json::to_value(answers).unwrap());
+    data.insert("count".to_owned(), n.into());
+    Ok(n)
+}
+
+/// The compare-and-set at the loaded version, one `EVALSHA`.
+async fn limit_write(limit: &Limit, key: String, mut record: Record) -> Result<(), StatusCode> {
     let version = record.version;
     record.version += 1;
     let raw = serde_json::to_vec(&record).unwrap();
@@ -125,7 +168,7 @@ pub(crate) async fn limit_change(
         .await
         .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
     match reply {
-        Value::Int(1) => Ok(n.to_string()),
+        Value::Int(1) => Ok(()),
         _ => Err(StatusCode::CONFLICT),
     }
 }
@@ -139,6 +182,7 @@ pub(crate) fn limit_app(redis: ConnectionManager) -> Router {
         .route("/start", post(limit_start))
         .route("/read", get(limit_read))
         .route("/change", post(limit_change))
+        .route("/step", post(limit_step))
         .route("/untouched", get(|| async { "ok" }))
         .with_state(limit)
 }

@@ -1,4 +1,4 @@
-//! The load: the three operations, the client that sends them (one flow
+//! The load: the four operations, the client that sends them (one flow
 //! per client, requests one after another over a keep-alive connection),
 //! and one round's measurement of one stack.
 
@@ -24,9 +24,12 @@ pub(crate) enum Op {
     Read,
     Change,
     Untouched,
+    /// A realistic step: read a map of 8 entries and a counter, replace one
+    /// entry, increment the counter, write both back.
+    Step,
 }
 
-pub(crate) const OPS: [Op; 3] = [Op::Read, Op::Change, Op::Untouched];
+pub(crate) const OPS: [Op; 4] = [Op::Read, Op::Change, Op::Untouched, Op::Step];
 
 impl Op {
     pub(crate) fn parse(name: &str) -> Option<Self> {
@@ -38,6 +41,7 @@ impl Op {
             Op::Read => "read",
             Op::Change => "change",
             Op::Untouched => "untouched",
+            Op::Step => "step",
         }
     }
 
@@ -46,6 +50,7 @@ impl Op {
             Op::Read => (Method::GET, "/read"),
             Op::Change => (Method::POST, "/change"),
             Op::Untouched => (Method::GET, "/untouched"),
+            Op::Step => (Method::POST, "/step"),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The table: per cell, the median round's throughput, the percentiles of
 //! all rounds' latencies together, the ratio to the limit in the same
-//! round, and CPU time per request; then the goals and the cluster's ratio
-//! to a single node.
+//! round, and CPU time per request; then the goals, the realistic step's
+//! goals, memory per flow and the cluster's ratio to a single node.
 
 use std::time::Duration;
 
@@ -88,29 +88,39 @@ pub(crate) fn find(cells: &[Cell], stack: Stack, op: Op, clients: usize) -> &Cel
         .expect("every cell was measured")
 }
 
-pub(crate) fn report(cells: &[Cell], ops: &[Op], concurrency: &[usize], stacks: &[Stack]) {
+pub(crate) fn report(
+    cells: &[Cell],
+    ops: &[Op],
+    concurrency: &[usize],
+    stacks: &[Stack],
+    memory: &[(Stack, u64)],
+) {
+    let versus = |stack, other, op, clients| {
+        if stacks.contains(&other) {
+            ratio(cells, stack, other, op, clients)
+        } else {
+            f64::NAN
+        }
+    };
     println!();
     println!(
-        "| operation | clients | stack | req/s | p50 µs | p99 µs | × limit | CPU µs/req (process) | CPU µs/req (redis) |"
+        "| operation | clients | stack | req/s | p50 µs | p99 µs | × limit | × plain | CPU µs/req (process) | CPU µs/req (redis) |"
     );
-    println!("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for &op in ops {
         for &clients in concurrency {
             for &stack in stacks {
                 let cell = find(cells, stack, op, clients);
                 println!(
-                    "| {} | {} | {} | {:.0} | {} | {} | {:.2} | {:.1} | {:.1} |",
+                    "| {} | {} | {} | {:.0} | {} | {} | {:.2} | {:.2} | {:.1} | {:.1} |",
                     op.name(),
                     clients,
                     stack.name(),
                     cell.per_second,
                     micros(cell.p50),
                     micros(cell.p99),
-                    if stacks.contains(&Stack::Limit) {
-                        ratio(cells, stack, Stack::Limit, op, clients)
-                    } else {
-                        f64::NAN
-                    },
+                    versus(stack, Stack::Limit, op, clients),
+                    versus(stack, Stack::Plain, op, clients),
                     cell.cpu.0.as_secs_f64() * 1e6,
                     cell.cpu.1.as_secs_f64() * 1e6,
                 );
@@ -122,11 +132,22 @@ pub(crate) fn report(cells: &[Cell], ops: &[Op], concurrency: &[usize], stacks: 
         Stack::ConnectionManager,
         Stack::Bb8,
         Stack::Limit,
+        Stack::Plain,
         Stack::TowerSessions,
     ];
     if ops.len() == OPS.len() && single_node.iter().all(|stack| stacks.contains(stack)) {
         goals(cells, concurrency);
     }
+    let step_stacks = [
+        Stack::ConnectionManager,
+        Stack::Bb8,
+        Stack::Limit,
+        Stack::Plain,
+    ];
+    if ops.contains(&Op::Step) && step_stacks.iter().all(|stack| stacks.contains(stack)) {
+        step_goals(cells, concurrency);
+    }
+    memory_table(memory);
     if stacks.contains(&Stack::Cluster) && stacks.contains(&Stack::ConnectionManager) {
         println!();
         println!("Cluster (3 masters) × single-node ConnectionManager, median over rounds:");
@@ -189,6 +210,57 @@ pub(crate) fn goals(cells: &[Cell], concurrency: &[usize]) {
                 p99(Stack::Limit),
                 p99(Stack::TowerSessions),
             );
+        }
+    }
+}
+
+/// The realistic step against both hand-written limits: the goals of the
+/// change path.
+pub(crate) fn step_goals(cells: &[Cell], concurrency: &[usize]) {
+    println!();
+    println!("Realistic step (this crate with ConnectionManager; bb8 in brackets):");
+    for &clients in concurrency {
+        let both = |of: &dyn Fn(Stack) -> f64| {
+            format!(
+                "{:.2} [{:.2}]",
+                of(Stack::ConnectionManager),
+                of(Stack::Bb8)
+            )
+        };
+        let throughput = |other| both(&|stack| ratio(cells, stack, other, Op::Step, clients));
+        let cell = |stack| find(cells, stack, Op::Step, clients);
+        let limit = cell(Stack::Limit);
+        println!(
+            "  {clients:>2} clients: {} × limit (goal ≥ 0.97), {} × plain (goal ≥ 0.90)",
+            throughput(Stack::Limit),
+            throughput(Stack::Plain),
+        );
+        println!(
+            "     p99 {} × limit (goal ≤ 1.1); CPU per request, process {} × limit (goal ≤ 1.1), redis {} × limit (goal ≤ 1.05)",
+            both(&|stack| cell(stack).p99.as_secs_f64() / limit.p99.as_secs_f64()),
+            both(&|stack| cell(stack).cpu.0.as_secs_f64() / limit.cpu.0.as_secs_f64()),
+            both(&|stack| cell(stack).cpu.1.as_secs_f64() / limit.cpu.1.as_secs_f64()),
+        );
+    }
+}
+
+/// `MEMORY USAGE` of one flow after 9 steps, per stack, and this crate's
+/// over the limit's (same record format, goal ≤ 1.05).
+pub(crate) fn memory_table(memory: &[(Stack, u64)]) {
+    if memory.is_empty() {
+        return;
+    }
+    println!();
+    println!("Memory per flow in Redis after 9 steps (MEMORY USAGE):");
+    let limit = memory.iter().find(|(stack, _)| *stack == Stack::Limit);
+    for &(stack, bytes) in memory {
+        match limit {
+            Some(&(_, limit)) => println!(
+                "  {:<34} {bytes:>5} bytes ({:.2} × limit)",
+                stack.name(),
+                bytes as f64 / limit as f64
+            ),
+            None => println!("  {:<34} {bytes:>5} bytes", stack.name()),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! tower-sessions with its Redis store, the same routes over a session.
 
+use std::collections::BTreeMap;
+
 use axum::{
     Router,
     http::StatusCode,
@@ -7,7 +9,10 @@ use axum::{
 };
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
 
-use crate::TTL_SECONDS;
+use crate::{
+    TTL_SECONDS,
+    flow::{first_answers, step},
+};
 
 pub(crate) fn tower_sessions_app(pool: tower_sessions_redis_store::fred::prelude::Pool) -> Router {
     async fn count(session: &Session) -> Result<u64, StatusCode> {
@@ -28,6 +33,10 @@ pub(crate) fn tower_sessions_app(pool: tower_sessions_redis_store::fred::prelude
             "/start",
             post(|session: Session| async move {
                 session
+                    .insert("answers", first_answers())
+                    .await
+                    .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+                session
                     .insert("count", 0u64)
                     .await
                     .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
@@ -46,6 +55,25 @@ pub(crate) fn tower_sessions_app(pool: tower_sessions_redis_store::fred::prelude
                     .insert("count", n)
                     .await
                     .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+                Ok::<_, StatusCode>(n.to_string())
+            }),
+        )
+        .route(
+            "/step",
+            post(|session: Session| async move {
+                let mut answers: BTreeMap<String, String> = session
+                    .get("answers")
+                    .await
+                    .ok()
+                    .flatten()
+                    .ok_or(StatusCode::INTERNAL_SERVER_ERROR)?;
+                let mut n = count(&session).await?;
+                step(&mut answers, &mut n);
+                let saved = session.insert("answers", answers).await.is_ok()
+                    && session.insert("count", n).await.is_ok();
+                if !saved {
+                    return Err(StatusCode::INTERNAL_SERVER_ERROR);
+                }
                 Ok::<_, StatusCode>(n.to_string())
             }),
         )

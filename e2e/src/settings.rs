@@ -52,7 +52,7 @@ fn env_seconds(name: &str, default: f64) -> Duration {
 }
 
 /// A comma-separated list from the environment, or `default`.
-fn env_list<T>(name: &str, default: &[T], parse: impl Fn(&str) -> Option<T>) -> Vec<T>
+pub(crate) fn env_list<T>(name: &str, default: &[T], parse: impl Fn(&str) -> Option<T>) -> Vec<T>
 where
     T: Copy,
 {

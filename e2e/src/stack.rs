@@ -1,8 +1,9 @@
 //! The stacks under test, each an axum app that answers `POST /start`
-//! (create a flow with count 0), `GET /read`, `POST /change` (count + 1) and
+//! (create a flow: 8 answers and count 0, see `flow.rs`), `GET /read`,
+//! `POST /change` (count + 1), `POST /step` (a realistic step) and
 //! `GET /untouched`, served on loopback.
 
-use std::net::SocketAddr;
+use std::{collections::BTreeMap, net::SocketAddr};
 
 use axum::{
     Router,
@@ -13,7 +14,12 @@ use axum::{
 use redis::aio::ConnectionManager;
 use tower_pipeline_state::{PipelineState, PipelineStateLayer, RedisStore, Store};
 
-use crate::{limit::limit_app, sessions::tower_sessions_app};
+use crate::{
+    flow::{first_answers, step},
+    limit::limit_app,
+    plain::plain_app,
+    sessions::tower_sessions_app,
+};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stack {
@@ -21,14 +27,16 @@ pub(crate) enum Stack {
     Bb8,
     Cluster,
     Limit,
+    Plain,
     TowerSessions,
 }
 
-pub(crate) const STACKS: [Stack; 5] = [
+pub(crate) const STACKS: [Stack; 6] = [
     Stack::ConnectionManager,
     Stack::Bb8,
     Stack::Cluster,
     Stack::Limit,
+    Stack::Plain,
     Stack::TowerSessions,
 ];
 
@@ -39,6 +47,7 @@ impl Stack {
             Stack::Bb8 => "pipeline-state (bb8 pool)",
             Stack::Cluster => "pipeline-state (cluster)",
             Stack::Limit => "limit (hand-written)",
+            Stack::Plain => "plain GETEX + SET EX",
             Stack::TowerSessions => "tower-sessions",
         }
     }
@@ -50,6 +59,7 @@ impl Stack {
             Stack::Bb8 => "bb8",
             Stack::Cluster => "cluster",
             Stack::Limit => "limit",
+            Stack::Plain => "plain",
             Stack::TowerSessions => "tower-sessions",
         }
     }
@@ -71,6 +81,7 @@ pub(crate) fn pipeline_state_app<St: Store>(store: St) -> Router {
         .route(
             "/start",
             post(|state: PipelineState| async move {
+                state.set("answers", &first_answers()).unwrap();
                 state.set("count", &0u64).unwrap();
                 "0"
             }),
@@ -83,6 +94,21 @@ pub(crate) fn pipeline_state_app<St: Store>(store: St) -> Router {
             "/change",
             post(|state: PipelineState| async move {
                 let n = count(&state)? + 1;
+                state.set("count", &n).unwrap();
+                Ok::<_, StatusCode>(n.to_string())
+            }),
+        )
+        .route(
+            "/step",
+            post(|state: PipelineState| async move {
+                let mut answers: BTreeMap<String, String> = state
+                    .get("answers")
+                    .ok()
+                    .flatten()
+                    .ok_or(StatusCode::INTERNAL_SERVER_ERROR)?;
+                let mut n = count(&state)?;
+                step(&mut answers, &mut n);
+                state.set("answers", &answers).unwrap();
                 state.set("count", &n).unwrap();
                 Ok::<_, StatusCode>(n.to_string())
             }),
@@ -117,6 +143,10 @@ pub(crate) async fn app(stack: Stack, redis_url: &str, cluster_urls: &[String]) 
         Stack::Limit => {
             let client = redis::Client::open(redis_url).unwrap();
             limit_app(ConnectionManager::new(client).await.unwrap())
+        }
+        Stack::Plain => {
+            let client = redis::Client::open(redis_url).unwrap();
+            plain_app(ConnectionManager::new(client).await.unwrap())
         }
         Stack::TowerSessions => {
             use tower_sessions_redis_store::fred::prelude::*;
