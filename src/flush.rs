@@ -1,7 +1,7 @@
 //! After the handler: encoding the [`Outcome`] the handle gave and writing
 //! it (at most one round trip unless a concurrent writer forces a merge).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use http::HeaderValue;
 
@@ -369,12 +369,12 @@ async fn update<St: Store>(
     config: &Config,
     id: PipelineId,
     mut version: u64,
-    data: Data,
+    ours: Arc<Data>,
     changes: Vec<Change>,
     whole: bool,
     ttl: Duration,
 ) -> Result<Written, StoreError> {
-    let mut record = encode(next_version(version), &data);
+    let mut record = encode(next_version(version), &ours);
     for attempt in 0..=MAX_REBASES {
         let Some(outcome) = compare_and_set(store, config, id, version, &record, ttl).await? else {
             return Ok(Written::Refused(Refusal::TooLarge));
@@ -412,7 +412,7 @@ async fn update<St: Store>(
             }
         };
         let mut data = newer.data;
-        if let Err(field) = rebase(&changes, &mut data) {
+        if let Err(field) = rebase(&changes, &ours, &mut data) {
             tracing::info!(
                 pipeline.id = %id,
                 field,

@@ -5,13 +5,13 @@ use serde_json::Value;
 
 use crate::record::Data;
 
-/// One top-level field this request changed: its value when loaded and its
-/// value now (`None`: absent).
+/// One top-level field this request changed: its value when loaded
+/// (`None`: absent). Its value now is in the request's state, which the
+/// writer holds beside the changes.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Change {
     pub(crate) field: String,
     pub(crate) before: Option<Value>,
-    pub(crate) after: Option<Value>,
 }
 
 /// The fields whose values differ between the loaded state and the current one.
@@ -19,10 +19,9 @@ pub(crate) fn diff(loaded: &Data, current: &Data) -> Vec<Change> {
     let changed = current
         .iter()
         .filter(|(field, value)| loaded.get(*field) != Some(*value))
-        .map(|(field, value)| Change {
+        .map(|(field, _)| Change {
             field: field.clone(),
             before: loaded.get(field).cloned(),
-            after: Some(value.clone()),
         });
     let removed = loaded
         .iter()
@@ -30,15 +29,18 @@ pub(crate) fn diff(loaded: &Data, current: &Data) -> Vec<Change> {
         .map(|(field, value)| Change {
             field: field.clone(),
             before: Some(value.clone()),
-            after: None,
         });
     changed.chain(removed).collect()
 }
 
-/// Applies `changes` to a newer record's data, unless a concurrent writer
-/// changed one of the same fields: then that field is returned and `newer` is
-/// left as it was.
-pub(crate) fn rebase<'a>(changes: &'a [Change], newer: &mut Data) -> Result<(), &'a str> {
+/// Applies `changes` (with their values in `ours`, the request's state) to a
+/// newer record's data, unless a concurrent writer changed one of the same
+/// fields: then that field is returned and `newer` is left as it was.
+pub(crate) fn rebase<'a>(
+    changes: &'a [Change],
+    ours: &Data,
+    newer: &mut Data,
+) -> Result<(), &'a str> {
     if let Some(clash) = changes
         .iter()
         .find(|change| newer.get(&change.field) != change.before.as_ref())
@@ -46,7 +48,7 @@ pub(crate) fn rebase<'a>(changes: &'a [Change], newer: &mut Data) -> Result<(), 
         return Err(&clash.field);
     }
     for change in changes {
-        match &change.after {
+        match ours.get(&change.field) {
             Some(value) => newer.insert(change.field.clone(), value.clone()),
             None => newer.remove(&change.field),
         };
@@ -69,33 +71,36 @@ mod tests {
         let fields: Vec<_> = changes.iter().map(|c| c.field.as_str()).collect();
         assert_eq!(fields, ["added", "changed", "removed"]);
         assert_eq!(changes[1].before, Some(json!(1)));
-        assert_eq!(changes[1].after, Some(json!(2)));
-        assert_eq!(changes[2].after, None);
+        assert_eq!(changes[2].before, Some(json!(1)));
+        assert_eq!(changes[0].before, None);
     }
 
     #[test]
     fn rebase_keeps_the_other_writers_fields() {
-        let loaded = data(json!({"a": 1, "b": 1}));
-        let changes = diff(&loaded, &data(json!({"a": 2, "b": 1})));
-        let mut newer = data(json!({"a": 1, "b": 5, "c": 9}));
-        rebase(&changes, &mut newer).unwrap();
+        let loaded = data(json!({"a": 1, "b": 1, "d": 1}));
+        let ours = data(json!({"a": 2, "b": 1}));
+        let changes = diff(&loaded, &ours);
+        let mut newer = data(json!({"a": 1, "b": 5, "c": 9, "d": 1}));
+        rebase(&changes, &ours, &mut newer).unwrap();
         assert_eq!(newer, data(json!({"a": 2, "b": 5, "c": 9})));
     }
 
     #[test]
     fn rebase_refuses_a_field_the_other_writer_changed() {
         let loaded = data(json!({"a": 1}));
-        let changes = diff(&loaded, &data(json!({"a": 2})));
+        let ours = data(json!({"a": 2}));
+        let changes = diff(&loaded, &ours);
         let mut newer = data(json!({"a": 3}));
-        assert_eq!(rebase(&changes, &mut newer), Err("a"));
+        assert_eq!(rebase(&changes, &ours, &mut newer), Err("a"));
         assert_eq!(newer, data(json!({"a": 3})));
     }
 
     #[test]
     fn rebase_refuses_a_field_the_other_writer_removed() {
         let loaded = data(json!({"a": 1}));
-        let changes = diff(&loaded, &data(json!({"a": 2})));
+        let ours = data(json!({"a": 2}));
+        let changes = diff(&loaded, &ours);
         let mut newer = Data::new();
-        assert_eq!(rebase(&changes, &mut newer), Err("a"));
+        assert_eq!(rebase(&changes, &ours, &mut newer), Err("a"));
     }
 }

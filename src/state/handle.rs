@@ -1,11 +1,15 @@
 //! [`PipelineState`]: the handle a handler uses to read and change its flow's
 //! state in memory. The layer writes the result back after the handler.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::{
+    borrow::Cow,
+    sync::{Arc, Mutex, MutexGuard},
+};
 
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
+use super::edits::Edits;
 use crate::{
     LoadError, StateError,
     backend::{Backend, Found, Lifetime},
@@ -86,10 +90,16 @@ pub(super) enum Target {
 /// [`Outcome`] from it once the handler is done.
 pub(super) struct Inner {
     pub(super) origin: Origin,
-    pub(super) data: Data,
-    /// The state as loaded, kept aside at the first change (so a read-only
-    /// request never copies anything): what the flush diffs against and
-    /// what `revert` puts back. `Some` means "changed in memory".
+    /// Shared with the outcome the writer gets at the end of the request
+    /// (a handle still reads it then), so ending a request copies nothing.
+    pub(super) data: Arc<Data>,
+    /// The loaded value of each field `set` or `remove` changed: what the
+    /// flush diffs and what `revert` puts back, so neither a read nor a
+    /// change of one field copies the whole state.
+    pub(super) edits: Edits,
+    /// The state as loaded, set aside when it is replaced wholesale
+    /// (`replace`, `regenerate`, `clear`): what the flush diffs against and
+    /// what `revert` puts back then.
     pub(super) base: Option<Data>,
     pub(super) target: Target,
     /// `regenerate` was called: create the record even if it is empty.
@@ -146,7 +156,8 @@ impl PipelineState {
                 _ => Target::Nothing,
             },
             origin,
-            data,
+            data: Arc::new(data),
+            edits: Edits::default(),
             base: None,
             regenerated: false,
             cleared: false,
@@ -364,9 +375,7 @@ impl PipelineState {
     /// ```
     pub fn set<T: Serialize + ?Sized>(&self, field: &str, value: &T) -> Result<(), StateError> {
         let value = serde_json::to_value(value).map_err(StateError::Serialize)?;
-        self.change(|data| {
-            data.insert(field.to_owned(), value);
-        })
+        self.change_field(field, |data| data.insert(field.to_owned(), value))
     }
 
     /// Removes one field, returning whether it was present.
@@ -384,7 +393,11 @@ impl PipelineState {
     /// ```
     pub fn remove(&self, field: &str) -> Result<bool, StateError> {
         let mut removed = false;
-        self.change(|data| removed = data.remove(field).is_some())?;
+        self.change_field(field, |data| {
+            let before = data.remove(field);
+            removed = before.is_some();
+            before
+        })?;
         Ok(removed)
     }
 
@@ -408,7 +421,7 @@ impl PipelineState {
     /// assert_eq!((login.provider.as_str(), login.step), ("github", 1));
     /// ```
     pub fn read<T: DeserializeOwned>(&self) -> Result<T, StateError> {
-        T::deserialize(&self.lock().data).map_err(StateError::Read)
+        T::deserialize(&*self.lock().data).map_err(StateError::Read)
     }
 
     /// Replaces the whole state with `value`, which must serialize to a JSON
@@ -435,8 +448,12 @@ impl PipelineState {
     /// ```
     pub fn replace<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), StateError> {
         let fields = to_object(value)?;
-        self.change(|data| *data = fields)?;
-        self.lock().replaced = true;
+        let mut inner = self.lock();
+        inner.writable()?;
+        inner.start_target();
+        inner.set_aside_loaded();
+        inner.data = Arc::new(fields);
+        inner.replaced = true;
         Ok(())
     }
 
@@ -466,7 +483,7 @@ impl PipelineState {
         let mut inner = self.lock();
         inner.writable()?;
         inner.set_aside_loaded();
-        inner.data = fields;
+        inner.data = Arc::new(fields);
         inner.target = Target::Fresh(PipelineId::generate());
         inner.regenerated = true;
         inner.cleared = false;
@@ -493,7 +510,7 @@ impl PipelineState {
         let mut inner = self.lock();
         inner.writable()?;
         inner.set_aside_loaded();
-        inner.data.clear();
+        inner.data = Arc::default();
         inner.target = Target::Nothing;
         inner.regenerated = false;
         inner.cleared = true;
@@ -523,12 +540,18 @@ impl PipelineState {
         let mut inner = self.lock();
         inner.writable()?;
         let loaded = matches!(inner.origin, Origin::Loaded { .. });
+        let inner = &mut *inner;
         match inner.base.take() {
-            Some(base) => inner.data = base,
-            // A loaded state nobody changed is still as loaded.
-            None if loaded => {}
-            None => inner.data.clear(),
+            Some(base) => inner.data = Arc::new(base),
+            // A loaded state changed field by field gets its fields back.
+            None if loaded => {
+                if !inner.edits.is_empty() {
+                    inner.edits.undo(Arc::make_mut(&mut inner.data));
+                }
+            }
+            None => inner.data = Arc::default(),
         }
+        inner.edits.clear();
         inner.target = if loaded {
             Target::Loaded
         } else {
@@ -558,18 +581,21 @@ impl PipelineState {
         inner.cleared && inner.target == Target::Nothing
     }
 
-    fn change(&self, apply: impl FnOnce(&mut Data)) -> Result<(), StateError> {
-        let mut inner = self.lock();
+    /// Changes one field with `apply`, which answers the field's value
+    /// before; a loaded state notes it among its edits.
+    fn change_field(
+        &self,
+        field: &str,
+        apply: impl FnOnce(&mut Data) -> Option<Value>,
+    ) -> Result<(), StateError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         inner.writable()?;
-        if inner.target == Target::Nothing {
-            // The first write to a state with no live record starts a new
-            // flow; a client-chosen id is never adopted.
-            inner.target = Target::Fresh(PipelineId::generate());
-        }
+        inner.start_target();
+        let before = apply(Arc::make_mut(&mut inner.data));
         if inner.target == Target::Loaded && inner.base.is_none() {
-            inner.base = Some(inner.data.clone());
+            inner.edits.record(field, before);
         }
-        apply(&mut inner.data);
         Ok(())
     }
 }
@@ -588,11 +614,33 @@ impl std::fmt::Debug for Inner {
 }
 
 impl Inner {
+    /// The first write to a state with no live record starts a new flow; a
+    /// client-chosen id is never adopted.
+    fn start_target(&mut self) {
+        if self.target == Target::Nothing {
+            self.target = Target::Fresh(PipelineId::generate());
+        }
+    }
+
     /// Before the loaded state is replaced wholesale: keep it aside for
-    /// `revert` (moved, not copied, as it is about to be dropped).
+    /// `revert` and the flush (moved, not copied, as it is about to be
+    /// dropped), with the fields changed one by one put back.
     fn set_aside_loaded(&mut self) {
         if self.target == Target::Loaded && self.base.is_none() {
-            self.base = Some(std::mem::take(&mut self.data));
+            let mut loaded = Arc::unwrap_or_clone(std::mem::take(&mut self.data));
+            self.edits.undo(&mut loaded);
+            self.base = Some(loaded);
+        }
+    }
+
+    /// The state as loaded (empty for a state no record was loaded into):
+    /// copied only when fields were changed one by one.
+    pub(super) fn loaded_view(&self) -> Cow<'_, Data> {
+        match &self.base {
+            Some(base) => Cow::Borrowed(base),
+            None if self.target != Target::Loaded => Cow::Owned(Data::new()),
+            None if self.edits.is_empty() => Cow::Borrowed(&*self.data),
+            None => Cow::Owned(self.edits.loaded(&self.data)),
         }
     }
 
@@ -746,13 +794,37 @@ mod tests {
     }
 
     #[test]
-    fn reads_copy_nothing_and_the_first_change_keeps_the_loaded_fields() {
-        let state = loaded(json!({"a": 1}));
+    fn reads_copy_nothing_and_a_change_keeps_only_the_fields_loaded_value() {
+        let state = loaded(json!({"a": 1, "big": [1, 2, 3]}));
         state.get::<u32>("a").unwrap();
-        assert!(state.lock().base.is_none());
+        assert!(state.lock().base.is_none() && state.lock().edits.is_empty());
         state.set("a", &2).unwrap();
         state.set("a", &3).unwrap();
-        let base = state.lock().base.clone().unwrap();
-        assert_eq!(Value::Object(base), json!({"a": 1}));
+        let inner = state.lock();
+        assert!(inner.base.is_none(), "the state was not copied");
+        let changes = inner.edits.changes(&inner.data);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(
+            (changes[0].field.as_str(), &changes[0].before),
+            ("a", &Some(json!(1)))
+        );
+        assert_eq!(
+            Value::Object(inner.loaded_view().into_owned()),
+            json!({"a": 1, "big": [1, 2, 3]})
+        );
+    }
+
+    #[test]
+    fn a_replace_after_field_changes_sets_aside_the_state_as_loaded() {
+        let state = loaded(json!({"a": 1, "b": 1}));
+        state.set("a", &2).unwrap();
+        state.remove("b").unwrap();
+        state.replace(&json!({"c": 3})).unwrap();
+        assert_eq!(
+            state.lock().base.clone().map(Value::Object),
+            Some(json!({"a": 1, "b": 1}))
+        );
+        state.revert().unwrap();
+        assert_eq!(state.read::<Value>().unwrap(), json!({"a": 1, "b": 1}));
     }
 }

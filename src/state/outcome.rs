@@ -1,6 +1,8 @@
 //! [`Outcome`]: what a request's changes need from the store, the one value
 //! the handle hands the writer when the request ends.
 
+use std::sync::Arc;
+
 use super::handle::{Inner, Origin, PipelineState, Secured, Target};
 use crate::{
     id::PipelineId,
@@ -17,7 +19,7 @@ pub(crate) enum Outcome {
     /// request came with, if any.
     Create {
         id: PipelineId,
-        data: Data,
+        data: Arc<Data>,
         replacing: Option<Removal>,
         /// Made by `regenerate` (rather than by a first write).
         regenerated: bool,
@@ -26,7 +28,7 @@ pub(crate) enum Outcome {
     Update {
         id: PipelineId,
         version: u64,
-        data: Data,
+        data: Arc<Data>,
         changes: Vec<Change>,
         /// `replace` set the whole state: a concurrent change of any field
         /// conflicts, rather than being merged field by field.
@@ -51,8 +53,8 @@ pub(crate) struct Removal {
 
 impl PipelineState {
     /// Ends the request's hold on the state and says what to write: later
-    /// changes are refused (reads still work, so the data is copied into the
-    /// outcome rather than moved). When the response `discard`s the
+    /// changes are refused (reads still work, so the outcome shares the
+    /// data rather than taking it). When the response `discard`s the
     /// request's changes, only the engine's security writes remain.
     pub(crate) fn end_request(&self, discard: bool) -> Outcome {
         let mut inner = self.lock();
@@ -110,7 +112,10 @@ impl Inner {
         }
     }
 
-    fn outcome(&self) -> Outcome {
+    /// Called once, when the request ends: the edits' loaded values move
+    /// into the outcome unless the security writes may still need them (a
+    /// state with none never asks for its loaded fields again).
+    fn outcome(&mut self) -> Outcome {
         match (self.target, &self.origin) {
             (Target::Fresh(id), _) if self.regenerated || !self.data.is_empty() => {
                 Outcome::Create {
@@ -124,13 +129,15 @@ impl Inner {
             // Claimed and then put back (`revert`): the record is gone.
             (Target::Loaded, _) if self.claimed => Outcome::ExpireCookie,
             // A loaded target always has a loaded origin (`from_origin` and
-            // `revert` set them together); `base` is `Some` once changed.
+            // `revert` set them together). Replaced wholesale, it diffs
+            // against the state set aside; otherwise its edits say what
+            // changed.
             (Target::Loaded, Origin::Loaded { id, version }) => {
-                let changes = self
-                    .base
-                    .as_ref()
-                    .map(|base| diff(base, &self.data))
-                    .unwrap_or_default();
+                let changes = match &self.base {
+                    Some(base) => diff(base, &self.data),
+                    None if self.secured.is_none() => self.edits.take_changes(&self.data),
+                    None => self.edits.changes(&self.data),
+                };
                 if changes.is_empty() {
                     return Outcome::Unchanged;
                 }
@@ -153,15 +160,14 @@ impl Inner {
             (Some(Secured::Cleared), _) => self.ended(),
             (_, _) if self.claimed => Outcome::ExpireCookie,
             (Some(Secured::Fields(fields)), Origin::Loaded { id, version }) => {
-                let loaded = self.base.as_ref().unwrap_or(&self.data);
-                let changes = diff(loaded, fields);
+                let changes = diff(&self.loaded_view(), fields);
                 if changes.is_empty() {
                     return Outcome::Unchanged;
                 }
                 Outcome::Update {
                     id: *id,
                     version: *version,
-                    data: fields.clone(),
+                    data: Arc::new(fields.clone()),
                     changes,
                     whole: false,
                 }
@@ -299,7 +305,7 @@ mod tests {
         };
         assert_eq!((updated, version), (id, 4));
         assert_eq!(
-            Value::Object(data),
+            Value::Object(Data::clone(&data)),
             json!({"a": 1}),
             "only the nonce is gone"
         );

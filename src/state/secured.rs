@@ -5,6 +5,8 @@
 //! A nested run is finished the same way with a commit: the state written
 //! now at its loaded version, before its data is handed over.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -12,7 +14,7 @@ use super::handle::{Origin, PipelineState, Secured, Target};
 use crate::{
     StateError,
     backend::{Claimed, Committed},
-    record::next_version,
+    record::{Data, next_version},
     store::StoreError,
 };
 
@@ -49,9 +51,9 @@ impl PipelineState {
                 return;
             }
             Some(Secured::Fields(fields)) => fields,
-            // The change set the loaded fields aside (a loaded state), or
-            // there were none.
-            None => inner.base.clone().unwrap_or_default(),
+            // The fields as loaded (none for a state nothing was loaded
+            // into).
+            None => inner.loaded_view().into_owned(),
         };
         match value {
             Some(value) => fields.insert(field.to_owned(), value),
@@ -69,7 +71,7 @@ impl PipelineState {
     ) -> Result<(), StateError> {
         self.replace(value)?;
         let mut inner = self.lock();
-        inner.secured = Some(Secured::Fields(inner.data.clone()));
+        inner.secured = Some(Secured::Fields(Data::clone(&inner.data)));
         Ok(())
     }
 
@@ -128,7 +130,11 @@ impl PipelineState {
         // A loaded state with no store behind it (a unit test's) commits in
         // memory, as a store that always accepts would.
         let committed = match backend {
-            Some(backend) => backend.commit(id, version, data.clone(), lifetime).await?,
+            Some(backend) => {
+                backend
+                    .commit(id, version, Data::clone(&data), lifetime)
+                    .await?
+            }
             None => Committed::Yes,
         };
         if committed == Committed::Yes {
@@ -139,9 +145,12 @@ impl PipelineState {
             {
                 *loaded = next_version(version);
             }
-            // What was written is the new base; a change made while the
-            // write was under way (by a clone of the handle) stays a change.
-            inner.base = (inner.data != data).then_some(data);
+            // What was written is now the state as loaded; a change made
+            // while the write was under way (by a clone of the handle)
+            // stays a change, against what was written.
+            let changed_meanwhile = inner.data != data;
+            inner.edits.clear();
+            inner.base = changed_meanwhile.then(|| Arc::unwrap_or_clone(data));
             inner.replaced = false;
             if matches!(inner.secured, Some(Secured::Fields(_))) {
                 inner.secured = None;
@@ -300,7 +309,7 @@ mod tests {
             panic!("the secured write after the commit is kept")
         };
         assert_eq!(
-            (version, Value::Object(data)),
+            (version, Value::Object(Data::clone(&data))),
             (2, json!({"step": 1, "run": {}})),
             "what the commit wrote, with the later security write, without the later change"
         );
