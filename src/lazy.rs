@@ -406,7 +406,7 @@ mod tests {
         ) -> BoxFuture<Result<Found, LoadError>> {
             self.0.fetch_add(1, Ordering::SeqCst);
             let mut data = Data::new();
-            data.insert("a".into(), 1.into());
+            data.insert("a".into(), crate::record::field(&1).unwrap());
             Box::pin(async move { Ok(Found::Live { version: 1, data }) })
         }
 

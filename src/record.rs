@@ -10,14 +10,19 @@
 //! member, wherever it stands and however it is spaced ([`format_of`]), and
 //! nothing here ever matches its version ([`version_of`] reads only this
 //! format's header), so no store overwrites or deletes it by version.
+//!
+//! The fields stay JSON text in memory ([`Field`]): a load splits the record
+//! into its top-level fields without building a tree of values, a handler's
+//! read parses only the field it asks for, and a write copies unchanged
+//! fields' text as it came.
 
-use std::fmt;
+use std::{collections::BTreeMap, fmt};
 
 use serde::{
     Deserialize, Deserializer, Serialize,
     de::{IgnoredAny, MapAccess, Visitor},
 };
-use serde_json::{Map, Number, Value};
+use serde_json::{Number, Value, value::RawValue};
 
 /// The format this release writes and reads.
 pub(crate) const FORMAT: u32 = 1;
@@ -27,8 +32,39 @@ pub(crate) const FORMAT: u32 = 1;
 /// match the same text (`compare_and_set.lua`, `load.lua`).
 pub(crate) const HEADER: &[u8] = b"{\"format\":1,\"version\":";
 
+/// One top-level field's value, as JSON text; two are equal when their
+/// texts are.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Field(Box<RawValue>);
+
+impl Field {
+    /// The field's JSON text.
+    pub(crate) fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The text, for deserializing from.
+    pub(crate) fn raw(&self) -> &RawValue {
+        &self.0
+    }
+}
+
+impl PartialEq for Field {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
 /// A flow's state: its top-level fields.
-pub(crate) type Data = Map<String, Value>;
+pub(crate) type Data = BTreeMap<String, Field>;
+
+/// A field's JSON text for `value`. The text is compared as it is: a value
+/// whose serialization has no fixed order (a `HashMap`) may give another
+/// text for the same content, and so count as changed.
+pub(crate) fn field<T: Serialize + ?Sized>(value: &T) -> Result<Field, serde_json::Error> {
+    serde_json::value::to_raw_value(value).map(Field)
+}
 
 #[derive(Serialize)]
 struct Encode<'a> {
@@ -62,10 +98,18 @@ pub(crate) enum DecodeError {
     UnknownFormat(u32),
     #[error("the record does not start with the exact header the compare-and-set reads")]
     Header,
+    #[error("the record nests past the recursion limit ({MAX_DEPTH} levels)")]
+    TooDeep,
 }
 
+/// How deep a record may nest, counting the record itself: as deep as
+/// serde_json reads (its recursion limit of 128 refuses the 128th level),
+/// whether the record is read whole or, as now, field by field when a
+/// handler asks.
+const MAX_DEPTH: usize = 127;
+
 pub(crate) fn encode(version: u64, data: &Data) -> Vec<u8> {
-    // Serializing a map of `Value`s cannot fail: every key is a string.
+    // Serializing a map of JSON texts cannot fail: every key is a string.
     serde_json::to_vec(&Encode {
         format: FORMAT,
         version,
@@ -81,15 +125,20 @@ pub(crate) fn next_version(version: u64) -> u64 {
     version.wrapping_add(1)
 }
 
-/// Decodes a record. Nesting is bounded by serde_json's recursion limit
-/// (128), so a hostile record cannot exhaust the stack. A record of a later
-/// format, however spelled, is [`DecodeError::NewerFormat`]. A record must
+/// Decodes a record into its fields, each kept as JSON text. Nesting is
+/// bounded as serde_json bounds it (127 levels, checked before anything is
+/// parsed), so a hostile record cannot exhaust the stack. A
+/// record of a later format, however spelled, is
+/// [`DecodeError::NewerFormat`]. A record must
 /// start with the exact header [`version_of`] reads: one that decodes but
 /// that the compare-and-set cannot match could never be updated (every
 /// write would look like a concurrent one), so it counts as corrupt.
 pub(crate) fn decode(raw: &[u8]) -> Result<Record, DecodeError> {
     if let Format::Newer(found) = format_of(raw) {
         return Err(DecodeError::NewerFormat(found));
+    }
+    if !within_depth(raw) {
+        return Err(DecodeError::TooDeep);
     }
     let Decode {
         format,
@@ -103,6 +152,45 @@ pub(crate) fn decode(raw: &[u8]) -> Result<Record, DecodeError> {
         return Err(DecodeError::Header);
     }
     Ok(Record { version, data })
+}
+
+/// Whether `raw` nests at most [`MAX_DEPTH`] arrays and objects deep, by
+/// one pass over its bytes (brackets inside strings do not count). The
+/// fields are kept as text, so a too deep record would otherwise load and
+/// only fail when a handler reads the field: it reads as corrupt instead,
+/// as when records were decoded whole.
+fn within_depth(raw: &[u8]) -> bool {
+    // Fewer opening brackets than the limit cannot nest past it: a count
+    // the compiler vectorizes spares the byte-by-byte walk for every
+    // ordinary record.
+    let opening = raw.iter().filter(|&&b| b == b'[' || b == b'{').count();
+    if opening <= MAX_DEPTH {
+        return true;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in raw {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
 }
 
 /// A stored record's format, as far as this release can tell.
@@ -238,9 +326,18 @@ fn skip_digits(bytes: &[u8]) -> (&[u8], &[u8]) {
 #[cfg(test)]
 pub(crate) fn object(value: Value) -> Data {
     match value {
-        Value::Object(map) => map,
+        Value::Object(map) => map
+            .into_iter()
+            .map(|(name, value)| (name, field(&value).unwrap()))
+            .collect(),
         other => panic!("test data must be a JSON object, not {other}"),
     }
+}
+
+/// A state's fields as one JSON value, for tests.
+#[cfg(test)]
+pub(crate) fn to_json(data: &Data) -> Value {
+    serde_json::to_value(data).unwrap()
 }
 
 #[cfg(test)]
@@ -326,12 +423,18 @@ mod tests {
         let raw = encode(41, &fields);
         assert!(raw.starts_with(br#"{"format":1,"version":41,"data":"#));
         assert_eq!(version_of(&raw), Some(41));
+        let decoded = decode(&raw).unwrap();
         assert_eq!(
-            decode(&raw).unwrap(),
+            decoded,
             Record {
                 version: 41,
                 data: fields
             }
+        );
+        assert_eq!(
+            decoded.data["nested"].get(),
+            r#"{"a":[1,2]}"#,
+            "a field keeps its text"
         );
     }
 
@@ -364,12 +467,28 @@ mod tests {
 
     #[test]
     fn refuses_absurdly_deep_json() {
-        let deep = format!(
-            r#"{{"format":1,"version":1,"data":{{"x":{}{}}}}}"#,
-            "[".repeat(10_000),
-            "]".repeat(10_000)
-        );
-        assert!(matches!(decode(deep.as_bytes()), Err(DecodeError::Json(_))));
+        let deep = |depth: usize| {
+            format!(
+                r#"{{"format":1,"version":1,"data":{{"s":"[{{\"]","x":{}{}}}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+        };
+        assert!(matches!(
+            decode(deep(10_000).as_bytes()),
+            Err(DecodeError::TooDeep)
+        ));
+        assert!(matches!(
+            decode(deep(126).as_bytes()),
+            Err(DecodeError::TooDeep)
+        ));
+        // At the limit (the record, its data and 125 arrays: 127 levels),
+        // the field loads and reads back, as serde_json reads the record
+        // whole exactly up to there; brackets inside a string do not count.
+        let record = decode(deep(125).as_bytes()).unwrap();
+        serde_json::from_str::<Value>(record.data["x"].get()).unwrap();
+        assert!(serde_json::from_slice::<Value>(deep(125).as_bytes()).is_ok());
+        assert!(serde_json::from_slice::<Value>(deep(126).as_bytes()).is_err());
     }
 
     #[test]

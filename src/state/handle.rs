@@ -6,7 +6,7 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 
-use serde::{Serialize, de::DeserializeOwned};
+use serde::{Serialize, de::DeserializeOwned, de::value::MapDeserializer};
 use serde_json::Value;
 
 use super::edits::Edits;
@@ -16,7 +16,7 @@ use crate::{
     cookies::{CookieSlot, Reference},
     id::PipelineId,
     lock::lock,
-    record::Data,
+    record::{self, Data, Field},
 };
 
 /// How the state arrived with the request.
@@ -322,7 +322,7 @@ impl PipelineState {
             .data
             .get(field)
             .map(|value| {
-                T::deserialize(value).map_err(|source| StateError::Field {
+                serde_json::from_str(value.get()).map_err(|source| StateError::Field {
                     field: field.to_owned(),
                     source,
                 })
@@ -359,8 +359,10 @@ impl PipelineState {
     }
 
     /// Sets one field. Setting a field to the value it already has is not a
-    /// change and writes nothing. The first write to a new or expired state
-    /// starts a flow under a new id.
+    /// change and writes nothing: the field is kept as JSON text and
+    /// compared as such, so a value whose serialization has no fixed order
+    /// (a `HashMap`) may count as changed. The first write to a new or
+    /// expired state starts a flow under a new id.
     ///
     /// # Errors
     /// [`StateError::Serialize`] when `value` does not serialize to JSON;
@@ -374,7 +376,7 @@ impl PipelineState {
     /// assert_eq!(state.get::<String>("provider").unwrap().as_deref(), Some("github"));
     /// ```
     pub fn set<T: Serialize + ?Sized>(&self, field: &str, value: &T) -> Result<(), StateError> {
-        let value = serde_json::to_value(value).map_err(StateError::Serialize)?;
+        let value = record::field(value).map_err(StateError::Serialize)?;
         self.change_field(field, |data| data.insert(field.to_owned(), value))
     }
 
@@ -421,7 +423,12 @@ impl PipelineState {
     /// assert_eq!((login.provider.as_str(), login.step), ("github", 1));
     /// ```
     pub fn read<T: DeserializeOwned>(&self) -> Result<T, StateError> {
-        T::deserialize(&*self.lock().data).map_err(StateError::Read)
+        let inner = self.lock();
+        let fields = inner
+            .data
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.raw()));
+        T::deserialize(MapDeserializer::new(fields)).map_err(StateError::Read)
     }
 
     /// Replaces the whole state with `value`, which must serialize to a JSON
@@ -586,7 +593,7 @@ impl PipelineState {
     fn change_field(
         &self,
         field: &str,
-        apply: impl FnOnce(&mut Data) -> Option<Value>,
+        apply: impl FnOnce(&mut Data) -> Option<Field>,
     ) -> Result<(), StateError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
@@ -653,9 +660,15 @@ impl Inner {
     }
 }
 
+/// A whole state from `value`, which must serialize to a JSON object. Its
+/// fields' texts come from a value tree, whose maps are sorted: the same
+/// state gives the same texts whatever the order of `value`'s maps.
 fn to_object<T: Serialize + ?Sized>(value: &T) -> Result<Data, StateError> {
     match serde_json::to_value(value).map_err(StateError::Serialize)? {
-        Value::Object(map) => Ok(map),
+        Value::Object(map) => map
+            .into_iter()
+            .map(|(name, value)| Ok((name, record::field(&value).map_err(StateError::Serialize)?)))
+            .collect(),
         Value::Null => Err(StateError::NotAnObject("null")),
         Value::Bool(_) => Err(StateError::NotAnObject("a boolean")),
         Value::Number(_) => Err(StateError::NotAnObject("a number")),
@@ -670,7 +683,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::record::object;
+    use crate::record::{object, to_json};
 
     #[derive(Serialize, Deserialize, Debug, PartialEq)]
     struct Login {
@@ -804,12 +817,10 @@ mod tests {
         assert!(inner.base.is_none(), "the state was not copied");
         let changes = inner.edits.changes(&inner.data);
         assert_eq!(changes.len(), 1);
+        let before = changes[0].before.as_ref().map(|b| b.get());
+        assert_eq!((changes[0].field.as_str(), before), ("a", Some("1")));
         assert_eq!(
-            (changes[0].field.as_str(), &changes[0].before),
-            ("a", &Some(json!(1)))
-        );
-        assert_eq!(
-            Value::Object(inner.loaded_view().into_owned()),
+            to_json(&inner.loaded_view()),
             json!({"a": 1, "big": [1, 2, 3]})
         );
     }
@@ -821,7 +832,7 @@ mod tests {
         state.remove("b").unwrap();
         state.replace(&json!({"c": 3})).unwrap();
         assert_eq!(
-            state.lock().base.clone().map(Value::Object),
+            state.lock().base.as_ref().map(to_json),
             Some(json!({"a": 1, "b": 1}))
         );
         state.revert().unwrap();

@@ -8,13 +8,12 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::handle::{Origin, PipelineState, Secured, Target};
 use crate::{
     StateError,
     backend::{Claimed, Committed},
-    record::{Data, next_version},
+    record::{self, Data, Field, next_version},
     store::StoreError,
 };
 
@@ -35,7 +34,7 @@ impl PipelineState {
         field: &str,
         value: &T,
     ) -> Result<(), StateError> {
-        let value = serde_json::to_value(value).map_err(StateError::Serialize)?;
+        let value = record::field(value).map_err(StateError::Serialize)?;
         self.set(field, &value)?;
         self.secure(field, Some(value));
         Ok(())
@@ -43,7 +42,7 @@ impl PipelineState {
 
     /// Records `field`'s new value (`None`: removed) among the writes kept
     /// on a server error.
-    fn secure(&self, field: &str, value: Option<Value>) {
+    fn secure(&self, field: &str, value: Option<Field>) {
         let mut inner = self.lock();
         let mut fields = match inner.secured.take() {
             Some(Secured::Cleared) => {
@@ -164,13 +163,13 @@ impl PipelineState {
 mod tests {
     use std::sync::Arc;
 
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::{
         config::Config,
         id::PipelineId,
-        record::{decode, encode, object},
+        record::{decode, encode, object, to_json},
         shared::Shared,
         state::Outcome,
         store::{MemoryStore, Store},
@@ -212,7 +211,7 @@ mod tests {
         assert_eq!(state.commit().await.unwrap(), Committed::Yes);
         let written = record(&shared, id).await.unwrap();
         assert_eq!(
-            (written.version, Value::Object(written.data)),
+            (written.version, to_json(&written.data)),
             (2, json!({"a": 2, "b": 1})),
             "written at once, at the next version"
         );
@@ -261,7 +260,7 @@ mod tests {
         assert_eq!(second.commit().await.unwrap(), Committed::Changed);
         let written = record(&shared, id).await.unwrap();
         assert_eq!(
-            (written.version, Value::Object(written.data)),
+            (written.version, to_json(&written.data)),
             (2, json!({})),
             "the second wrote nothing"
         );
@@ -309,7 +308,7 @@ mod tests {
             panic!("the secured write after the commit is kept")
         };
         assert_eq!(
-            (version, Value::Object(Data::clone(&data))),
+            (version, to_json(&data)),
             (2, json!({"step": 1, "run": {}})),
             "what the commit wrote, with the later security write, without the later change"
         );

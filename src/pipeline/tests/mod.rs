@@ -405,7 +405,10 @@ async fn a_step_failing_without_ending_the_flow_leaves_it_as_loaded_with_its_non
         id: "0123456789abcdef0123456789abcdef".parse().unwrap(),
         version: 2,
     };
-    let loaded = PipelineState::from_origin(origin, fields.clone());
+    let loaded = PipelineState::from_origin(
+        origin,
+        crate::record::object(serde_json::Value::Object(fields.clone())),
+    );
     let answer = pipeline
         .dispatch(request(
             &loaded,
@@ -442,7 +445,7 @@ async fn a_step_failing_without_ending_the_flow_leaves_it_as_loaded_with_its_non
             id: "0123456789abcdef0123456789abcdef".parse().unwrap(),
             version: 3,
         },
-        spent,
+        crate::record::object(serde_json::Value::Object(spent)),
     );
     let answer = pipeline
         .dispatch(request(
