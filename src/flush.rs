@@ -10,6 +10,7 @@ use crate::{
     config::Config,
     cookies::CookieSlot,
     id::PipelineId,
+    log_id::log_id,
     merge::{Change, rebase},
     metrics::{self, Operation, Wrote},
     record::{Data, decode, encode, next_version},
@@ -42,8 +43,12 @@ pub(crate) enum Refusal {
     Conflict,
     /// The record is over the size limit; nothing was written.
     TooLarge,
-    /// The store failed; nothing is known to be written.
-    Failed,
+    /// The store could not be reached: the write was never sent, nothing
+    /// was written.
+    Unavailable,
+    /// The write was sent and its outcome is unknown: it may still have
+    /// been applied.
+    NotConfirmed,
 }
 
 /// How the request's writes went: the `Set-Cookie`s of the writes that
@@ -138,8 +143,15 @@ async fn write<St: Store>(
         metrics::conflict();
     }
     result.unwrap_or_else(|error| {
-        tracing::error!(%error, "pipeline state write not confirmed (it may still have been applied): the store failed; answering 503");
-        Written::Refused(Refusal::Failed)
+        if error.nothing_written() {
+            // Known: nothing changed in the store. An operator should look
+            // at the store; no data is at risk.
+            tracing::warn!(%error, kind = error.kind(), "pipeline state not saved: the store is unreachable, nothing was written; answering 503");
+            Written::Refused(Refusal::Unavailable)
+        } else {
+            tracing::error!(%error, kind = error.kind(), "pipeline state write not confirmed (it may still have been applied): the store failed; answering 503");
+            Written::Refused(Refusal::NotConfirmed)
+        }
     })
 }
 
@@ -166,7 +178,7 @@ fn too_large(id: PipelineId, record: &[u8], limit: usize) -> bool {
     let large = record.len() > limit;
     if large {
         tracing::error!(
-            pipeline.id = %id,
+            pipeline.log_id = %log_id(id),
             size = record.len(),
             limit,
             "pipeline state not saved: the record is over the size limit; answering 500"
@@ -192,11 +204,12 @@ async fn create<St: Store>(
     if too_large(id, &record, config.max_record_size) {
         return Ok(Created::Refused(Refusal::TooLarge));
     }
+    let removed = replacing.is_some();
     if let Some(removal) = replacing {
         match remove(store, config, removal).await? {
             Removed::Yes => {}
             Removed::AlreadyGone => {
-                tracing::info!(pipeline.id = %removal.id, "pipeline state not replaced: another request cleared it first, or it expired");
+                tracing::info!(pipeline.log_id = %log_id(removal.id), "pipeline state not replaced: another request cleared it first, or it expired");
                 return Ok(Created::Refused(Refusal::Conflict));
             }
             Removed::Changed => return Ok(Created::Refused(Refusal::Conflict)),
@@ -211,12 +224,22 @@ async fn create<St: Store>(
             config.store_timeout,
             store.create(&key, &record, ttl),
         )
-        .await?;
+        .await;
+        let created = match created {
+            Ok(created) => created,
+            // The old record is already deleted: the flow is lost, which
+            // is not "nothing written".
+            Err(error) if removed && error.nothing_written() => {
+                tracing::error!(%error, pipeline.log_id = %log_id(id), "pipeline state regenerated but not saved: the old record was deleted, the new one never sent; answering 503");
+                return Ok(Created::Refused(Refusal::NotConfirmed));
+            }
+            Err(error) => return Err(error),
+        };
         if created {
             metrics::write(wrote);
             return Ok(Created::Yes(id));
         }
-        tracing::warn!(pipeline.id = %id, "a new pipeline id was already taken; trying another");
+        tracing::warn!(pipeline.log_id = %log_id(id), "a new pipeline id was already taken; trying another");
         id = PipelineId::generate();
     }
     Err(StoreError::Protocol(
@@ -264,7 +287,7 @@ pub(crate) async fn claim<St: Store>(
         Ok(Removed::AlreadyGone) => Ok(Claimed::AlreadyGone),
         Ok(Removed::Changed) => Ok(Claimed::Changed),
         Err(error) => {
-            tracing::error!(pipeline.id = %id, %error, "pipeline flow not claimed: the store failed");
+            store_failed(id, &error, "pipeline flow not claimed: the store failed");
             Err(error)
         }
     }
@@ -290,17 +313,29 @@ pub(crate) async fn commit<St: Store>(
             Ok(Committed::Yes)
         }
         Ok(Some(CasOutcome::Missing)) => {
-            tracing::info!(pipeline.id = %id, "pipeline state not committed: the flow was cleared or expired by another request");
+            tracing::info!(pipeline.log_id = %log_id(id), "pipeline state not committed: the flow was cleared or expired by another request");
             Ok(Committed::AlreadyGone)
         }
         Ok(Some(CasOutcome::Newer(_))) => {
-            tracing::info!(pipeline.id = %id, "pipeline state not committed: a concurrent request changed it");
+            tracing::info!(pipeline.log_id = %log_id(id), "pipeline state not committed: a concurrent request changed it");
             Ok(Committed::Changed)
         }
         Err(error) => {
-            tracing::error!(pipeline.id = %id, %error, "pipeline state not committed: the store failed");
+            store_failed(id, &error, "pipeline state not committed: the store failed");
             Err(error)
         }
+    }
+}
+
+/// Logs a mid-request store failure of flow `id` at the level it calls
+/// for: `warn` when nothing was written (the store needs looking at),
+/// `error` when a write's outcome is unknown (data may be lost).
+fn store_failed(id: PipelineId, error: &StoreError, message: &'static str) {
+    let (key, kind) = (log_id(id), error.kind());
+    if error.nothing_written() {
+        tracing::warn!(pipeline.log_id = %key, %error, kind, written = false, "{message}");
+    } else {
+        tracing::error!(pipeline.log_id = %key, %error, kind, written = "unknown", "{message}");
     }
 }
 
@@ -334,7 +369,7 @@ async fn remove<St: Store>(
         CasOutcome::Done => Removed::Yes,
         CasOutcome::Missing => Removed::AlreadyGone,
         CasOutcome::Newer(_) => {
-            tracing::info!(pipeline.id = %removal.id, "pipeline state not removed: a concurrent request changed it");
+            tracing::info!(pipeline.log_id = %log_id(removal.id), "pipeline state not removed: a concurrent request changed it");
             Removed::Changed
         }
     })
@@ -390,14 +425,14 @@ async fn update<St: Store>(
             }
             CasOutcome::Missing => {
                 tracing::info!(
-                    pipeline.id = %id,
+                    pipeline.log_id = %log_id(id),
                     "pipeline state not saved: the flow was cleared or expired by another request"
                 );
                 return Ok(Written::Refused(Refusal::Conflict));
             }
             CasOutcome::Newer(_) if whole => {
                 tracing::info!(
-                    pipeline.id = %id,
+                    pipeline.log_id = %log_id(id),
                     "pipeline state not saved: the whole state was replaced while a concurrent request changed it"
                 );
                 return Ok(Written::Refused(Refusal::Conflict));
@@ -407,14 +442,14 @@ async fn update<St: Store>(
         let newer = match decode(&newer) {
             Ok(newer) => newer,
             Err(error) => {
-                tracing::warn!(pipeline.id = %id, %error, "pipeline state not saved: the stored record no longer decodes");
+                tracing::warn!(pipeline.log_id = %log_id(id), %error, "pipeline state not saved: the stored record no longer decodes");
                 return Ok(Written::Refused(Refusal::Conflict));
             }
         };
         let mut data = newer.data;
         if let Err(field) = rebase(&changes, &mut data) {
             tracing::info!(
-                pipeline.id = %id,
+                pipeline.log_id = %log_id(id),
                 field,
                 "pipeline state not saved: a concurrent request changed the same field"
             );
@@ -423,6 +458,8 @@ async fn update<St: Store>(
         version = newer.version;
         record = encode(next_version(version), &data);
     }
-    tracing::info!(pipeline.id = %id, "pipeline state not saved: too many concurrent writers");
+    // Every attempt lost to another writer: a storm an operator should
+    // look into (one lost race is `info`, above).
+    tracing::warn!(pipeline.log_id = %log_id(id), attempts = MAX_REBASES + 1, "pipeline state not saved: too many concurrent writers");
     Ok(Written::Refused(Refusal::Conflict))
 }

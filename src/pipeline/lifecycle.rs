@@ -26,6 +26,7 @@ use crate::{
     LazyPipelineState, PipelineState, Status,
     backend::{Committed, Lifetime, unix_now},
     cookies::CookieSlot,
+    store::StoreError,
 };
 
 /// Why a flow was refused, and its kind when known.
@@ -590,6 +591,15 @@ fn log(
 fn level(error: &FlowError) -> Level {
     match error {
         FlowError::NoFlow => Level::DEBUG,
+        // A mid-request write (a nonce spent, a claim) sent and not
+        // confirmed: data may be lost.
+        FlowError::Unavailable(source)
+            if source
+                .downcast_ref::<StoreError>()
+                .is_some_and(|error| !error.nothing_written()) =>
+        {
+            Level::ERROR
+        }
         FlowError::Corrupt(_) | FlowError::Unavailable(_) => Level::WARN,
         FlowError::State(_) | FlowError::MissingLayer => Level::ERROR,
         _ => Level::INFO,
