@@ -17,6 +17,7 @@ mod common;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod concurrency;
+mod dispatch_span;
 mod durability;
 mod error_pages;
 mod expiry;
