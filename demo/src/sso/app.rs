@@ -56,6 +56,7 @@ use tower_pipeline_state::{
 use super::{
     Settings, Storage,
     html::{escape, page, secure_headers},
+    metrics,
     pages::{self, Lifetimes, Message},
 };
 
@@ -273,6 +274,7 @@ pub fn router<St: Store>(store: St, settings: Settings, providers: Providers) ->
         .signed(settings.flow_key.clone(), [])
         .cookie_secure(false)
         .on_error(move |error: &LayerError| layer_error_page(error, lifetimes));
+    let funnel = settings.metrics.clone();
     let mut router = Router::new()
         .route("/", get(home))
         .route(ACCOUNT_PATH, get(account))
@@ -298,6 +300,12 @@ pub fn router<St: Store>(store: St, settings: Settings, providers: Providers) ->
         settings: Arc::new(settings),
         sign_ins: sign_ins.into(),
     };
+    if let Some(handle) = funnel {
+        router = router.route(
+            "/metrics",
+            get(move || async move { with_outcome(metrics::page(&handle), "metrics") }),
+        );
+    }
     router
         .fallback(move || async move { message_page(&pages::NOT_FOUND, "/sso/start", lifetimes) })
         .method_not_allowed_fallback(move || async move {
