@@ -31,6 +31,7 @@ mod healing;
 mod hostile;
 mod imports;
 mod lifecycle;
+mod log_levels;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod nested;
