@@ -48,7 +48,9 @@ pub(crate) fn never_sent(error: &RedisError) -> bool {
 
 impl From<RedisError> for StoreError {
     /// [`StoreError::Unreachable`] for an error raised before the command
-    /// was sent (see [`never_sent`]), [`StoreError::Backend`] for any other.
+    /// was sent (a refused connection, a failed reconnect handshake, a
+    /// client-side refusal, a cluster redirect, `NOSCRIPT`),
+    /// [`StoreError::Backend`] for any other.
     fn from(error: RedisError) -> Self {
         if never_sent(&error) {
             Self::unreachable(error)
