@@ -230,7 +230,7 @@ async fn create<St: Store>(
             // The old record is already deleted: the flow is lost, which
             // is not "nothing written".
             Err(error) if removed && error.nothing_written() => {
-                tracing::error!(%error, pipeline.log_id = %log_id(id), "pipeline state regenerated but not saved: the old record was deleted, the new one never sent; answering 503");
+                tracing::error!(%error, pipeline.log_id = %log_id(id), "pipeline state not saved: the record it replaces was deleted and the new one never sent; answering 503");
                 return Ok(Created::Refused(Refusal::NotConfirmed));
             }
             Err(error) => return Err(error),
@@ -462,4 +462,87 @@ async fn update<St: Store>(
     // look into (one lost race is `info`, above).
     tracing::warn!(pipeline.log_id = %log_id(id), attempts = MAX_REBASES + 1, "pipeline state not saved: too many concurrent writers");
     Ok(Written::Refused(Refusal::Conflict))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    /// A store whose creates never leave the process, as when Redis refuses
+    /// the connection between a regenerate's delete and its create.
+    struct CreatesUnsent(MemoryStore);
+
+    impl Store for CreatesUnsent {
+        async fn load(
+            &self,
+            key: &str,
+            refresh: Option<Duration>,
+        ) -> Result<Option<Vec<u8>>, StoreError> {
+            self.0.load(key, refresh).await
+        }
+
+        async fn create(&self, _: &str, _: &[u8], _: Duration) -> Result<bool, StoreError> {
+            let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+            Err(StoreError::unreachable(refused))
+        }
+
+        async fn update(
+            &self,
+            key: &str,
+            version: u64,
+            record: &[u8],
+            ttl: Duration,
+        ) -> Result<CasOutcome, StoreError> {
+            self.0.update(key, version, record, ttl).await
+        }
+
+        async fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.0.delete(key).await
+        }
+
+        async fn delete_if_version(
+            &self,
+            key: &str,
+            version: u64,
+        ) -> Result<CasOutcome, StoreError> {
+            self.0.delete_if_version(key, version).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_create_never_sent_after_its_old_record_was_deleted_is_not_confirmed() {
+        let (memory, config) = (MemoryStore::new(), Config::default());
+        let old = PipelineId::generate();
+        let record = encode(1, &Data::default());
+        assert!(memory.create(&config.key(old), &record, TTL).await.unwrap());
+        let store = CreatesUnsent(memory.clone());
+
+        let removal = Removal {
+            id: old,
+            version: Some(1),
+        };
+        let new = PipelineId::generate();
+        let regenerated = create(
+            &store,
+            &config,
+            new,
+            record.clone(),
+            Some(removal),
+            Wrote::Regenerated,
+            TTL,
+        )
+        .await;
+        assert!(
+            matches!(regenerated, Ok(Created::Refused(Refusal::NotConfirmed))),
+            "the flow is lost, not untouched"
+        );
+        assert_eq!(memory.load(&config.key(old), None).await.unwrap(), None);
+
+        // With nothing to replace, the same failure wrote nothing.
+        let fresh = create(&store, &config, new, record, None, Wrote::Created, TTL).await;
+        assert!(fresh.is_err_and(|error| error.nothing_written()));
+    }
 }
