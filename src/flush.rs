@@ -512,6 +512,79 @@ mod tests {
         }
     }
 
+    /// A store where another writer always got there first, on another
+    /// field: every compare-and-set finds a newer record, and every id to
+    /// create is taken.
+    struct AlwaysNewer;
+
+    impl Store for AlwaysNewer {
+        async fn load(&self, _: &str, _: Option<Duration>) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(None)
+        }
+
+        async fn create(&self, _: &str, _: &[u8], _: Duration) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+
+        async fn update(
+            &self,
+            _: &str,
+            version: u64,
+            _: &[u8],
+            _: Duration,
+        ) -> Result<CasOutcome, StoreError> {
+            let mut theirs = Data::default();
+            theirs.insert("theirs".to_owned(), version.into());
+            Ok(CasOutcome::Newer(encode(version + 1, &theirs)))
+        }
+
+        async fn delete(&self, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+
+        async fn delete_if_version(&self, _: &str, _: u64) -> Result<CasOutcome, StoreError> {
+            Ok(CasOutcome::Done)
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_conflict_storm_gives_up_with_a_warning_naming_no_id() {
+        let (logs, _guard) = test_kit::Logs::capture();
+        let config = Config::default();
+        let mut mine = Data::default();
+        mine.insert("mine".to_owned(), 1.into());
+        let changes = vec![Change {
+            field: "mine".to_owned(),
+            before: None,
+            after: Some(1.into()),
+        }];
+        let id = PipelineId::generate();
+        let written = update(&AlwaysNewer, &config, id, 1, mine, changes, false, TTL).await;
+        assert!(matches!(written, Ok(Written::Refused(Refusal::Conflict))));
+        let storm = logs.matching(&[" WARN ", "too many concurrent writers", "attempts=33"]);
+        assert_eq!(storm.len(), 1, "{}", logs.text());
+        assert!(!logs.text().contains(&id.to_string()), "{}", logs.text());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_taken_id_is_a_warning_and_three_in_a_row_a_failure() {
+        let (logs, _guard) = test_kit::Logs::capture();
+        let record = encode(1, &Data::default());
+        let created = create(
+            &AlwaysNewer,
+            &Config::default(),
+            PipelineId::generate(),
+            record,
+            None,
+            Wrote::Created,
+            TTL,
+        )
+        .await;
+        assert!(matches!(created, Err(StoreError::Protocol(_))));
+        let taken = logs.matching(&[" WARN ", "a new pipeline id was already taken"]);
+        assert_eq!(taken.len(), 3, "{}", logs.text());
+    }
+
     #[tokio::test]
     async fn a_create_never_sent_after_its_old_record_was_deleted_is_not_confirmed() {
         let (memory, config) = (MemoryStore::new(), Config::default());
