@@ -1025,9 +1025,10 @@ fn mark_retry(extensions: &mut axum::http::Extensions, message: &Message, lifeti
     }
 }
 
-/// The most a form this middleware keeps may hold: the demo's forms are a
-/// few fields (a provider's `form_post` answer is the largest).
-const RESEND_LIMIT: usize = 16 * 1024;
+/// The most a form this middleware keeps may hold: the engine's own
+/// default limit for a form (a provider's `form_post` answer, the largest
+/// the demo gets), so the middleware refuses nothing the engine would take.
+const RESEND_LIMIT: usize = 64 * 1024;
 
 /// Keeps a form POST's fields, and when its answer is a page whose way on
 /// is "try again" (the store unavailable, a write not confirmed, the
