@@ -1,6 +1,11 @@
-//! The layer's own answers (the store unavailable, a write not confirmed, a
-//! conflict, a state too large) and the hook an application sets to render
-//! them as its own pages.
+//! The layer's own answers (the store unavailable with nothing written, a
+//! write not confirmed, a conflict, a state too large) and the hook an
+//! application sets to render them as its own pages.
+//!
+//! The default answers are plain text without a link: a "try again" link
+//! would turn a failed POST into a GET its route may refuse. An
+//! application that renders pages through the hook should offer a form
+//! that sends the same request again (the SSO demo does).
 
 use std::{fmt, sync::Arc};
 
@@ -14,12 +19,18 @@ use http::{HeaderValue, Response, StatusCode, header::CONTENT_TYPE};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum LayerError {
-    /// The flow could not be loaded: the store failed, did not answer within
-    /// `store_timeout`, or holds a record of a newer format. `503`; the
-    /// handler did not run.
+    /// Unavailable, and nothing was written: the flow could not be loaded
+    /// (the store failed, did not answer within `store_timeout`, or holds a
+    /// record of a newer format; the handler did not run), or the write
+    /// after the handler was never sent (the store could not be reached:
+    /// connection refused, no connection from the pool; see
+    /// [`StoreError::nothing_written`](crate::StoreError::nothing_written)).
+    /// `503`. Sending the same request again is safe.
     Unavailable,
-    /// The write after the handler was not confirmed (it may still have
-    /// been applied). `503` instead of the handler's response.
+    /// The write after the handler was sent, and its outcome is unknown (it
+    /// timed out, or its connection dropped while it was in flight): it may
+    /// still have been applied, and the next load shows the truth. `503`
+    /// instead of the handler's response.
     NotConfirmed,
     /// A concurrent request got there first; nothing was saved. `status` is
     /// the layer's conflict status (default `409`), instead of the

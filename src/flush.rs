@@ -10,6 +10,7 @@ use crate::{
     config::Config,
     cookies::CookieSlot,
     id::PipelineId,
+    log_id::log_id,
     merge::{Change, rebase},
     metrics::{self, Operation, Wrote},
     record::{Data, decode, encode, next_version},
@@ -42,8 +43,12 @@ pub(crate) enum Refusal {
     Conflict,
     /// The record is over the size limit; nothing was written.
     TooLarge,
-    /// The store failed; nothing is known to be written.
-    Failed,
+    /// The store could not be reached: the write was never sent, nothing
+    /// was written.
+    Unavailable,
+    /// The write was sent and its outcome is unknown: it may still have
+    /// been applied.
+    NotConfirmed,
 }
 
 /// How the request's writes went: the `Set-Cookie`s of the writes that
@@ -138,8 +143,15 @@ async fn write<St: Store>(
         metrics::conflict();
     }
     result.unwrap_or_else(|error| {
-        tracing::error!(%error, "pipeline state write not confirmed (it may still have been applied): the store failed; answering 503");
-        Written::Refused(Refusal::Failed)
+        if error.nothing_written() {
+            // Known: nothing changed in the store. An operator should look
+            // at the store; no data is at risk.
+            tracing::warn!(%error, kind = error.kind(), "pipeline state not saved: the store is unreachable, nothing was written; answering 503");
+            Written::Refused(Refusal::Unavailable)
+        } else {
+            tracing::error!(%error, kind = error.kind(), "pipeline state write not confirmed (it may still have been applied): the store failed; answering 503");
+            Written::Refused(Refusal::NotConfirmed)
+        }
     })
 }
 
@@ -166,7 +178,7 @@ fn too_large(id: PipelineId, record: &[u8], limit: usize) -> bool {
     let large = record.len() > limit;
     if large {
         tracing::error!(
-            pipeline.id = %id,
+            pipeline.log_id = %log_id(id),
             size = record.len(),
             limit,
             "pipeline state not saved: the record is over the size limit; answering 500"
@@ -192,11 +204,12 @@ async fn create<St: Store>(
     if too_large(id, &record, config.max_record_size) {
         return Ok(Created::Refused(Refusal::TooLarge));
     }
+    let removed = replacing.is_some();
     if let Some(removal) = replacing {
         match remove(store, config, removal).await? {
             Removed::Yes => {}
             Removed::AlreadyGone => {
-                tracing::info!(pipeline.id = %removal.id, "pipeline state not replaced: another request cleared it first, or it expired");
+                tracing::info!(pipeline.log_id = %log_id(removal.id), "pipeline state not replaced: another request cleared it first, or it expired");
                 return Ok(Created::Refused(Refusal::Conflict));
             }
             Removed::Changed => return Ok(Created::Refused(Refusal::Conflict)),
@@ -211,12 +224,22 @@ async fn create<St: Store>(
             config.store_timeout,
             store.create(&key, &record, ttl),
         )
-        .await?;
+        .await;
+        let created = match created {
+            Ok(created) => created,
+            // The old record is already deleted: the flow is lost, which
+            // is not "nothing written".
+            Err(error) if removed && error.nothing_written() => {
+                tracing::error!(%error, pipeline.log_id = %log_id(id), "pipeline state not saved: the record it replaces was deleted and the new one never sent; answering 503");
+                return Ok(Created::Refused(Refusal::NotConfirmed));
+            }
+            Err(error) => return Err(error),
+        };
         if created {
             metrics::write(wrote);
             return Ok(Created::Yes(id));
         }
-        tracing::warn!(pipeline.id = %id, "a new pipeline id was already taken; trying another");
+        tracing::warn!(pipeline.log_id = %log_id(id), "a new pipeline id was already taken; trying another");
         id = PipelineId::generate();
     }
     Err(StoreError::Protocol(
@@ -264,7 +287,7 @@ pub(crate) async fn claim<St: Store>(
         Ok(Removed::AlreadyGone) => Ok(Claimed::AlreadyGone),
         Ok(Removed::Changed) => Ok(Claimed::Changed),
         Err(error) => {
-            tracing::error!(pipeline.id = %id, %error, "pipeline flow not claimed: the store failed");
+            store_failed(id, &error, "pipeline flow not claimed: the store failed");
             Err(error)
         }
     }
@@ -290,17 +313,29 @@ pub(crate) async fn commit<St: Store>(
             Ok(Committed::Yes)
         }
         Ok(Some(CasOutcome::Missing)) => {
-            tracing::info!(pipeline.id = %id, "pipeline state not committed: the flow was cleared or expired by another request");
+            tracing::info!(pipeline.log_id = %log_id(id), "pipeline state not committed: the flow was cleared or expired by another request");
             Ok(Committed::AlreadyGone)
         }
         Ok(Some(CasOutcome::Newer(_))) => {
-            tracing::info!(pipeline.id = %id, "pipeline state not committed: a concurrent request changed it");
+            tracing::info!(pipeline.log_id = %log_id(id), "pipeline state not committed: a concurrent request changed it");
             Ok(Committed::Changed)
         }
         Err(error) => {
-            tracing::error!(pipeline.id = %id, %error, "pipeline state not committed: the store failed");
+            store_failed(id, &error, "pipeline state not committed: the store failed");
             Err(error)
         }
+    }
+}
+
+/// Logs a mid-request store failure of flow `id` at the level it calls
+/// for: `warn` when nothing was written (the store needs looking at),
+/// `error` when a write's outcome is unknown (data may be lost).
+fn store_failed(id: PipelineId, error: &StoreError, message: &'static str) {
+    let (key, kind) = (log_id(id), error.kind());
+    if error.nothing_written() {
+        tracing::warn!(pipeline.log_id = %key, %error, kind, written = false, "{message}");
+    } else {
+        tracing::error!(pipeline.log_id = %key, %error, kind, written = "unknown", "{message}");
     }
 }
 
@@ -334,7 +369,7 @@ async fn remove<St: Store>(
         CasOutcome::Done => Removed::Yes,
         CasOutcome::Missing => Removed::AlreadyGone,
         CasOutcome::Newer(_) => {
-            tracing::info!(pipeline.id = %removal.id, "pipeline state not removed: a concurrent request changed it");
+            tracing::info!(pipeline.log_id = %log_id(removal.id), "pipeline state not removed: a concurrent request changed it");
             Removed::Changed
         }
     })
@@ -390,14 +425,14 @@ async fn update<St: Store>(
             }
             CasOutcome::Missing => {
                 tracing::info!(
-                    pipeline.id = %id,
+                    pipeline.log_id = %log_id(id),
                     "pipeline state not saved: the flow was cleared or expired by another request"
                 );
                 return Ok(Written::Refused(Refusal::Conflict));
             }
             CasOutcome::Newer(_) if whole => {
                 tracing::info!(
-                    pipeline.id = %id,
+                    pipeline.log_id = %log_id(id),
                     "pipeline state not saved: the whole state was replaced while a concurrent request changed it"
                 );
                 return Ok(Written::Refused(Refusal::Conflict));
@@ -407,14 +442,14 @@ async fn update<St: Store>(
         let newer = match decode(&newer) {
             Ok(newer) => newer,
             Err(error) => {
-                tracing::warn!(pipeline.id = %id, %error, "pipeline state not saved: the stored record no longer decodes");
+                tracing::warn!(pipeline.log_id = %log_id(id), %error, "pipeline state not saved: the stored record no longer decodes");
                 return Ok(Written::Refused(Refusal::Conflict));
             }
         };
         let mut data = newer.data;
         if let Err(field) = rebase(&changes, &ours, &mut data) {
             tracing::info!(
-                pipeline.id = %id,
+                pipeline.log_id = %log_id(id),
                 field,
                 "pipeline state not saved: a concurrent request changed the same field"
             );
@@ -423,6 +458,164 @@ async fn update<St: Store>(
         version = newer.version;
         record = encode(next_version(version), &data);
     }
-    tracing::info!(pipeline.id = %id, "pipeline state not saved: too many concurrent writers");
+    // Every attempt lost to another writer: a storm an operator should
+    // look into (one lost race is `info`, above).
+    tracing::warn!(pipeline.log_id = %log_id(id), attempts = MAX_REBASES + 1, "pipeline state not saved: too many concurrent writers");
     Ok(Written::Refused(Refusal::Conflict))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    /// A store whose creates never leave the process, as when Redis refuses
+    /// the connection between a regenerate's delete and its create.
+    struct CreatesUnsent(MemoryStore);
+
+    impl Store for CreatesUnsent {
+        async fn load(
+            &self,
+            key: &str,
+            refresh: Option<Duration>,
+        ) -> Result<Option<Vec<u8>>, StoreError> {
+            self.0.load(key, refresh).await
+        }
+
+        async fn create(&self, _: &str, _: &[u8], _: Duration) -> Result<bool, StoreError> {
+            let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+            Err(StoreError::unreachable(refused))
+        }
+
+        async fn update(
+            &self,
+            key: &str,
+            version: u64,
+            record: &[u8],
+            ttl: Duration,
+        ) -> Result<CasOutcome, StoreError> {
+            self.0.update(key, version, record, ttl).await
+        }
+
+        async fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.0.delete(key).await
+        }
+
+        async fn delete_if_version(
+            &self,
+            key: &str,
+            version: u64,
+        ) -> Result<CasOutcome, StoreError> {
+            self.0.delete_if_version(key, version).await
+        }
+    }
+
+    /// A store where another writer always got there first, on another
+    /// field: every compare-and-set finds a newer record, and every id to
+    /// create is taken.
+    struct AlwaysNewer;
+
+    impl Store for AlwaysNewer {
+        async fn load(&self, _: &str, _: Option<Duration>) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(None)
+        }
+
+        async fn create(&self, _: &str, _: &[u8], _: Duration) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+
+        async fn update(
+            &self,
+            _: &str,
+            version: u64,
+            _: &[u8],
+            _: Duration,
+        ) -> Result<CasOutcome, StoreError> {
+            let mut theirs = Data::default();
+            theirs.insert("theirs".to_owned(), version.into());
+            Ok(CasOutcome::Newer(encode(version + 1, &theirs)))
+        }
+
+        async fn delete(&self, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+
+        async fn delete_if_version(&self, _: &str, _: u64) -> Result<CasOutcome, StoreError> {
+            Ok(CasOutcome::Done)
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_conflict_storm_gives_up_with_a_warning_naming_no_id() {
+        let (logs, _guard) = test_kit::Logs::capture();
+        let config = Config::default();
+        let mut mine = Data::default();
+        mine.insert("mine".to_owned(), 1.into());
+        let changes = vec![Change {
+            field: "mine".to_owned(),
+            before: None,
+            after: Some(1.into()),
+        }];
+        let id = PipelineId::generate();
+        let written = update(&AlwaysNewer, &config, id, 1, mine, changes, false, TTL).await;
+        assert!(matches!(written, Ok(Written::Refused(Refusal::Conflict))));
+        let storm = logs.matching(&[" WARN ", "too many concurrent writers", "attempts=33"]);
+        assert_eq!(storm.len(), 1, "{}", logs.text());
+        assert!(!logs.text().contains(&id.to_string()), "{}", logs.text());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_taken_id_is_a_warning_and_three_in_a_row_a_failure() {
+        let (logs, _guard) = test_kit::Logs::capture();
+        let record = encode(1, &Data::default());
+        let created = create(
+            &AlwaysNewer,
+            &Config::default(),
+            PipelineId::generate(),
+            record,
+            None,
+            Wrote::Created,
+            TTL,
+        )
+        .await;
+        assert!(matches!(created, Err(StoreError::Protocol(_))));
+        let taken = logs.matching(&[" WARN ", "a new pipeline id was already taken"]);
+        assert_eq!(taken.len(), 3, "{}", logs.text());
+    }
+
+    #[tokio::test]
+    async fn a_create_never_sent_after_its_old_record_was_deleted_is_not_confirmed() {
+        let (memory, config) = (MemoryStore::new(), Config::default());
+        let old = PipelineId::generate();
+        let record = encode(1, &Data::default());
+        assert!(memory.create(&config.key(old), &record, TTL).await.unwrap());
+        let store = CreatesUnsent(memory.clone());
+
+        let removal = Removal {
+            id: old,
+            version: Some(1),
+        };
+        let new = PipelineId::generate();
+        let regenerated = create(
+            &store,
+            &config,
+            new,
+            record.clone(),
+            Some(removal),
+            Wrote::Regenerated,
+            TTL,
+        )
+        .await;
+        assert!(
+            matches!(regenerated, Ok(Created::Refused(Refusal::NotConfirmed))),
+            "the flow is lost, not untouched"
+        );
+        assert_eq!(memory.load(&config.key(old), None).await.unwrap(), None);
+
+        // With nothing to replace, the same failure wrote nothing.
+        let fresh = create(&store, &config, new, record, None, Wrote::Created, TTL).await;
+        assert!(fresh.is_err_and(|error| error.nothing_written()));
+    }
 }

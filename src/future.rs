@@ -230,9 +230,12 @@ fn respond<B>(
         None => response.map(ResponseBody::inner),
         Some(Refusal::Conflict) => answer(config.answer(config.conflict())),
         Some(Refusal::TooLarge) => answer(config.answer(LayerError::TooLarge)),
+        // A write that was never sent (the store unreachable): nothing
+        // was written, and saying so lets the person simply try again.
+        Some(Refusal::Unavailable) => answer(config.answer(LayerError::Unavailable)),
         // A write that timed out or lost its connection may still have been
         // carried out by Redis: "not confirmed", not "not written".
-        Some(Refusal::Failed) => answer(config.answer(LayerError::NotConfirmed)),
+        Some(Refusal::NotConfirmed) => answer(config.answer(LayerError::NotConfirmed)),
     };
     // The cookies of the writes that landed, whatever the answer: a record
     // written without its cookie would be unreachable.

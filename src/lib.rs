@@ -53,6 +53,7 @@ mod layer;
 mod lazy;
 mod load;
 mod lock;
+mod log_id;
 mod merge;
 mod metrics;
 pub mod pipeline;

@@ -6,6 +6,7 @@ use crate::{
     config::Config,
     error::LoadError,
     id::PipelineId,
+    log_id::log_id,
     metrics,
     record::{DecodeError, FORMAT, Format, decode, format_of},
     store::Store,
@@ -33,7 +34,9 @@ pub(crate) async fn load<St: Store>(
     match result {
         Ok(raw) => found(id, raw, config.max_record_size),
         Err(error) => {
-            tracing::error!(pipeline.id = %id, %error, "pipeline state not loaded: the store failed; answering 503");
+            // Nothing is lost (the handler does not run), but the store
+            // needs an operator.
+            tracing::warn!(pipeline.log_id = %log_id(id), %error, kind = error.kind(), "pipeline state not loaded: the store failed; answering 503");
             Err(LoadError::Store(error))
         }
     }
@@ -42,7 +45,7 @@ pub(crate) async fn load<St: Store>(
 /// What a loaded (or missing, or unreadable) record is.
 fn found(id: PipelineId, raw: Option<Vec<u8>>, max_record_size: usize) -> Result<Found, LoadError> {
     let Some(raw) = raw else {
-        tracing::debug!(pipeline.id = %id, "pipeline state expired or cleared");
+        tracing::debug!(pipeline.log_id = %log_id(id), "pipeline state expired or cleared");
         metrics::load(metrics::Found::Expired);
         return Ok(Found::Missing);
     };
@@ -52,7 +55,7 @@ fn found(id: PipelineId, raw: Option<Vec<u8>>, max_record_size: usize) -> Result
         if let Format::Newer(found) = format_of(&raw) {
             return Err(newer_format(id, found));
         }
-        tracing::warn!(pipeline.id = %id, size = raw.len(), limit = max_record_size, "pipeline state record is over the size limit; treating the flow as expired");
+        tracing::warn!(pipeline.log_id = %log_id(id), size = raw.len(), limit = max_record_size, "pipeline state record is over the size limit; treating the flow as expired");
         metrics::load(metrics::Found::Corrupt);
         return Ok(Found::Unreadable);
     }
@@ -66,7 +69,7 @@ fn found(id: PipelineId, raw: Option<Vec<u8>>, max_record_size: usize) -> Result
         }
         Err(DecodeError::NewerFormat(found)) => Err(newer_format(id, found)),
         Err(error) => {
-            tracing::warn!(pipeline.id = %id, %error, "pipeline state record does not decode; treating the flow as expired");
+            tracing::warn!(pipeline.log_id = %log_id(id), %error, "pipeline state record does not decode; treating the flow as expired");
             metrics::load(metrics::Found::Corrupt);
             Ok(Found::Unreadable)
         }
@@ -76,8 +79,10 @@ fn found(id: PipelineId, raw: Option<Vec<u8>>, max_record_size: usize) -> Result
 /// A record a later release wrote (a rolling deploy): logged, and refused
 /// so that nothing this release does deletes or overwrites it.
 fn newer_format(id: PipelineId, found: String) -> LoadError {
-    tracing::error!(
-        pipeline.id = %id,
+    // An operator's matter (a deploy in progress, or one rolled back); the
+    // record is kept.
+    tracing::warn!(
+        pipeline.log_id = %log_id(id),
         format = %found,
         supported = FORMAT,
         "pipeline state record has a newer format than this release reads; leaving it alone and answering 503"

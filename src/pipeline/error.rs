@@ -102,12 +102,17 @@ pub enum FlowError {
     MissingLayer,
     /// The store failed or did not answer in time (loading the flow,
     /// claiming it before the finish hook, or writing a nested run's end),
-    /// or the flow was written by a newer release. Answer `503`. Nothing is
-    /// known to be changed, except with
-    /// [`durability`](crate::PipelineStateLayer::durability): a write that
-    /// replicas did not confirm in time is on the primary all the same, so a
-    /// claim before the finish hook that was not confirmed has ended the
-    /// flow without running the hook (the person starts over).
+    /// or the flow was written by a newer release. Answer `503`. A load's
+    /// failure changed nothing. For a write during the request (spending
+    /// the nonce, the claim) the source is the
+    /// [`StoreError`](crate::StoreError):
+    /// [`nothing_written`](crate::StoreError::nothing_written) says the
+    /// write never left; otherwise it may have landed ("not confirmed"),
+    /// as with [`durability`](crate::PipelineStateLayer::durability), where
+    /// a write that replicas did not confirm in time is on the primary all
+    /// the same, so a claim before the finish hook that was not confirmed
+    /// has ended the flow without running the hook (the person starts
+    /// over).
     #[error("the flow's store is unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// Another request of this flow got there first: it finished the flow, or

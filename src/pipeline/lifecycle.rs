@@ -26,6 +26,7 @@ use crate::{
     LazyPipelineState, PipelineState, Status,
     backend::{Committed, Lifetime, unix_now},
     cookies::CookieSlot,
+    store::StoreError,
 };
 
 /// Why a flow was refused, and its kind when known.
@@ -326,7 +327,8 @@ where
         // No step running once the steps ran: the finish hook was.
         let at = step.as_deref().or(Some("finish"));
         funnel::request(&self.inner.name, flow, at, outcome, Some(took));
-        tracing::Span::current().record("step", step.as_deref());
+        // The funnel's labels: `finish` for the finish hook.
+        tracing::Span::current().record("step", at);
         let error = match result {
             Ok(response) => {
                 tracing::Span::current().record("outcome", "answered");
@@ -392,7 +394,11 @@ where
             // with its step, by `settle`).
             funnel::request(&self.inner.name, flow, None, error.kind(), None);
         }
-        tracing::Span::current().record("outcome", error.kind());
+        let span = tracing::Span::current();
+        span.record("flow", flow);
+        // `-`, as the funnel says it, for a request refused before any step.
+        span.record("step", step.as_deref().unwrap_or("-"));
+        span.record("outcome", error.kind());
         // Kept even if the answer is a server error: an ended flow stays
         // ended. (Ending only fails on a finished request, which a running
         // handler never has.)
@@ -513,7 +519,10 @@ where
             let flow = funnel::kind_label(&self.inner.kinds, Some(&stored.kind));
             funnel::replay_answered(&self.inner.name, flow);
             funnel::request(&self.inner.name, flow, None, "replay_answered", None);
-            tracing::Span::current().record("outcome", "replay_answered");
+            let span = tracing::Span::current();
+            span.record("flow", flow);
+            span.record("step", "-");
+            span.record("outcome", "replay_answered");
             return redirect(&location);
         }
         let error = FlowError::Ended { how: ended.how };
@@ -590,6 +599,15 @@ fn log(
 fn level(error: &FlowError) -> Level {
     match error {
         FlowError::NoFlow => Level::DEBUG,
+        // A mid-request write (a nonce spent, a claim) sent and not
+        // confirmed: data may be lost.
+        FlowError::Unavailable(source)
+            if source
+                .downcast_ref::<StoreError>()
+                .is_some_and(|error| !error.nothing_written()) =>
+        {
+            Level::ERROR
+        }
         FlowError::Corrupt(_) | FlowError::Unavailable(_) => Level::WARN,
         FlowError::State(_) | FlowError::MissingLayer => Level::ERROR,
         _ => Level::INFO,

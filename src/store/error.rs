@@ -7,17 +7,25 @@ use std::{error::Error, time::Duration};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The backend reported an error (connection refused or reset, a server
-    /// error reply...). The source is the backend's own error type, for
+    /// The backend reported an error after the command may have been sent
+    /// (a connection reset or dropped, a server error reply...): a write's
+    /// outcome is unknown. The source is the backend's own error type, for
     /// instance a `redis::RedisError`.
     #[error("store backend: {0}")]
     Backend(#[source] Box<dyn Error + Send + Sync + 'static>),
+    /// The store could not be reached and the command was never sent, so
+    /// nothing was written: the connection was refused or could not be
+    /// made, or the connection source gave none. The source is the
+    /// backend's own error.
+    #[error("store unreachable, nothing sent: {0}")]
+    Unreachable(#[source] Box<dyn Error + Send + Sync + 'static>),
     /// The operation did not finish within the layer's
     /// [`store_timeout`](crate::PipelineStateLayer::store_timeout).
     #[error("no answer from the store within {0:?}")]
     Timeout(Duration),
-    /// A connection pool could not hand out a connection in time.
-    #[error("no connection available from the pool in time")]
+    /// A connection pool could not hand out a connection in time: nothing
+    /// was sent.
+    #[error("no connection available from the pool in time; nothing sent")]
     PoolTimeout,
     /// The store answered something this crate does not expect.
     #[error("unexpected reply from the store: {0}")]
@@ -66,9 +74,45 @@ impl StoreError {
         Self::Backend(Box::new(source))
     }
 
+    /// A store that could not be reached: the command was never sent, so
+    /// nothing was written ([`StoreError::Unreachable`]).
+    ///
+    /// ```
+    /// use tower_pipeline_state::StoreError;
+    ///
+    /// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+    /// let error = StoreError::unreachable(refused);
+    /// assert!(error.nothing_written());
+    /// assert_eq!(error.kind(), "unreachable");
+    /// ```
+    pub fn unreachable(source: impl Error + Send + Sync + 'static) -> Self {
+        Self::Unreachable(Box::new(source))
+    }
+
+    /// Whether the failure is known to have written nothing: the command
+    /// was never sent (the store unreachable, no connection from the pool),
+    /// or the server was refused when connecting. A failed write for which
+    /// this is `false` may still have been applied: its outcome is unknown
+    /// ("not confirmed").
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_pipeline_state::StoreError;
+    ///
+    /// assert!(StoreError::PoolTimeout.nothing_written());
+    /// // The command may have reached the server before the time ran out.
+    /// assert!(!StoreError::Timeout(Duration::from_secs(1)).nothing_written());
+    /// ```
+    pub fn nothing_written(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable(_) | Self::PoolTimeout | Self::ServerTooOld { .. }
+        )
+    }
+
     /// A stable name of the kind of failure, for logs and metrics labels:
-    /// `backend`, `timeout`, `pool_timeout`, `protocol`, `server_too_old` or
-    /// `not_replicated`.
+    /// `backend`, `unreachable`, `timeout`, `pool_timeout`, `protocol`,
+    /// `server_too_old` or `not_replicated`.
     ///
     /// ```
     /// use std::time::Duration;
@@ -79,19 +123,12 @@ impl StoreError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Backend(_) => "backend",
+            Self::Unreachable(_) => "unreachable",
             Self::Timeout(_) => "timeout",
             Self::PoolTimeout => "pool_timeout",
             Self::Protocol(_) => "protocol",
             Self::ServerTooOld { .. } => "server_too_old",
             Self::NotReplicated { .. } => "not_replicated",
         }
-    }
-}
-
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-impl From<redis::RedisError> for StoreError {
-    fn from(error: redis::RedisError) -> Self {
-        Self::backend(error)
     }
 }

@@ -28,7 +28,7 @@ mod tools;
 
 pub use client::browser;
 pub use cluster::{Migration, Node, RedisCluster};
-pub use logs::{Capturing, Logs};
+pub use logs::{Capturing, ClosedSpan, Logs};
 pub use oidc_provider::{OidcProvider, Settings as OidcProviderSettings};
 pub use redis_server::RedisServer;
 pub use server::{Server, free_port, listener};

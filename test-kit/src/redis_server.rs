@@ -194,14 +194,24 @@ impl RedisServer {
         pid
     }
 
-    /// Starts the server again on the same port, empty, with one more
-    /// configuration line.
+    /// Starts the server again on the same port (as
+    /// [`restart`](Self::restart) does), with one more configuration line.
     pub fn restart_with(&mut self, line: &str) {
         self.config.push(line.to_owned());
         self.restart();
     }
 
-    /// Starts the server again on the same port, empty.
+    /// Writes what the server holds to its scratch directory (`SAVE`):
+    /// the next [`restart`](Self::restart) starts with it, as a server
+    /// with persistence comes back after an outage.
+    pub fn save(&self) {
+        let _: () = redis::cmd("SAVE")
+            .query(&mut self.admin())
+            .expect("SAVE on the private redis-server");
+    }
+
+    /// Starts the server again on the same port: empty, or with what the
+    /// last [`save`](Self::save) wrote.
     pub fn restart(&mut self) {
         self.stop();
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -17,9 +17,11 @@ mod common;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod concurrency;
+mod dispatch_span;
 mod durability;
 mod error_pages;
 mod expiry;
+mod failure_kinds;
 mod failures;
 mod faults;
 mod flows;
@@ -29,10 +31,12 @@ mod healing;
 mod hostile;
 mod imports;
 mod lifecycle;
+mod log_levels;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod nested;
 mod nested_engine;
+mod no_secrets_in_logs;
 mod old_servers;
 mod pipeline;
 mod pipeline_events;

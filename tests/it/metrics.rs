@@ -154,8 +154,9 @@ fn a_scripted_sequence_leaves_exact_counts() {
             send(Act::Read, Some(&format!("pipeline_id={corrupt}")))
                 .await
                 .unwrap();
-            // Redis paused past the timeout, then gone: a timeout, then a
-            // backend failure, both at load.
+            // Redis paused past the timeout, then gone: a timeout, then an
+            // unreachable store (the load sent again after the dropped
+            // connection is refused one), both at load.
             let _: () = redis::cmd("CLIENT")
                 .arg("PAUSE")
                 .arg(1000)
@@ -190,7 +191,7 @@ fn a_scripted_sequence_leaves_exact_counts() {
             1,
         ),
         (
-            "pipeline_state_store_failures_total{kind=backend,operation=load}",
+            "pipeline_state_store_failures_total{kind=unreachable,operation=load}",
             1,
         ),
         (

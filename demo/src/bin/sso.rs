@@ -188,6 +188,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
+    // The sign-in funnel, served at /metrics.
+    settings.metrics = Some(sso::metrics::install()?);
+    println!(
+        "the sign-in funnel at {}/metrics (Prometheus text format)",
+        settings.app_origin
+    );
+
     let redis_url =
         std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let connected = tokio::time::timeout(Duration::from_secs(3), RedisStore::connect(&redis_url))

@@ -49,13 +49,14 @@ use cookie::{Cookie, CookieJar, SameSite};
 use serde::{Deserialize, Serialize};
 use tower_pipeline_oidc::{Error as ProviderError, ErrorKind, Identity, Prompt, Provider};
 use tower_pipeline_state::{
-    Key, LayerError, PipelineStateLayer, Store,
+    Key, LayerError, PipelineStateLayer, Store, StoreError,
     pipeline::{Failure, Finished, Flow, FlowError, HowEnded, Pipeline, see_other},
 };
 
 use super::{
     Settings, Storage,
     html::{escape, page, secure_headers},
+    metrics,
     pages::{self, Lifetimes, Message},
 };
 
@@ -273,6 +274,7 @@ pub fn router<St: Store>(store: St, settings: Settings, providers: Providers) ->
         .signed(settings.flow_key.clone(), [])
         .cookie_secure(false)
         .on_error(move |error: &LayerError| layer_error_page(error, lifetimes));
+    let funnel = settings.metrics.clone();
     let mut router = Router::new()
         .route("/", get(home))
         .route(ACCOUNT_PATH, get(account))
@@ -298,12 +300,20 @@ pub fn router<St: Store>(store: St, settings: Settings, providers: Providers) ->
         settings: Arc::new(settings),
         sign_ins: sign_ins.into(),
     };
+    if let Some(handle) = funnel {
+        router = router.route(
+            "/metrics",
+            get(move || async move { with_outcome(metrics::page(&handle), "metrics") }),
+        );
+    }
     router
         .fallback(move || async move { message_page(&pages::NOT_FOUND, "/sso/start", lifetimes) })
         .method_not_allowed_fallback(move || async move {
             message_page(&pages::METHOD_NOT_ALLOWED, "/sso/start", lifetimes)
         })
         .layer(layer)
+        // Outside the layer: it sees the layer's own answers too.
+        .layer(middleware::from_fn(resend_failed_posts))
         .with_state(app)
         .layer(middleware::from_fn_with_state("app", log_requests))
         .layer(middleware::map_response(secure_headers))
@@ -942,6 +952,16 @@ fn error_page(failure: Failure, start: &str, lifetimes: Lifetimes) -> Response {
         FlowError::NonceMismatch => pages::NOT_THIS_SIGN_IN,
         FlowError::NonceReplayed => pages::ALREADY_USED,
         FlowError::NonceMissing => pages::MISSING_ANSWER,
+        // A write of the step's (its nonce spent, the flow claimed) that
+        // was sent and not confirmed; any other store failure wrote
+        // nothing.
+        FlowError::Unavailable(source)
+            if source
+                .downcast_ref::<StoreError>()
+                .is_some_and(|error| !error.nothing_written()) =>
+        {
+            pages::NOT_SAVED
+        }
         FlowError::Unavailable(_) => pages::UNAVAILABLE,
         FlowError::Concurrent => pages::ANSWERED_ELSEWHERE,
         FlowError::SignatureChanged => pages::STEPS_CHANGED,
@@ -972,6 +992,7 @@ fn layer_error_page(error: &LayerError, lifetimes: Lifetimes) -> HttpResponse<St
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     response.extensions_mut().insert(Outcome(message.outcome));
+    mark_retry(response.extensions_mut(), &message, lifetimes);
     response
 }
 
@@ -983,7 +1004,104 @@ fn message_page(message: &Message, start: &str, lifetimes: Lifetimes) -> Respons
     )
         .into_response();
     response.extensions_mut().insert(Outcome(message.outcome));
+    mark_retry(response.extensions_mut(), message, lifetimes);
     response
+}
+
+/// A page whose way on is to send the same request again: for a POST,
+/// [`resend_failed_posts`] renders it again with a form that does.
+#[derive(Clone, Copy, Debug)]
+struct Retry {
+    message: Message,
+    lifetimes: Lifetimes,
+}
+
+fn mark_retry(extensions: &mut axum::http::Extensions, message: &Message, lifetimes: Lifetimes) {
+    if message.next == pages::Next::TryAgain {
+        extensions.insert(Retry {
+            message: *message,
+            lifetimes,
+        });
+    }
+}
+
+/// The most a form this middleware keeps may hold: the engine's own
+/// default limit for a form (a provider's `form_post` answer, the largest
+/// the demo gets), so the middleware refuses nothing the engine would take.
+const RESEND_LIMIT: usize = 64 * 1024;
+
+/// Keeps a form POST's fields, and when its answer is a page whose way on
+/// is "try again" (the store unavailable, a write not confirmed, the
+/// provider unreachable), renders that page with a form that sends the
+/// same fields to the same address by POST: a "Try again" link would load
+/// the address as a GET, which a POST-only route refuses (405).
+async fn resend_failed_posts(request: Request, next: Next) -> Response {
+    let is_form = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_none_or(|value| value.starts_with("application/x-www-form-urlencoded"));
+    if request.method() != Method::POST || !is_form {
+        return next.run(request).await;
+    }
+    let action = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), |path| path.as_str().to_owned());
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = to_bytes(body, RESEND_LIMIT).await else {
+        return (
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "This form is larger than this site accepts.",
+        )
+            .into_response();
+    };
+    let fields: Vec<(String, String)> = form_urlencoded::parse(&bytes).into_owned().collect();
+    let mut response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    let Some(retry) = response.extensions().get::<Retry>().copied() else {
+        return response;
+    };
+    let html = render_resend(&retry.message, &action, &fields, retry.lifetimes);
+    response
+        .headers_mut()
+        .remove(axum::http::header::CONTENT_LENGTH);
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    *response.body_mut() = Body::from(html);
+    response
+}
+
+/// The page of `message` whose "Try again" posts `fields` to `action`
+/// again.
+fn render_resend(
+    message: &Message,
+    action: &str,
+    fields: &[(String, String)],
+    lifetimes: Lifetimes,
+) -> String {
+    let hidden: String = fields
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                escape(name),
+                escape(value)
+            )
+        })
+        .collect();
+    let body = format!(
+        "<h1>{title}</h1><p class=\"problem\">{text}</p>\
+         <form method=\"post\" action=\"{action}\">{hidden}<button>Try again</button> \
+         <a href=\"/\">Start page</a></form>",
+        title = escape(message.title),
+        text = escape(&message.text(lifetimes)),
+        action = escape(action),
+    );
+    page(message.title, &body).0
 }
 
 /// The HTML of a message's page.

@@ -10,6 +10,7 @@
 pub mod app;
 pub mod html;
 pub mod idp;
+pub mod metrics;
 pub mod pages;
 
 use std::time::Duration;
@@ -95,6 +96,10 @@ pub struct Settings {
     /// Encrypts the login session's cookie: a key of its own, so the
     /// session and the flows never vouch for each other.
     pub session_key: Key,
+    /// Where the sign-in funnel is read for `/metrics`; `None`: no
+    /// `/metrics` page. The binary installs a recorder for the process
+    /// ([`metrics::install`]); a test gives one of its own.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -111,6 +116,7 @@ impl std::fmt::Debug for Settings {
             .field("max_lifetime", &self.max_lifetime)
             .field("replay_window", &self.replay_window)
             .field("storage", &self.storage)
+            .field("metrics", &self.metrics.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -143,6 +149,7 @@ impl Settings {
             storage: Storage::Redis,
             flow_key: Key::generate(),
             session_key: Key::generate(),
+            metrics: None,
         }
     }
 

@@ -271,23 +271,25 @@ pub const MISCONFIGURED: Message = Message {
     next: Next::Home,
 };
 
-/// The flow store cannot be reached (Redis down or too slow).
+/// The flow store cannot be reached (Redis down or too slow): nothing was
+/// written.
 pub const UNAVAILABLE: Message = Message {
     outcome: "store_unavailable",
     status: StatusCode::SERVICE_UNAVAILABLE,
     title: "Sign-in is unavailable for a moment",
-    text: "We cannot reach the place where sign-ins in progress are kept. \
-           Try again in a moment.",
+    text: "We cannot reach the place where sign-ins in progress are kept, \
+           so nothing was saved. Try again in a moment.",
     next: Next::TryAgain,
 };
 
-/// The write after the step was not confirmed.
+/// The write after the step was sent and not confirmed: it may have
+/// landed.
 pub const NOT_SAVED: Message = Message {
     outcome: "store_not_confirmed",
     status: StatusCode::SERVICE_UNAVAILABLE,
     title: "We could not save your progress",
     text: "The place where sign-ins in progress are kept did not confirm the \
-           last step. Try again in a moment.",
+           last step: it may or may not have been saved. Try again in a moment.",
     next: Next::TryAgain,
 };
 

@@ -331,6 +331,70 @@ async fn redis_stopped_mid_flow_is_said_plainly_and_the_next_attempt_works() {
 }
 
 #[tokio::test]
+async fn a_sign_in_started_with_redis_stopped_is_sent_again_by_its_form_once_redis_is_back() {
+    run(
+        "a_sign_in_started_with_redis_stopped_is_sent_again_by_its_form_once_redis_is_back",
+        |browser| async move {
+            let mut demo = Demo::builtin(Options::default()).await;
+            browser.open(&demo.url("/")).await;
+            browser.expect_heading("Welcome").await;
+            demo.redis.stop();
+            demo.until_unreachable().await;
+            // "Sign in" is a POST that starts a flow: nothing could be
+            // written, and the page says so.
+            browser.click("Sign in with Demo ID").await;
+            expect_page(&browser, &pages::UNAVAILABLE).await;
+            assert_eq!(browser.url().await, demo.url("/sso/start"));
+            browser.screenshot("store-unavailable-at-start").await;
+            demo.redis.restart();
+            // Its "Try again" posts the same form again (a link would load
+            // /sso/start as a GET: 405).
+            browser.click("Try again").await;
+            browser.expect_heading("Sign in to continue").await;
+            sign_in_at_provider(&browser, "alice", "wonderland").await;
+            confirm(&browser, &demo, "Alice Liddell").await;
+            let starts = demo.received_at("/sso/start");
+            assert_eq!(
+                starts
+                    .iter()
+                    .map(|seen| seen.method.as_str())
+                    .collect::<Vec<_>>(),
+                ["POST", "POST"],
+                "the retry was a POST: {starts:?}"
+            );
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_step_submitted_with_redis_stopped_is_sent_again_by_its_form_and_goes_through() {
+    run(
+        "a_step_submitted_with_redis_stopped_is_sent_again_by_its_form_and_goes_through",
+        |browser| async move {
+            let mut demo = Demo::builtin(Options::default()).await;
+            start(&browser, &demo).await;
+            sign_in_at_provider(&browser, "alice", "wonderland").await;
+            browser.expect_heading("Continue?").await;
+            // Redis goes down with the sign-in kept on disk (a server with
+            // persistence) while the person reads the question.
+            demo.redis.save();
+            demo.redis.stop();
+            demo.until_unreachable().await;
+            browser.click("Continue as Alice Liddell").await;
+            expect_page(&browser, &pages::UNAVAILABLE).await;
+            demo.redis.restart();
+            browser.click("Try again").await;
+            // The answer went through: on to the next question.
+            browser.expect_heading("Stay signed in?").await;
+            browser.click("Yes, stay signed in").await;
+            browser.expect_heading("Signed in as Alice Liddell").await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn two_tabs_each_finish_their_own_sign_in() {
     run(
         "two_tabs_each_finish_their_own_sign_in",

@@ -18,7 +18,7 @@ use demo::sso::{OidcSettings, Settings, app::Providers};
 use test_kit::{OidcProvider, OidcProviderSettings, RedisServer, Server};
 use tokio::net::TcpListener;
 use tower_pipeline_oidc::ResponseMode;
-use tower_pipeline_state::RedisStore;
+use tower_pipeline_state::{RedisStore, Store};
 
 /// How the demo is set up for a test.
 #[derive(Clone, Copy, Debug)]
@@ -79,6 +79,9 @@ pub(crate) struct Received {
 pub(crate) struct Demo {
     pub(crate) settings: Settings,
     pub(crate) redis: RedisServer,
+    /// A client of the app's store (the same kind of connection, its own),
+    /// to tell when Redis is seen gone.
+    pub(crate) store: RedisStore,
     /// Every request the app received, in order.
     pub(crate) received: Arc<Mutex<Vec<Received>>>,
     _app: Server,
@@ -137,12 +140,13 @@ impl Demo {
             .expect("connect to the private redis-server");
         let received = Arc::new(Mutex::new(Vec::new()));
         let providers = Providers::new(&settings).expect("valid provider settings");
-        let app = demo::sso::app::router(store, settings.clone(), providers).layer(
+        let app = demo::sso::app::router(store.clone(), settings.clone(), providers).layer(
             axum::middleware::from_fn_with_state(received.clone(), record),
         );
         Self {
             settings,
             redis,
+            store,
             received,
             _app: Server::axum(listener, app),
             _idp: None,
@@ -167,6 +171,17 @@ impl Demo {
                 })
             })
             .collect()
+    }
+
+    /// Waits until the app's store has seen Redis go: a load then fails
+    /// with nothing sent, as every command does until Redis is back.
+    pub(crate) async fn until_unreachable(&self) {
+        let error = self
+            .store
+            .load("auth:pipeline:probe", None)
+            .await
+            .expect_err("Redis is down");
+        assert!(error.nothing_written(), "{error}");
     }
 
     /// The requests the app received for `path`.

@@ -1101,12 +1101,13 @@ async fn an_id_token_signed_with_a_key_the_provider_does_not_publish_is_refused(
 
 #[tokio::test]
 async fn the_layers_own_answer_is_the_apps_page() {
-    // Redis goes away while the callback step talks to the provider: the
-    // step's changes cannot be written, and the layer answers "not
+    // Redis freezes while the callback step talks to the provider: the
+    // step's write goes out and no answer comes, so the layer answers "not
     // confirmed" (503) through the app's on_error hook, as a page of the
-    // app's, with the layer's status.
+    // app's, with the layer's status. (Redis stopped instead would refuse
+    // the write before it is sent: "unavailable", `sso_failures.rs`.)
     let (logs, _capturing) = Logs::capture();
-    let mut redis = RedisServer::start();
+    let redis = RedisServer::start();
     // The token endpoint says when a request arrived, and answers when
     // the test lets it.
     let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -1143,9 +1144,10 @@ async fn the_layers_own_answer_is_the_apps_page() {
         async move { browser.get(url).send().await.unwrap() }
     });
     arrived.recv().await.unwrap();
-    redis.stop();
+    redis.pause();
     release.notify_one();
     let response = pending.await.unwrap();
+    redis.resume();
     assert_eq!(
         response.headers()["content-type"],
         "text/html; charset=utf-8"

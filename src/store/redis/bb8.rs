@@ -113,7 +113,8 @@ impl RedisConnection for Bb8Pool {
                     pool: self.0.clone(),
                 })
             }
-            Err(bb8::RunError::User(error)) => Err(error.into()),
+            // The pool could not make a connection: nothing was sent.
+            Err(bb8::RunError::User(error)) => Err(StoreError::unreachable(error)),
             Err(bb8::RunError::TimedOut) => Err(StoreError::PoolTimeout),
         }
     }

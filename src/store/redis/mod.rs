@@ -25,6 +25,7 @@ mod redirects;
 mod request;
 mod retry;
 mod scripts;
+mod sent;
 mod server;
 mod wait;
 
