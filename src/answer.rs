@@ -79,16 +79,24 @@ impl LayerError {
         }
     }
 
-    /// The layer's own short plain-text message for it.
+    /// The layer's own short plain-text message for it. It carries no
+    /// link: a link would turn a form's `POST` into a `GET` the route may
+    /// refuse, while the browser's reload sends the same request, fields
+    /// and all, again. (An application that wants a button renders its own
+    /// page with [`on_error`](crate::PipelineStateLayer::on_error).)
     ///
     /// ```
     /// use tower_pipeline_state::LayerError;
     ///
     /// assert!(LayerError::TooLarge.message().contains("too large"));
+    /// let unavailable = LayerError::Unavailable.message();
+    /// assert!(unavailable.contains("nothing was saved") && !unavailable.contains("http"));
     /// ```
     pub fn message(&self) -> &'static str {
         match self {
-            Self::Unavailable => "pipeline state store unavailable\n",
+            Self::Unavailable => {
+                "pipeline state store unavailable; nothing was saved, send the request again\n"
+            }
             Self::NotConfirmed => {
                 "pipeline state store unavailable; the changes may not have been saved\n"
             }

@@ -534,7 +534,7 @@ mod tests {
             _: Duration,
         ) -> Result<CasOutcome, StoreError> {
             let mut theirs = Data::default();
-            theirs.insert("theirs".to_owned(), version.into());
+            theirs.insert("theirs".to_owned(), crate::record::field(&version).unwrap());
             Ok(CasOutcome::Newer(encode(version + 1, &theirs)))
         }
 
@@ -552,14 +552,23 @@ mod tests {
         let (logs, _guard) = test_kit::Logs::capture();
         let config = Config::default();
         let mut mine = Data::default();
-        mine.insert("mine".to_owned(), 1.into());
+        mine.insert("mine".to_owned(), crate::record::field(&1).unwrap());
         let changes = vec![Change {
             field: "mine".to_owned(),
             before: None,
-            after: Some(1.into()),
         }];
         let id = PipelineId::generate();
-        let written = update(&AlwaysNewer, &config, id, 1, mine, changes, false, TTL).await;
+        let written = update(
+            &AlwaysNewer,
+            &config,
+            id,
+            1,
+            Arc::new(mine),
+            changes,
+            false,
+            TTL,
+        )
+        .await;
         assert!(matches!(written, Ok(Written::Refused(Refusal::Conflict))));
         let storm = logs.matching(&[" WARN ", "too many concurrent writers", "attempts=33"]);
         assert_eq!(storm.len(), 1, "{}", logs.text());

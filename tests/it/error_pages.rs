@@ -39,7 +39,9 @@ async fn answer(response: reqwest::Response) -> (StatusCode, String, String) {
 
 fn rendered(status: StatusCode, kind: &str) -> (StatusCode, String, String) {
     let message = match kind {
-        "unavailable" => "pipeline state store unavailable",
+        "unavailable" => {
+            "pipeline state store unavailable; nothing was saved, send the request again"
+        }
         "not_confirmed" => "pipeline state store unavailable; the changes may not have been saved",
         "conflict" => "the flow was changed by a concurrent request; nothing was saved, try again",
         _ => "pipeline state too large; nothing was saved",

@@ -56,7 +56,7 @@ async fn redis_down_in(mode: LoadMode) {
     assert_eq!(down.headers()["content-type"], "text/plain; charset=utf-8");
     assert_eq!(
         down.text().await.unwrap(),
-        "pipeline state store unavailable\n"
+        "pipeline state store unavailable; nothing was saved, send the request again\n"
     );
     assert_eq!(
         calls.load(Ordering::SeqCst),

@@ -168,7 +168,10 @@ async fn a_slow_redis_answers_503_at_the_timeout_and_the_handler_is_not_called()
     for request in requests {
         let (answer, elapsed) = request.await.unwrap();
         assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(answer.body, "pipeline state store unavailable\n");
+        assert_eq!(
+            answer.body,
+            "pipeline state store unavailable; nothing was saved, send the request again\n"
+        );
         assert_eq!(answer.cookie, None);
         // Sanity only: it did not wait for Redis to come back.
         assert!(elapsed < Duration::from_millis(2500), "{elapsed:?}");
@@ -312,7 +315,10 @@ async fn connection_refused_answers_503_promptly_and_service_resumes_after_a_res
             .await
             .unwrap();
         assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(answer.body, "pipeline state store unavailable\n");
+        assert_eq!(
+            answer.body,
+            "pipeline state store unavailable; nothing was saved, send the request again\n"
+        );
         // Sanity only: refused connections fail fast, far under the 1 s
         // timeout plus the reconnect attempt.
         assert!(

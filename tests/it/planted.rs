@@ -240,7 +240,7 @@ async fn newer_format_refused(
             (answer.status, answer.body.as_str()),
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "pipeline state store unavailable\n"
+                "pipeline state store unavailable; nothing was saved, send the request again\n"
             ),
             "{path} of {what} with TTL {ttl:?}"
         );
