@@ -7,11 +7,12 @@
 
 use std::time::Duration;
 
-use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind, Value, pipe};
+use redis::{RedisError, RedisResult, Value, pipe};
 
 use super::{
     RedisConnection, RedisStore, asking,
     request::{Node, Reply, Request, no_script, replies_of},
+    sent::not_run_by_cluster,
 };
 use crate::store::StoreError;
 
@@ -24,19 +25,7 @@ pub(super) const REDIRECT_RETRIES: u32 = 8;
 /// Whether a failed command is sent again, and after what pause:
 /// `attempt` counts the sends so far, less one.
 pub(super) fn retry_after(error: &RedisError, idempotent: bool, attempt: u32) -> Option<Duration> {
-    let redirected = matches!(
-        error.kind(),
-        ErrorKind::Server(
-            ServerErrorKind::Moved
-                | ServerErrorKind::Ask
-                | ServerErrorKind::TryAgain
-                | ServerErrorKind::ClusterDown
-                | ServerErrorKind::MasterDown
-                | ServerErrorKind::BusyLoading
-                | ServerErrorKind::ReadOnly
-        ) | ErrorKind::ClusterConnectionNotFound
-    );
-    if redirected {
+    if not_run_by_cluster(error) {
         // Not run (a cluster moving slots or failing over): safe to send
         // again, whatever the command, once the cluster has settled.
         let pause = (10u64 << attempt.min(5)).min(200) * u64::from(attempt > 0);
@@ -157,6 +146,8 @@ impl<C: RedisConnection> RedisStore<C> {
 
 #[cfg(test)]
 mod tests {
+    use redis::{ErrorKind, ServerErrorKind};
+
     use super::*;
 
     #[test]

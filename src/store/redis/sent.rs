@@ -27,22 +27,32 @@ pub(crate) fn never_sent(error: &RedisError) -> bool {
     if error.is_connection_refusal() {
         return true;
     }
+    not_run_by_cluster(error)
+        || matches!(
+            error.kind(),
+            ErrorKind::AuthenticationFailed
+                | ErrorKind::InvalidClientConfig
+                | ErrorKind::Client
+                | ErrorKind::Server(ServerErrorKind::NoScript)
+        )
+}
+
+/// Whether a cluster answered `error` without running the command: a
+/// redirect, a failover or a load in progress, a replica refusing a write,
+/// or no connection to the node that serves the slot. Such a command is
+/// safe to send again, whatever it is (`retry.rs`).
+pub(super) fn not_run_by_cluster(error: &RedisError) -> bool {
     matches!(
         error.kind(),
-        ErrorKind::AuthenticationFailed
-            | ErrorKind::InvalidClientConfig
-            | ErrorKind::Client
-            | ErrorKind::ClusterConnectionNotFound
-            | ErrorKind::Server(
-                ServerErrorKind::Moved
-                    | ServerErrorKind::Ask
-                    | ServerErrorKind::TryAgain
-                    | ServerErrorKind::ClusterDown
-                    | ServerErrorKind::MasterDown
-                    | ServerErrorKind::BusyLoading
-                    | ServerErrorKind::ReadOnly
-                    | ServerErrorKind::NoScript
-            )
+        ErrorKind::Server(
+            ServerErrorKind::Moved
+                | ServerErrorKind::Ask
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::BusyLoading
+                | ServerErrorKind::ReadOnly
+        ) | ErrorKind::ClusterConnectionNotFound
     )
 }
 
