@@ -42,6 +42,7 @@ mod pipeline;
 mod pipeline_events;
 mod planted;
 mod properties;
+mod rare_logs;
 mod replays;
 #[cfg(feature = "cluster")]
 mod resharding;
