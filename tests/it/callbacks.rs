@@ -5,9 +5,12 @@
 //! callback forms over the limits. Real HTTP and a private redis-server;
 //! cookies are sent by hand where a test needs exactly what a browser sends.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
 };
 
 use axum::{
@@ -19,10 +22,11 @@ use axum::{
     routing::{get, post},
 };
 use redis::aio::ConnectionManager;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Barrier, Notify, Semaphore};
 use tower_pipeline_state::{
     LazyPipelineState, PipelineStateLayer, RedisStore, Store,
     pipeline::{Flow, FlowError, Pipeline},
+    store::{CasOutcome, StoreError},
 };
 
 use crate::common::{
@@ -246,6 +250,99 @@ async fn a_callback_delivered_twice_at_once_runs_its_step_once() {
         );
         assert!(record["data"].get("nonce").is_none(), "the nonce is spent");
         assert_eq!(record["data"]["step_index"], 2);
+    }
+}
+
+/// A Redis store whose loads of one chosen key meet at a barrier: two
+/// requests for that flow both hold what they loaded before either writes,
+/// so they really overlap (neither can see the other's write at its load).
+struct LoadsMeet {
+    inner: RedisStore,
+    meeting: Arc<Meeting>,
+}
+
+/// The key whose loads meet (none until the test names it), and where.
+struct Meeting {
+    key: Mutex<Option<String>>,
+    barrier: Barrier,
+}
+
+impl Store for LoadsMeet {
+    async fn load(
+        &self,
+        key: &str,
+        refresh: Option<Duration>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let loaded = self.inner.load(key, refresh).await;
+        let chosen = self.meeting.key.lock().unwrap().as_deref() == Some(key);
+        if chosen {
+            self.meeting.barrier.wait().await;
+        }
+        loaded
+    }
+
+    async fn create(&self, key: &str, record: &[u8], ttl: Duration) -> Result<bool, StoreError> {
+        self.inner.create(key, record, ttl).await
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        version: u64,
+        record: &[u8],
+        ttl: Duration,
+    ) -> Result<CasOutcome, StoreError> {
+        self.inner.update(key, version, record, ttl).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+
+    async fn delete_if_version(&self, key: &str, version: u64) -> Result<CasOutcome, StoreError> {
+        self.inner.delete_if_version(key, version).await
+    }
+}
+
+#[tokio::test]
+async fn a_callback_whose_two_copies_both_loaded_before_either_wrote_runs_its_step_once() {
+    let redis = RedisServer::start();
+    for round in 0..5 {
+        let meeting = Arc::new(Meeting {
+            key: Mutex::new(None),
+            barrier: Barrier::new(2),
+        });
+        let store = LoadsMeet {
+            inner: redis_store(&redis.url()).await,
+            meeting: meeting.clone(),
+        };
+        let gate = Gate::new(false);
+        let app = app_over(store, pipeline(gate.clone(), |b| b), open_touch()).await;
+        let browser = browser();
+        let (state, key) = start(&app, &browser).await;
+        *meeting.key.lock().unwrap() = Some(key.clone());
+        let url = app.url(&format!("/flow?code=c0de&state={state}"));
+        let (first, second) = tokio::join!(browser.get(&url).send(), browser.get(&url).send());
+        let mut answers = vec![answer(first.unwrap()).await, answer(second.unwrap()).await];
+        answers.sort();
+        assert_eq!(
+            gate.runs.load(Ordering::SeqCst),
+            1,
+            "round {round}: {answers:?}"
+        );
+        // Both loaded the same version: the loser's spend of the nonce
+        // finds the winner's write, so it is refused as concurrent (never
+        // as a replay, which would mean it loaded after the winner wrote).
+        assert_eq!(
+            answers,
+            [
+                (StatusCode::OK, "called back".to_owned()),
+                refused("concurrent")
+            ],
+            "round {round}"
+        );
+        let record: serde_json::Value = serde_json::from_slice(&redis.get(&key).unwrap()).unwrap();
+        assert_eq!(record["data"]["data"]["code"], "c0de", "round {round}");
     }
 }
 
