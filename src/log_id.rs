@@ -13,7 +13,7 @@ use sha2::Sha256;
 
 use crate::id::PipelineId;
 
-/// A flow's id as log lines name it (`pipeline.key`): 16 hex digits.
+/// A flow's id as log lines name it (`pipeline.log_id`): 16 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LogId([u8; 8]);
 

@@ -34,6 +34,20 @@ async fn refused(response: reqwest::Response) -> String {
     response.text().await.unwrap()
 }
 
+/// Has the provider answer with `craft`, signs in: the kind the sign-in is
+/// refused with.
+async fn refusal_after(app: &App, idp: &Idp, craft: Craft) -> String {
+    idp.craft(craft);
+    refused(sign_in(app, idp, &browser()).await).await
+}
+
+/// [`refusal_after`] on a provider and an application started for it.
+async fn refusal_of(craft: Craft) -> String {
+    let idp = Idp::start(false).await;
+    let app = App::start(MemoryStore::new(), |redirect| oidc(&idp, redirect)).await;
+    refusal_after(&app, &idp, craft).await
+}
+
 #[tokio::test]
 async fn a_sign_in_sends_pkce_a_nonce_and_the_flow_state_and_binds_the_verified_identity() {
     let idp = Idp::start(true).await;
@@ -100,66 +114,58 @@ async fn a_sign_in_sends_pkce_a_nonce_and_the_flow_state_and_binds_the_verified_
 async fn an_id_token_for_another_audience_is_refused() {
     let idp = Idp::start(false).await;
     let app = App::start(MemoryStore::new(), |redirect| oidc(&idp, redirect)).await;
-    idp.craft(Craft {
-        aud: Some(json!("another-app")),
-        ..Craft::default()
-    });
-    assert_eq!(
-        refused(sign_in(&app, &idp, &browser()).await).await,
-        "id_token_audience"
-    );
+    let refusal = refusal_after(
+        &app,
+        &idp,
+        Craft {
+            aud: Some(json!("another-app")),
+            ..Craft::default()
+        },
+    )
+    .await;
+    assert_eq!(refusal, "id_token_audience");
     // This client and an untrusted other: refused too.
-    idp.craft(Craft {
-        aud: Some(json!(["test-app", "another-app"])),
-        azp: Some("test-app".to_owned()),
-        ..Craft::default()
-    });
-    assert_eq!(
-        refused(sign_in(&app, &idp, &browser()).await).await,
-        "id_token_audience"
-    );
+    let refusal = refusal_after(
+        &app,
+        &idp,
+        Craft {
+            aud: Some(json!(["test-app", "another-app"])),
+            azp: Some("test-app".to_owned()),
+            ..Craft::default()
+        },
+    )
+    .await;
+    assert_eq!(refusal, "id_token_audience");
 }
 
 #[tokio::test]
 async fn an_azp_naming_another_client_is_refused() {
-    let idp = Idp::start(false).await;
-    let app = App::start(MemoryStore::new(), |redirect| oidc(&idp, redirect)).await;
-    idp.craft(Craft {
+    let refusal = refusal_of(Craft {
         azp: Some("another-app".to_owned()),
         ..Craft::default()
-    });
-    assert_eq!(
-        refused(sign_in(&app, &idp, &browser()).await).await,
-        "id_token_audience"
-    );
+    })
+    .await;
+    assert_eq!(refusal, "id_token_audience");
 }
 
 #[tokio::test]
 async fn an_id_token_from_another_issuer_is_refused() {
-    let idp = Idp::start(false).await;
-    let app = App::start(MemoryStore::new(), |redirect| oidc(&idp, redirect)).await;
-    idp.craft(Craft {
+    let refusal = refusal_of(Craft {
         iss: Some("https://evil.example".to_owned()),
         ..Craft::default()
-    });
-    assert_eq!(
-        refused(sign_in(&app, &idp, &browser()).await).await,
-        "id_token_issuer"
-    );
+    })
+    .await;
+    assert_eq!(refusal, "id_token_issuer");
 }
 
 #[tokio::test]
 async fn an_id_token_with_another_nonce_is_refused() {
-    let idp = Idp::start(false).await;
-    let app = App::start(MemoryStore::new(), |redirect| oidc(&idp, redirect)).await;
-    idp.craft(Craft {
+    let refusal = refusal_of(Craft {
         nonce: Some("a-nonce-of-another-sign-in".to_owned()),
         ..Craft::default()
-    });
-    assert_eq!(
-        refused(sign_in(&app, &idp, &browser()).await).await,
-        "id_token_nonce"
-    );
+    })
+    .await;
+    assert_eq!(refusal, "id_token_nonce");
 }
 
 #[tokio::test]
@@ -179,15 +185,17 @@ async fn an_expired_id_token_is_refused_past_the_clock_skew() {
         StatusCode::OK
     );
     // Expired 90 s ago: past it.
-    idp.craft(Craft {
-        exp: -90,
-        iat: -200,
-        ..Craft::default()
-    });
-    assert_eq!(
-        refused(sign_in(&app, &idp, &browser()).await).await,
-        "id_token_expired"
-    );
+    let refusal = refusal_after(
+        &app,
+        &idp,
+        Craft {
+            exp: -90,
+            iat: -200,
+            ..Craft::default()
+        },
+    )
+    .await;
+    assert_eq!(refusal, "id_token_expired");
 }
 
 #[tokio::test]
@@ -197,37 +205,43 @@ async fn an_id_token_issued_in_the_future_or_long_ago_is_refused() {
         oidc(&idp, redirect).clock_skew(Duration::from_secs(60))
     })
     .await;
-    idp.craft(Craft {
-        iat: 120,
-        exp: 600,
-        ..Craft::default()
-    });
-    assert_eq!(
-        refused(sign_in(&app, &idp, &browser()).await).await,
-        "id_token_issued_at"
-    );
-    idp.craft(Craft {
-        iat: -3600,
-        ..Craft::default()
-    });
-    assert_eq!(
-        refused(sign_in(&app, &idp, &browser()).await).await,
-        "id_token_issued_at"
-    );
+    let refusal = refusal_after(
+        &app,
+        &idp,
+        Craft {
+            iat: 120,
+            exp: 600,
+            ..Craft::default()
+        },
+    )
+    .await;
+    assert_eq!(refusal, "id_token_issued_at");
+    let refusal = refusal_after(
+        &app,
+        &idp,
+        Craft {
+            iat: -3600,
+            ..Craft::default()
+        },
+    )
+    .await;
+    assert_eq!(refusal, "id_token_issued_at");
 }
 
 #[tokio::test]
 async fn an_id_token_signed_by_an_unknown_key_is_refused_after_one_fetch_of_the_keys() {
     let idp = Idp::start(false).await;
     let app = App::start(MemoryStore::new(), |redirect| oidc(&idp, redirect)).await;
-    idp.craft(Craft {
-        signer: Signer::Unknown,
-        ..Craft::default()
-    });
-    assert_eq!(
-        refused(sign_in(&app, &idp, &browser()).await).await,
-        "id_token_unknown_key"
-    );
+    let refusal = refusal_after(
+        &app,
+        &idp,
+        Craft {
+            signer: Signer::Unknown,
+            ..Craft::default()
+        },
+    )
+    .await;
+    assert_eq!(refusal, "id_token_unknown_key");
     // Discovery's fetch, and one more for the unknown key: not a loop.
     assert_eq!(idp.jwks_fetches(), 2);
 }
@@ -258,14 +272,16 @@ async fn a_rotated_key_is_fetched_once_and_the_next_sign_in_passes() {
 async fn an_at_hash_that_does_not_match_the_access_token_is_refused() {
     let idp = Idp::start(false).await;
     let app = App::start(MemoryStore::new(), |redirect| oidc(&idp, redirect)).await;
-    idp.craft(Craft {
-        at_hash: AtHash::Wrong,
-        ..Craft::default()
-    });
-    assert_eq!(
-        refused(sign_in(&app, &idp, &browser()).await).await,
-        "at_hash"
-    );
+    let refusal = refusal_after(
+        &app,
+        &idp,
+        Craft {
+            at_hash: AtHash::Wrong,
+            ..Craft::default()
+        },
+    )
+    .await;
+    assert_eq!(refusal, "at_hash");
     // Absent, it is not asked for (the code flow makes it optional).
     idp.craft(Craft {
         at_hash: AtHash::Absent,
