@@ -377,6 +377,11 @@ impl PipelineState {
     /// ```
     pub fn set<T: Serialize + ?Sized>(&self, field: &str, value: &T) -> Result<(), StateError> {
         let value = record::field(value).map_err(StateError::Serialize)?;
+        self.set_field(field, value)
+    }
+
+    /// [`set`](Self::set) with the value already serialized.
+    pub(super) fn set_field(&self, field: &str, value: Field) -> Result<(), StateError> {
         self.change_field(field, |data| data.insert(field.to_owned(), value))
     }
 

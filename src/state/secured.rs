@@ -35,7 +35,7 @@ impl PipelineState {
         value: &T,
     ) -> Result<(), StateError> {
         let value = record::field(value).map_err(StateError::Serialize)?;
-        self.set(field, &value)?;
+        self.set_field(field, value.clone())?;
         self.secure(field, Some(value));
         Ok(())
     }
