@@ -43,6 +43,7 @@ mod pipeline_events;
 mod planted;
 mod properties;
 mod rare_logs;
+mod readme_axum;
 mod replays;
 #[cfg(feature = "cluster")]
 mod resharding;
