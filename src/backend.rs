@@ -117,7 +117,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
         self: Arc<Self>,
         id: PipelineId,
         version: u64,
-        data: Data,
+        data: Arc<Data>,
         lifetime: Option<Lifetime>,
     ) -> BoxFuture<Result<Committed, StoreError>>;
 

@@ -301,7 +301,7 @@ pub(crate) async fn commit<St: Store>(
     config: &Config,
     id: PipelineId,
     version: u64,
-    data: Data,
+    data: Arc<Data>,
     lifetime: Option<Lifetime>,
 ) -> Result<Committed, StoreError> {
     let ttl = lifetime.map_or(config.ttl, |lifetime| lifetime.ttl(config.ttl));

@@ -418,7 +418,7 @@ mod tests {
             self: Arc<Self>,
             _: PipelineId,
             _: u64,
-            _: Data,
+            _: Arc<Data>,
             _: Option<Lifetime>,
         ) -> BoxFuture<Result<Committed, StoreError>> {
             unreachable!("these tests never end a nested run")

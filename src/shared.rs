@@ -44,7 +44,7 @@ impl<St: Store> Backend for Shared<St> {
         self: Arc<Self>,
         id: PipelineId,
         version: u64,
-        data: Data,
+        data: Arc<Data>,
         lifetime: Option<Lifetime>,
     ) -> BoxFuture<Result<Committed, StoreError>> {
         Box::pin(async move {

@@ -131,7 +131,7 @@ impl PipelineState {
         let committed = match backend {
             Some(backend) => {
                 backend
-                    .commit(id, version, Data::clone(&data), lifetime)
+                    .commit(id, version, data.clone(), lifetime)
                     .await?
             }
             None => Committed::Yes,
