@@ -129,11 +129,7 @@ impl PipelineState {
         // A loaded state with no store behind it (a unit test's) commits in
         // memory, as a store that always accepts would.
         let committed = match backend {
-            Some(backend) => {
-                backend
-                    .commit(id, version, data.clone(), lifetime)
-                    .await?
-            }
+            Some(backend) => backend.commit(id, version, data.clone(), lifetime).await?,
             None => Committed::Yes,
         };
         if committed == Committed::Yes {

@@ -74,27 +74,14 @@ async fn a_store_down_at_load_is_rendered_in_both_load_modes() {
 #[tokio::test]
 async fn a_write_not_confirmed_is_rendered() {
     let mut redis = RedisServer::start();
-    let gate = Arc::new(Barrier::new(2));
-    let handler_gate = gate.clone();
-    let routes = routes().route(
-        "/gated",
-        post(move |state: PipelineState| {
-            let gate = handler_gate.clone();
-            async move {
-                gate.wait().await; // loaded
-                gate.wait().await; // Redis is gone
-                state.set("count", &99).unwrap();
-                "the handler's answer"
-            }
-        }),
-    );
+    let (routes, gate) = routes_with_held(99);
     let app = serve(routes.layer(layer(redis_store(&redis.url()).await))).await;
     let browser = browser();
     browser.post(app.url("/incr")).send().await.unwrap();
     let pending = tokio::spawn(browser.post(app.url("/gated")).send());
-    gate.wait().await;
+    gate.loaded.notified().await;
     redis.stop();
-    gate.wait().await;
+    gate.release.notify_one();
     let response = pending.await.unwrap().unwrap();
     assert_eq!(
         answer(response).await,

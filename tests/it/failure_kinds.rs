@@ -4,16 +4,12 @@
 //! own kind, over a real redis-server that the tests stop, freeze and
 //! start again.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use crate::common::*;
-use axum::{Router, routing::post};
 use http::Response;
 use reqwest::StatusCode;
-use tokio::sync::Notify;
-use tower_pipeline_state::{
-    LayerError, PipelineState, PipelineStateLayer, RedisStore, Store, StoreError,
-};
+use tower_pipeline_state::{LayerError, PipelineStateLayer, RedisStore, Store, StoreError};
 
 /// A layer whose answers are the `LayerError`'s kind, so a test reads it.
 fn kind_answering<St: Store>(layer: PipelineStateLayer<St>) -> PipelineStateLayer<St> {
@@ -89,20 +85,7 @@ async fn a_write_never_sent_answers_unavailable_and_the_same_request_works_once_
 async fn a_write_sent_to_a_frozen_redis_answers_not_confirmed_and_the_next_load_shows_it_landed() {
     let (logs, _guard) = Logs::capture();
     let redis = RedisServer::start();
-    let gate = Arc::new((Notify::new(), Notify::new()));
-    let handler_gate = gate.clone();
-    let routes: Router = routes().route(
-        "/gated",
-        post(move |state: PipelineState| {
-            let gate = handler_gate.clone();
-            async move {
-                gate.0.notify_one();
-                gate.1.notified().await;
-                state.set("count", &7).unwrap();
-                "the handler's answer"
-            }
-        }),
-    );
+    let (routes, gate) = routes_with_held(7);
     let layer = kind_answering(PipelineStateLayer::new(redis_store(&redis.url()).await))
         .store_timeout(Duration::from_millis(300));
     let app = serve(routes.layer(layer)).await;
@@ -110,10 +93,10 @@ async fn a_write_sent_to_a_frozen_redis_answers_not_confirmed_and_the_next_load_
     browser.post(app.url("/incr")).send().await.unwrap();
 
     let pending = tokio::spawn(browser.post(app.url("/gated")).send());
-    gate.0.notified().await; // loaded
+    gate.loaded.notified().await; // loaded
     // Frozen, connections open: the write goes out and no answer comes.
     redis.pause();
-    gate.1.notify_one();
+    gate.release.notify_one();
     let answer = pending.await.unwrap().unwrap();
     assert_eq!(
         (answer.status(), answer.text().await.unwrap().as_str()),
@@ -161,29 +144,16 @@ async fn a_pool_that_hands_out_no_connection_answers_unavailable() {
 #[tokio::test]
 async fn a_conflict_has_its_own_kind() {
     let redis = RedisServer::start();
-    let gate = Arc::new((Notify::new(), Notify::new()));
-    let handler_gate = gate.clone();
-    let routes: Router = routes().route(
-        "/gated",
-        post(move |state: PipelineState| {
-            let gate = handler_gate.clone();
-            async move {
-                gate.0.notify_one();
-                gate.1.notified().await;
-                state.set("count", &100).unwrap();
-                "the handler's answer"
-            }
-        }),
-    );
+    let (routes, gate) = routes_with_held(100);
     let layer = kind_answering(PipelineStateLayer::new(redis_store(&redis.url()).await));
     let app = serve(routes.layer(layer)).await;
     let browser = browser();
     browser.post(app.url("/incr")).send().await.unwrap();
     let pending = tokio::spawn(browser.post(app.url("/gated")).send());
-    gate.0.notified().await;
+    gate.loaded.notified().await;
     // Another request changes the same field first.
     assert_eq!(text_of(browser.post(app.url("/incr"))).await, "2");
-    gate.1.notify_one();
+    gate.release.notify_one();
     let answer = pending.await.unwrap().unwrap();
     assert_eq!(
         (answer.status(), answer.text().await.unwrap().as_str()),

@@ -10,7 +10,6 @@ use std::sync::{
 use crate::common::*;
 use axum::{Router, routing::post};
 use reqwest::StatusCode;
-use tokio::sync::Notify;
 use tower_pipeline_state::{LoadMode, PipelineState, PipelineStateLayer};
 
 /// The test routes plus `/counted`, which counts its calls and increments.
@@ -109,29 +108,16 @@ async fn redis_down_in(mode: LoadMode) {
 async fn a_failed_write_answers_503_instead_of_the_handlers_response() {
     let (logs, _guard) = Logs::capture();
     let mut redis = RedisServer::start();
-    let gate = Arc::new((Notify::new(), Notify::new()));
-    let handler_gate = gate.clone();
-    let routes = routes().route(
-        "/gated",
-        post(move |state: PipelineState| {
-            let gate = handler_gate.clone();
-            async move {
-                gate.0.notify_one();
-                gate.1.notified().await;
-                state.set("count", &99).unwrap();
-                "the handler's answer"
-            }
-        }),
-    );
+    let (routes, gate) = routes_with_held(99);
     let layer = PipelineStateLayer::new(redis_store(&redis.url()).await).cookie_secure(false);
     let app = serve(routes.layer(layer)).await;
     let browser = browser();
     browser.post(app.url("/incr")).send().await.unwrap();
 
     let pending = tokio::spawn(browser.post(app.url("/gated")).send());
-    gate.0.notified().await; // loaded
+    gate.loaded.notified().await; // loaded
     redis.stop();
-    gate.1.notify_one();
+    gate.release.notify_one();
     let response = pending.await.unwrap().unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(

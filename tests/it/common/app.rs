@@ -9,9 +9,44 @@ use axum::{
 };
 use tower_pipeline_state::{PipelineState, PipelineStateLayer, RedisStore, Status, Store};
 
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
 use crate::common::{Server, browser, listener, set_cookie};
 
 /// Routes that exercise every part of the handle.
+/// A handler held between its load and its write, for tests that change
+/// Redis in between: `loaded` is told once the state is loaded; told
+/// `release`, it sets `count` and answers "the handler's answer".
+pub(crate) struct Held {
+    pub(crate) loaded: Notify,
+    pub(crate) release: Notify,
+}
+
+/// [`routes`] and `POST /gated`, whose handler is [`Held`] and sets `count`
+/// to `value`.
+pub(crate) fn routes_with_held(value: u64) -> (Router, Arc<Held>) {
+    let held = Arc::new(Held {
+        loaded: Notify::new(),
+        release: Notify::new(),
+    });
+    let handler = held.clone();
+    let routes = routes().route(
+        "/gated",
+        post(move |state: PipelineState| {
+            let held = handler.clone();
+            async move {
+                held.loaded.notify_one();
+                held.release.notified().await;
+                state.set("count", &value).unwrap();
+                "the handler's answer"
+            }
+        }),
+    );
+    (routes, held)
+}
+
 pub(crate) fn routes() -> Router {
     Router::new()
         .route("/noop", get(|| async { "untouched" }))
